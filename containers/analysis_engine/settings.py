@@ -1,0 +1,170 @@
+"""Configuration enters once: the container environment becomes a typed, validated `Settings`.
+
+Every rejection raises `InvalidInputError` naming the variable and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from analysis_engine.errors import InvalidInputError
+
+ANALYSIS_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Published figures: ~300 input tokens per second of video at default media
+# resolution, ~100 at low. Used to estimate a call's cost before the budget admits it.
+TOKENS_PER_SECOND = {"default": 300, "low": 100}
+
+DEFAULT_MAP_MODEL = "gemini-2.5-flash"
+DEFAULT_REDUCE_MODEL = "gemini-2.5-flash"
+
+
+@dataclass(frozen=True)
+class Settings:
+    analysis_id: str
+    input_uri: str
+    output_uri: str
+    analysis_context: dict[str, Any] = field(default_factory=dict)
+    gemini_api_key: str = field(default="", repr=False)
+    gemini_base_url: str | None = None
+    map_model: str = DEFAULT_MAP_MODEL
+    reduce_model: str = DEFAULT_REDUCE_MODEL
+    segment_seconds: float = 120.0
+    map_concurrency: int = 4
+    gemini_max_attempts: int = 6
+    gemini_timeout_seconds: float = 300.0
+    # Defaults are one twelfth of a Tier-1 Flash project (1k RPM, 1M TPM): the
+    # decision record runs 12 analyses at once against one shared quota.
+    gemini_rpm_budget: int = 80
+    gemini_tpm_budget: int = 80_000
+    media_resolution: Literal["default", "low"] = "default"
+    max_duration_seconds: float = 4 * 3600.0
+    idle_min_seconds: float = 30.0
+    work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+
+    @property
+    def tokens_per_second(self) -> int:
+        return TOKENS_PER_SECOND[self.media_resolution]
+
+    @property
+    def input_is_prefix(self) -> bool:
+        return self.input_uri.endswith("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            analysis_id=_analysis_id(env),
+            input_uri=_uri(env, "INPUT_URI", allow_prefix=True),
+            output_uri=_output_uri(env),
+            analysis_context=_context(env),
+            gemini_api_key=env.get("GEMINI_API_KEY", ""),
+            gemini_base_url=env.get("GEMINI_BASE_URL") or None,
+            map_model=env.get("GEMINI_MAP_MODEL") or DEFAULT_MAP_MODEL,
+            reduce_model=env.get("GEMINI_REDUCE_MODEL") or DEFAULT_REDUCE_MODEL,
+            segment_seconds=_number(env, "SEGMENT_SECONDS", 120.0, minimum=10.0, maximum=3600.0),
+            map_concurrency=int(
+                _number(env, "MAP_CONCURRENCY", 4, minimum=1, maximum=64, integer=True)
+            ),
+            gemini_max_attempts=int(
+                _number(env, "GEMINI_MAX_ATTEMPTS", 6, minimum=1, maximum=50, integer=True)
+            ),
+            gemini_timeout_seconds=_number(env, "GEMINI_TIMEOUT_SECONDS", 300.0, minimum=0.1),
+            gemini_rpm_budget=int(_number(env, "GEMINI_RPM_BUDGET", 80, minimum=1, integer=True)),
+            gemini_tpm_budget=int(
+                _number(env, "GEMINI_TPM_BUDGET", 80_000, minimum=1000, integer=True)
+            ),
+            media_resolution=_choice(env, "GEMINI_MEDIA_RESOLUTION", ("default", "low"), "default"),
+            max_duration_seconds=_number(env, "MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=1.0),
+            idle_min_seconds=_number(env, "IDLE_MIN_SECONDS", 30.0, minimum=5.0),
+            work_dir=Path(env.get("SCRATCH_DIR") or tempfile.gettempdir()),
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = (env.get(name) or "").strip()
+    if not value:
+        raise InvalidInputError(name, "is required but not set")
+    return value
+
+
+def _analysis_id(env: Mapping[str, str]) -> str:
+    value = _required(env, "ANALYSIS_ID")
+    if not ANALYSIS_ID_PATTERN.fullmatch(value):
+        raise InvalidInputError(
+            "ANALYSIS_ID",
+            f"{value[:40]!r} must match {ANALYSIS_ID_PATTERN.pattern} "
+            "(letters, digits, '_', '.', '-'; at most 128 characters)",
+        )
+    return value
+
+
+def _uri(env: Mapping[str, str], name: str, *, allow_prefix: bool) -> str:
+    value = _required(env, name)
+    if not value.startswith(("s3://", "file://")):
+        raise InvalidInputError(name, f"{value!r} must start with s3:// or file://")
+    if value.startswith("s3://") and len(value.removeprefix("s3://").split("/", 1)[0]) < 3:
+        raise InvalidInputError(name, f"{value!r} has no bucket name")
+    if ".." in value.split("/"):
+        raise InvalidInputError(name, f"{value!r} must not contain '..' path segments")
+    if value.endswith("/") and not allow_prefix:
+        raise InvalidInputError(name, f"{value!r} must name one object, not a prefix")
+    return value
+
+
+def _output_uri(env: Mapping[str, str]) -> str:
+    value = _uri(env, "OUTPUT_URI", allow_prefix=True)
+    return value if value.endswith("/") else value + "/"
+
+
+def _context(env: Mapping[str, str]) -> dict[str, Any]:
+    raw = (env.get("ANALYSIS_CONTEXT") or "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            "ANALYSIS_CONTEXT", f"is not valid JSON ({exc.msg} at char {exc.pos})"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            "ANALYSIS_CONTEXT", f"must be a JSON object, got {type(value).__name__}"
+        )
+    return value
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+    integer: bool = False,
+) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError as exc:
+        kind = "an integer" if integer else "a number"
+        raise InvalidInputError(name, f"{raw!r} is not {kind}") from exc
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum:g} and {maximum:g}" if maximum is not None else f">= {minimum:g}"
+        raise InvalidInputError(name, f"{raw} must be {bound}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> Any:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise InvalidInputError(name, f"{value!r} must be one of {', '.join(choices)}")
+    return value

@@ -1,0 +1,1 @@
+"""proctor_video package."""

@@ -1,0 +1,1 @@
+"""Development helpers: fake Gemini server, sample media, demo."""
