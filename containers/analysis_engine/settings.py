@@ -168,3 +168,11 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     if value not in choices:
         raise InvalidInputError(name, f"{value!r} must be one of {', '.join(choices)}")
     return value
+
+
+def output_uri_from_env(env: Mapping[str, str]) -> str | None:
+    """OUTPUT_URI alone, so a run rejected for other settings can still leave its result."""
+    try:
+        return _output_uri(env)
+    except InvalidInputError:
+        return None

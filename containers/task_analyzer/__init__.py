@@ -1,1 +1,1 @@
-"""task_analyzer package."""
+"""Task analyzer: a candidate's screen recording → structured report (Gemini MAP/REDUCE)."""

@@ -1,0 +1,126 @@
+"""The task-analysis kind: MAP/REDUCE specifics plugged into the shared runner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from analysis_engine.models import Segment
+from analysis_engine.result import Kind
+from analysis_engine.runner import RunContext
+from pydantic import BaseModel
+
+from task_analyzer import prompts
+from task_analyzer.schemas import SegmentAnalysis, TaskReport
+
+
+def _shift(value: float, segment: Segment) -> float:
+    """Clip-relative seconds → recording seconds, clamped to the clip (models overshoot)."""
+    return round(min(max(segment.start_s + value, segment.start_s), segment.end_s), 2)
+
+
+class TaskAnalysisKind:
+    name: Kind = "task_analysis"
+    prompt_version = prompts.PROMPT_VERSION
+    map_schema = SegmentAnalysis
+    reduce_schema = TaskReport
+    skip_idle = True
+
+    def __init__(self, context: dict[str, Any] | None = None) -> None:
+        self._context = context or {}
+
+    def prepare(self, run: RunContext) -> dict[str, Any]:
+        self._context = run.settings.analysis_context
+        return {}
+
+    def map_prompt(self, segment: Segment, *, total: int, duration_s: float) -> str:
+        return prompts.map_prompt(
+            segment, total=total, duration_s=duration_s, context=self._context
+        )
+
+    def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]:
+        data = output.model_dump()
+        for activity in data["activities"]:
+            activity["start_s"] = _shift(activity["start_s"], segment)
+            activity["end_s"] = _shift(activity["end_s"], segment)
+        for event in data["notable_events"]:
+            event["at_s"] = _shift(event["at_s"], segment)
+        return data
+
+    def reduce_prompt(
+        self,
+        analysed: Sequence[tuple[Segment, dict[str, Any]]],
+        *,
+        coverage: dict[str, Any],
+        run: RunContext,
+        extras: dict[str, Any],
+    ) -> str:
+        return prompts.reduce_prompt(analysed, coverage=coverage, context=self._context)
+
+    def assemble_report(
+        self,
+        *,
+        reduced: BaseModel | None,
+        analysed: Sequence[tuple[Segment, dict[str, Any]]],
+        coverage: dict[str, Any],
+        run: RunContext,
+        extras: dict[str, Any],
+    ) -> dict[str, Any]:
+        return assemble_report(reduced, analysed, coverage)
+
+    def fallback_report(self, *, run: RunContext, extras: dict[str, Any]) -> dict[str, Any] | None:
+        return None  # nothing about a screen recording is known without the model
+
+
+def assemble_report(
+    reduced: BaseModel | None,
+    analysed: Sequence[tuple[Segment, dict[str, Any]]],
+    coverage: dict[str, Any],
+) -> dict[str, Any]:
+    """REDUCE's answer plus the mechanical facts from MAP; MAP alone if REDUCE failed."""
+    base = {
+        "tools_used": _tools(analysed),
+        "notable_events": sorted(
+            (event for _, output in analysed for event in output["notable_events"]),
+            key=lambda event: event["at_s"],
+        ),
+        "idle_ranges": [
+            {"start_s": r["start_s"], "end_s": r["end_s"]} for r in coverage["skipped_ranges"]
+        ],
+        "not_analysed_ranges": [
+            {"start_s": r["start_s"], "end_s": r["end_s"], "reason": r["reason"]}
+            for r in coverage["failed_ranges"]
+        ],
+    }
+    if reduced is not None:
+        return {"source": "reduce", **reduced.model_dump(), **base}
+    return {
+        "source": "map_only",
+        "summary": " ".join(output["summary"] for _, output in analysed)
+        or "No activity: the whole recording was idle.",
+        "timeline": [
+            {k: a[k] for k in ("start_s", "end_s", "description")}
+            for _, output in analysed
+            for a in output["activities"]
+        ],
+        "rubric_scores": [],
+        "integrity_flags": [],
+        "strengths": [],
+        "concerns": [],
+        **base,
+    }
+
+
+def _tools(analysed: Sequence[tuple[Segment, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One entry per tool, with the segments it was seen in."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for segment, output in analysed:
+        for tool in output["tools_used"]:
+            key = (tool["name"].strip().lower(), tool["category"])
+            entry = seen.setdefault(
+                key,
+                {"name": tool["name"], "category": tool["category"], "evidence": tool["evidence"],
+                 "first_seen_s": segment.start_s, "segments": []},
+            )  # fmt: skip
+            entry["segments"].append(segment.index)
+    return list(seen.values())
