@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from analysis_engine.models import Segment
 from analysis_engine.result import Kind
-from analysis_engine.runner import RunContext
-from pydantic import BaseModel
-
 from task_analyzer import prompts
 from task_analyzer.schemas import SegmentAnalysis, TaskReport
+
+if TYPE_CHECKING:  # the runner pulls in every adapter; the kind itself stays pure
+    from analysis_engine.runner import RunContext
 
 
 def _shift(value: float, segment: Segment) -> float:
