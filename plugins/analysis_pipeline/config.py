@@ -1,0 +1,229 @@
+"""Every name and lever the DAG side depends on, in one place.
+
+Terraform must create exactly these resource names (or set the matching environment
+variables on the Airflow workers and dag-processor). Everything here is read from the
+process environment only, so importing it at DAG parse time costs microseconds and never
+touches the network.
+
+How a lever is read (``read_lever``), cheapest first:
+
+1. ``AIRFLOW_VAR_<NAME>`` in the environment. This is Airflow's own environment-variable
+   secrets backend, so ``Variable.get("<NAME>")`` in a task sees the same value. The
+   deployment injects the SSM parameters ``/airflow/variables/<NAME>`` as these variables
+   when it starts the dag-processor and workers (ECS task-definition ``secrets`` or an
+   MWAA startup script): zero network calls per parse; a lever change needs a restart.
+2. Only when ``ANALYSIS_LEVERS_FROM_VARIABLES=true``: ``Variable.get("<NAME>")`` through the
+   configured secrets backend (e.g. SSM). Enable this only together with Airflow's secrets
+   cache (``AIRFLOW__SECRETS__USE_CACHE=True``, ``CACHE_TTL_SECONDS``), which keeps parses
+   from calling SSM more than once per TTL.
+3. The safe default below (the decision record's figures).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["task_analysis", "proctor_video"]
+KINDS: tuple[Kind, ...] = ("task_analysis", "proctor_video")
+
+# --- names Terraform must match ---------------------------------------------------------
+PROJECT = "analysis-pipeline"
+ECS_CLUSTER = f"{PROJECT}"
+SSM_VARIABLES_PREFIX = "/airflow/variables/"
+POOL_NAME = "fargate_vcpu"
+DISCORD_CONN_ID = "discord_alerts"
+PUBLISH_CONN_ID = "analysis_backend"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container image: how ECS knows it and how it is run locally."""
+
+    kind: Kind
+    container_name: str
+    module: str  # `python -m <module>` in local mode, the image ENTRYPOINT in ecs mode
+    vcpu_lever: str
+    default_vcpu: int
+    cap_lever: str
+    default_cap: int
+    priority_weight: int
+
+    @property
+    def task_definition(self) -> str:
+        return f"{PROJECT}-{self.container_name}"
+
+    @property
+    def log_group(self) -> str:
+        return f"/ecs/{PROJECT}/{self.container_name}"
+
+    @property
+    def log_stream_prefix(self) -> str:
+        # awslogs names streams <prefix>/<container name>/<ecs task id>
+        return self.container_name
+
+
+CONTAINERS: Mapping[Kind, ContainerSpec] = {
+    "task_analysis": ContainerSpec(
+        kind="task_analysis",
+        container_name="task-analyzer",
+        module="task_analyzer",
+        vcpu_lever="TASK_ANALYZER_VCPU",
+        default_vcpu=4,
+        cap_lever="MAX_CONCURRENT_ANALYSES",
+        default_cap=12,
+        # Recruiter-facing results go first when the vCPU pool is contended.
+        priority_weight=100,
+    ),
+    "proctor_video": ContainerSpec(
+        kind="proctor_video",
+        container_name="proctor-video",
+        module="proctor_video",
+        vcpu_lever="PROCTOR_VIDEO_VCPU",
+        default_vcpu=2,
+        cap_lever="MAX_CONCURRENT_PROCTOR_VIDEOS",
+        default_cap=8,
+        priority_weight=10,
+    ),
+}
+
+# The pool is sized in vCPUs: the Fargate On-Demand vCPU quota (L-3032A538) that this
+# pipeline may use. 64 is the decision record's quota (16 task analyses x 4 vCPU ceiling).
+POOL_VCPU_LEVER = "FARGATE_VCPU_POOL_SLOTS"
+DEFAULT_POOL_VCPU = 64
+
+ANALYSIS_TIMEOUT_LEVER = "ANALYSIS_TIMEOUT_MINUTES"
+DEFAULT_ANALYSIS_TIMEOUT_MINUTES = 120
+
+# --- deployment settings (plain environment of the Airflow processes) ---------------------
+DEFAULT_ALLOWED_INPUT_PREFIXES = "s3://analysis-pipeline-recordings/"
+DEFAULT_RESULTS_URI = "s3://analysis-pipeline-results/"
+
+# Container tunables that may be passed from the Airflow deployment to the container.
+# GEMINI_API_KEY is deliberately absent: in ecs mode it comes from the task definition's
+# `secrets`; local mode adds it separately.
+GEMINI_TUNABLES: tuple[str, ...] = (
+    "GEMINI_BASE_URL",
+    "GEMINI_MAP_MODEL",
+    "GEMINI_REDUCE_MODEL",
+    "GEMINI_MAX_ATTEMPTS",
+    "GEMINI_TIMEOUT_SECONDS",
+    "GEMINI_RPM_BUDGET",
+    "GEMINI_TPM_BUDGET",
+    "GEMINI_MEDIA_RESOLUTION",
+    "SEGMENT_SECONDS",
+    "MAP_CONCURRENCY",
+)
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def read_lever(name: str, default: int, *, env: Mapping[str, str] | None = None) -> int:
+    """A positive integer lever; an unreadable or non-positive value falls back to default."""
+    env = _env(env)
+    raw = env.get(f"AIRFLOW_VAR_{name}")
+    if raw is None and env.get("ANALYSIS_LEVERS_FROM_VARIABLES", "").lower() == "true":
+        raw = _variable_or_none(name)
+    try:
+        value = int(str(raw).strip()) if raw is not None else default
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _variable_or_none(name: str) -> str | None:
+    # Imported lazily: the common path (environment) must not pay for it.
+    from airflow.sdk import Variable
+
+    try:
+        return Variable.get(name, default=None)
+    except Exception:  # a secrets backend outage must not break DAG parsing
+        return None
+
+
+@dataclass(frozen=True)
+class Levers:
+    max_active_runs: int
+    vcpu: int
+    timeout_minutes: int
+
+
+def levers_for(kind: Kind, *, env: Mapping[str, str] | None = None) -> Levers:
+    spec = CONTAINERS[kind]
+    return Levers(
+        max_active_runs=read_lever(spec.cap_lever, spec.default_cap, env=env),
+        vcpu=read_lever(spec.vcpu_lever, spec.default_vcpu, env=env),
+        timeout_minutes=read_lever(
+            ANALYSIS_TIMEOUT_LEVER, DEFAULT_ANALYSIS_TIMEOUT_MINUTES, env=env
+        ),
+    )
+
+
+def pool_vcpus(*, env: Mapping[str, str] | None = None) -> int:
+    return read_lever(POOL_VCPU_LEVER, DEFAULT_POOL_VCPU, env=env)
+
+
+def launcher_mode(*, env: Mapping[str, str] | None = None) -> Literal["ecs", "local"]:
+    value = _env(env).get("ANALYSIS_LAUNCHER", "ecs").strip().lower() or "ecs"
+    if value not in ("ecs", "local"):
+        raise ValueError(f"ANALYSIS_LAUNCHER must be 'ecs' or 'local', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def allowed_input_prefixes(*, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Configured prefixes, each forced to end with '/' so `s3://b` never admits `s3://b-evil`."""
+    raw = _env(env).get("ALLOWED_INPUT_PREFIXES") or DEFAULT_ALLOWED_INPUT_PREFIXES
+    prefixes = [p.strip() for p in raw.split(",") if p.strip()]
+    return tuple(p if p.endswith("/") else p + "/" for p in prefixes)
+
+
+def results_uri(*, env: Mapping[str, str] | None = None) -> str:
+    raw = (_env(env).get("RESULTS_URI") or DEFAULT_RESULTS_URI).strip()
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def output_uri_for(kind: Kind, analysis_id: str, *, env: Mapping[str, str] | None = None) -> str:
+    return f"{results_uri(env=env)}{kind}/{analysis_id}/"
+
+
+@dataclass(frozen=True)
+class EcsNetwork:
+    subnets: tuple[str, ...]
+    security_groups: tuple[str, ...]
+    assign_public_ip: bool
+
+    def as_network_configuration(self) -> dict:
+        return {
+            "awsvpcConfiguration": {
+                "subnets": list(self.subnets),
+                "securityGroups": list(self.security_groups),
+                "assignPublicIp": "ENABLED" if self.assign_public_ip else "DISABLED",
+            }
+        }
+
+
+def ecs_network(*, env: Mapping[str, str] | None = None) -> EcsNetwork:
+    """Subnets and security groups Terraform outputs, as comma-separated environment values."""
+    env = _env(env)
+
+    def split(name: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in env.get(name, "").split(",") if v.strip())
+
+    return EcsNetwork(
+        subnets=split("ANALYSIS_ECS_SUBNETS"),
+        security_groups=split("ANALYSIS_ECS_SECURITY_GROUPS"),
+        assign_public_ip=env.get("ANALYSIS_ECS_ASSIGN_PUBLIC_IP", "false").lower() == "true",
+    )
+
+
+def ecs_cluster(*, env: Mapping[str, str] | None = None) -> str:
+    return _env(env).get("ANALYSIS_ECS_CLUSTER") or ECS_CLUSTER
+
+
+def aws_conn_id(*, env: Mapping[str, str] | None = None) -> str | None:
+    # None = boto3's default credential chain (the worker's task role), no connection lookup.
+    return _env(env).get("ANALYSIS_AWS_CONN_ID") or None

@@ -1,0 +1,59 @@
+"""The container environment contract, built once for both launchers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from analysis_pipeline.config import GEMINI_TUNABLES, output_uri_for
+from analysis_pipeline.params import AnalysisRequest, validate_request
+
+# Local mode only: what a child process needs to reach moto/S3 and find its tools.
+LOCAL_PASSTHROUGH: tuple[str, ...] = (
+    "GEMINI_API_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "PATH",
+    "HOME",
+    "LANG",
+    "TMPDIR",
+    "SCRATCH_DIR",
+    "MAX_RECORDING_SECONDS",
+    "IDLE_MIN_SECONDS",
+)
+
+
+def request_from_context(kind: str, context: Mapping[str, Any]) -> AnalysisRequest:
+    return validate_request(kind, context["params"])  # type: ignore[arg-type]
+
+
+def container_env(
+    request: AnalysisRequest, *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Per-run variables plus the GEMINI_* tunables the deployment sets (never the API key)."""
+    environ = os.environ if environ is None else environ
+    env = {
+        "ANALYSIS_ID": request.analysis_id,
+        "INPUT_URI": request.input_uri,
+        "OUTPUT_URI": output_uri_for(request.kind, request.analysis_id, env=environ),
+        "ANALYSIS_CONTEXT": json.dumps(request.context, sort_keys=True),
+    }
+    env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
+    return env
+
+
+def local_process_env(
+    request: AnalysisRequest, *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The contract plus what a local child process needs (secret key included, by value)."""
+    environ = os.environ if environ is None else environ
+    env = container_env(request, environ=environ)
+    env.update({name: environ[name] for name in LOCAL_PASSTHROUGH if environ.get(name)})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

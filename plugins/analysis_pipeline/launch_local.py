@@ -1,0 +1,97 @@
+"""local mode: run the container entrypoint as a child process with the same environment.
+
+Used by the demo, the end-to-end tests and ``make airflow``. The child's log lines stream
+into the Airflow task log as they come; the last few are kept for the failure alert.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from analysis_pipeline import config, storage
+from analysis_pipeline.contract import local_process_env, request_from_context
+from analysis_pipeline.outcome import classify, drop_stale
+
+LOG_TAIL_LINES = 20
+KILL_GRACE_SECONDS = 10
+
+
+class LocalAnalysisOperator(BaseOperator):
+    """Run ``python -m <container module>`` and classify its exit code and result.json."""
+
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, kind: config.Kind, execution_timeout: timedelta, **kwargs: Any) -> None:
+        super().__init__(execution_timeout=execution_timeout, **kwargs)
+        self.kind = kind
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        request = request_from_context(self.kind, context)
+        env = local_process_env(request)
+        spec = config.CONTAINERS[self.kind]
+        launched_at = datetime.now(UTC)
+        self.log.info(
+            "Running %s locally for %s (input %s, output %s)",
+            spec.module,
+            request.analysis_id,
+            env["INPUT_URI"],
+            env["OUTPUT_URI"],
+        )
+        exit_code, last_lines = self._run([sys.executable, "-m", spec.module], env)
+        result = drop_stale(storage.read_json(env["OUTPUT_URI"] + "result.json"), launched_at)
+        classified = classify(exit_code=exit_code, result=result, last_lines=last_lines)
+        return {
+            "exit_code": exit_code,
+            "status": classified.get("status"),
+            "output_uri": env["OUTPUT_URI"],
+        }
+
+    def _run(self, command: list[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        # Own process group, so a timeout or kill takes ffmpeg children down with it.
+        self._process = subprocess.Popen(
+            command,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        try:
+            assert self._process.stdout is not None
+            for line in self._process.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                self.log.info("[%s] %s", config.CONTAINERS[self.kind].container_name, line)
+            exit_code = self._process.wait()
+        finally:
+            self._terminate()
+        self.log.info("%s exited with code %s", command[-1], exit_code)
+        return exit_code, list(tail)
+
+    def _terminate(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        self.log.warning("Stopping the local analysis process (pid %s)", process.pid)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def on_kill(self) -> None:
+        self._terminate()

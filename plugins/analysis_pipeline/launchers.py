@@ -1,0 +1,54 @@
+"""The launch step for either mode, with admission control and retry rules attached.
+
+Admission: every launch sits in one pool sized in Fargate vCPUs (``config.POOL_NAME``),
+taking ``pool_slots`` = its container's vCPUs; the pool counts deferred tasks
+(``include_deferred``, see ``make pool``), so a container waited on by the triggerer still
+holds its vCPUs. ``priority_weight`` with ``weight_rule="absolute"`` puts recruiter-facing
+task analyses ahead of proctor videos when both wait for the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from analysis_pipeline import config
+from analysis_pipeline.alerts import alert_on_analysis_failure
+from analysis_pipeline.outcome import AnalysisRetryPolicy
+
+LAUNCH_RETRIES = 3
+
+
+def analysis_launch_task(
+    kind: config.Kind,
+    *,
+    task_id: str = "launch",
+    env: Mapping[str, str] | None = None,
+) -> BaseOperator:
+    spec = config.CONTAINERS[kind]
+    levers = config.levers_for(kind, env=env)
+    common: dict[str, Any] = {
+        "task_id": task_id,
+        "kind": kind,
+        "execution_timeout": timedelta(minutes=levers.timeout_minutes),
+        "pool": config.POOL_NAME,
+        "pool_slots": levers.vcpu,
+        "priority_weight": spec.priority_weight,
+        "weight_rule": "absolute",
+        "retries": LAUNCH_RETRIES,
+        "retry_policy": AnalysisRetryPolicy(),
+    }
+    if config.launcher_mode(env=env) == "local":
+        from analysis_pipeline.launch_local import LocalAnalysisOperator
+
+        return LocalAnalysisOperator(on_failure_callback=alert_on_analysis_failure, **common)
+    from analysis_pipeline.launch_ecs import AnalysisEcsRunTaskOperator, stop_ecs_task_on_failure
+
+    return AnalysisEcsRunTaskOperator(
+        env=env,
+        on_failure_callback=[stop_ecs_task_on_failure, alert_on_analysis_failure],
+        **common,
+    )

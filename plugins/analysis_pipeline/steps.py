@@ -1,0 +1,109 @@
+"""The DAG steps around the launch: validate, check the result, publish.
+
+Plain functions (easy to test) plus the TaskFlow wrappers the DAG files use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException
+
+from analysis_pipeline import config, storage
+from analysis_pipeline.outcome import classify
+from analysis_pipeline.params import InvalidRequestError, validate_request
+
+
+def validate_recordings(kind: config.Kind, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Refuse a run whose params break the contract or whose recording is missing/empty.
+
+    Both are the caller's mistake: fail at once (no retry, no Fargate time). Storage errors
+    (throttling, outage) are left to propagate, so the normal retries apply.
+    """
+    try:
+        request = validate_request(kind, params)
+        sizes = {"input_bytes": storage.require_recording(request.input_uri)}
+        if request.webcam_uri:
+            sizes["webcam_bytes"] = storage.require_recording(request.webcam_uri)
+    except (InvalidRequestError, storage.RecordingMissingError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+    return {
+        "analysis_id": request.analysis_id,
+        "input_uri": request.input_uri,
+        "webcam_uri": request.webcam_uri,
+        "output_uri": config.output_uri_for(kind, request.analysis_id),
+        **sizes,
+    }
+
+
+def summarize(kind: config.Kind, result: Mapping[str, Any], output_uri: str) -> dict[str, Any]:
+    """The small XCom summary of one analysis (the report itself stays in result.json)."""
+    coverage = result.get("coverage") or {}
+    usage = result.get("usage") or {}
+    report = result.get("report") or {}
+    summary: dict[str, Any] = {
+        "kind": kind,
+        "analysis_id": result.get("analysis_id"),
+        "status": result.get("status"),
+        "error": result.get("error"),
+        "result_uri": output_uri + "result.json",
+        "coverage": coverage,
+        "usage": {k: usage.get(k) for k in ("calls", "input_tokens", "output_tokens")},
+        "finished_at": result.get("finished_at"),
+    }
+    if kind == "proctor_video" and isinstance(report, Mapping):
+        summary["events"] = len(report.get("events") or [])
+        summary["video_uri"] = output_uri + "video.webm"
+    return summary
+
+
+def check_result(kind: config.Kind, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Read result.json and turn it into the run's summary (or raise its classification)."""
+    request = validate_request(kind, params)
+    output_uri = config.output_uri_for(kind, request.analysis_id)
+    result = storage.read_json(output_uri + "result.json")
+    return summarize(kind, classify(exit_code=None, result=result), output_uri)
+
+
+def publish(summary: Mapping[str, Any], *, conn_id: str = config.PUBLISH_CONN_ID) -> dict:
+    """POST the summary to the backend when the HTTP connection exists; else just return it."""
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception:
+        return {**summary, "published": False}
+    from airflow.providers.http.hooks.http import HttpHook
+
+    endpoint = f"analysis-results/{summary['kind']}/{summary['analysis_id']}"
+    HttpHook(method="POST", http_conn_id=conn_id).run(
+        endpoint=endpoint,
+        data=json.dumps(summary),
+        headers={"Content-Type": "application/json"},
+    )
+    return {**summary, "published": True}
+
+
+# --- TaskFlow wrappers used by the DAG files -----------------------------------------------
+@task(task_id="validate")
+def validate_step(kind: config.Kind, params: dict | None = None) -> dict[str, Any]:
+    return validate_recordings(kind, params or {})
+
+
+@task(task_id="check_result", retries=1)
+def check_result_step(kind: config.Kind, params: dict | None = None) -> dict[str, Any]:
+    return check_result(kind, params or {})
+
+
+@task(task_id="publish")
+def publish_step(summary: dict[str, Any]) -> dict[str, Any]:
+    return publish(summary)
+
+
+@task.short_circuit(task_id="proctoring_requested")
+def proctoring_requested(validated: dict[str, Any]) -> bool:
+    """Only a proctored task (one with a webcam stream) triggers proctor_video."""
+    return bool(validated.get("webcam_uri"))
