@@ -1,0 +1,193 @@
+"""The chunk stitcher against every production chunk shape (media generated at test time)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from _proctor_fixtures import (
+    black_intervals,
+    complete_file_chunks,
+    make_recording,
+    mediarecorder_chunks,
+    probe_cues,
+    probe_duration,
+    split_clusters,
+    write_chunks,
+)
+
+from analysis_engine.errors import InvalidInputError
+from analysis_engine.stitch import Chunk, chunk_index, order_chunks, stitch_chunks
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("stitch-media")
+    return {
+        # 30 s, black 12-18 s: 10 chunks of 3 s.
+        "main": make_recording(root / "main.webm", 30, black=(12, 18)),
+        "first": make_recording(root / "first.webm", 12),
+        "second": make_recording(root / "second.webm", 9, black=(3, 6)),
+    }
+
+
+def stitch_dir(directory: Path, out: Path) -> object:
+    return stitch_chunks(sorted(directory.iterdir()), out)
+
+
+def near(value: float, expected: float, tolerance: float) -> bool:
+    return abs(value - expected) <= tolerance
+
+
+def test_chunk_names_order_naturally_and_retries_share_an_index() -> None:
+    assert chunk_index("9.webm") == 9
+    assert chunk_index("9-retry.webm") == 9
+    assert chunk_index("chunk-0009_retry2.webm") == 9
+    assert chunk_index("rec2-0010.webm") == 10
+    assert chunk_index("header.webm") is None
+    chunks = [Chunk(n, lambda: None, 5) for n in ("10.webm", "2.webm", "9-retry.webm", "9.webm")]  # type: ignore[arg-type,return-value]
+    kept, dups = order_chunks(chunks)
+    assert [c.name for _, c in kept] == ["2.webm", "9-retry.webm", "10.webm"] or [
+        c.name for _, c in kept
+    ] == ["2.webm", "9.webm", "10.webm"]
+    assert len(dups) == 1
+
+
+def test_mediarecorder_chunks_become_one_seekable_video(media: dict[str, Path], tmp_path: Path):
+    chunks = mediarecorder_chunks(media["main"])
+    assert chunks[1][:4] == b"\x1f\x43\xb6\x75"  # header-less, like MediaRecorder
+    paths = write_chunks(chunks, tmp_path / "in")
+    report = stitch_chunks(paths, tmp_path / "video.webm")
+
+    assert report.mode == "copy" and not report.gaps and not report.bad_chunks
+    assert report.chunks_used == len(chunks) and len(report.runs) == 1
+    assert near(probe_duration(tmp_path / "video.webm"), probe_duration(media["main"]), 1)
+    assert near(report.duration_s, 30, 1)
+    assert probe_cues(tmp_path / "video.webm")
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 12, 3) and near(black[1], 18, 3)
+
+
+def test_lost_chunk_is_a_gap_at_the_right_time(media: dict[str, Path], tmp_path: Path):
+    chunks = mediarecorder_chunks(media["main"])
+    kept = [i for i in range(len(chunks)) if i != 4]
+    write_chunks([chunks[i] for i in kept], tmp_path / "in", [f"{i}.webm" for i in kept])
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert report.missing_indices == (4,)
+    (gap,) = report.gaps
+    assert gap.reason == "missing_chunks"
+    assert near(gap.start_s, 12, 1) and near(gap.end_s, 15, 1)
+    # The gap stays a hole in the timeline: later media keeps its test-clock time.
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 15, 3) and near(black[1], 18, 3)
+
+
+def test_duplicates_and_unpadded_names_in_any_order(media: dict[str, Path], tmp_path: Path):
+    chunks = mediarecorder_chunks(media["main"])
+    paths = write_chunks(chunks, tmp_path / "in")
+    (tmp_path / "in" / "3-retry.webm").write_bytes(chunks[3])
+    listing = [*paths, tmp_path / "in" / "3-retry.webm"]
+    random.Random(7).shuffle(listing)
+    report = stitch_chunks(listing, tmp_path / "video.webm")
+
+    assert len(report.duplicates) == 1 and report.duplicates[0] in {"3.webm", "3-retry.webm"}
+    assert report.chunks_used == len(chunks) and not report.gaps
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+
+
+def test_zero_byte_truncated_and_garbage_chunks_are_gaps(media: dict[str, Path], tmp_path: Path):
+    chunks = mediarecorder_chunks(media["main"])
+    chunks[3] = b""
+    chunks[5] = chunks[5][: len(chunks[5]) // 2]
+    chunks[7] = b"<html><body>502 Bad Gateway</body></html>\n" * 50
+    write_chunks(chunks, tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    problems = {p.name: p.reason for p in report.bad_chunks}
+    assert set(problems) == {"3.webm", "5.webm", "7.webm"}
+    assert "empty" in problems["3.webm"] and "truncated" in problems["5.webm"]
+    starts = sorted(g.start_s for g in report.gaps)
+    assert len(starts) == 3
+    assert near(starts[0], 9, 1) and near(starts[1], 15, 2) and near(starts[2], 21, 1)
+    assert all(near(g.end_s, e, 1) for g, e in zip(report.gaps, (12, 18, 24), strict=True))
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+
+
+def test_recorder_restart_continues_on_the_test_clock(media: dict[str, Path], tmp_path: Path):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    write_chunks([*first, *second], tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert len(report.runs) == 2 and all(r.header == "own" for r in report.runs)
+    assert report.runs[1].first_chunk == f"{len(first)}.webm"
+    assert near(report.runs[1].start_s, 12, 1)
+    assert near(probe_duration(tmp_path / "video.webm"), 21, 1)
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 15, 3) and near(black[1], 18, 3)
+
+
+def test_restart_whose_header_chunk_was_lost(media: dict[str, Path], tmp_path: Path):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    allchunks = [*first, *second]
+    lost = len(first)  # the restarted recorder's header chunk never arrived
+    kept = [i for i in range(len(allchunks)) if i != lost]
+    write_chunks([allchunks[i] for i in kept], tmp_path / "in", [f"{i}.webm" for i in kept])
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert [r.header for r in report.runs] == ["own", "borrowed"]
+    (gap,) = report.gaps
+    assert near(gap.start_s, 12, 1) and near(gap.end_s, 15, 1)
+    assert near(probe_duration(tmp_path / "video.webm"), 21, 1)
+
+
+def test_complete_file_chunks(media: dict[str, Path], tmp_path: Path):
+    files = complete_file_chunks(media["main"], tmp_path / "in")
+    assert len(files) >= 8 and all(f.read_bytes()[:4] == b"\x1a\x45\xdf\xa3" for f in files)
+    report = stitch_chunks(files, tmp_path / "video.webm")
+
+    assert len(report.runs) == len(files) and not report.gaps
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 12, 3) and near(black[1], 18, 3)
+
+
+def test_chrome_style_unknown_size_clusters_cut_anywhere(media: dict[str, Path], tmp_path: Path):
+    header, clusters = split_clusters(media["main"].read_bytes())
+    unknown = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+    stream = header + b"".join(c[:4] + unknown + c[4 + 9 - c[4].bit_length() :] for c in clusters)
+    pieces = [stream[i : i + 50_000] for i in range(0, len(stream), 50_000)]
+    write_chunks(pieces, tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert not report.gaps and not report.bad_chunks
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ("none", "empty"),
+        ("zero", "all 3 chunks are empty"),
+        ("text", "not WebM"),
+        ("headerless", "no WebM header"),
+    ],
+)
+def test_bad_inputs_are_invalid_input(
+    shape: str, message: str, media: dict[str, Path], tmp_path: Path
+):
+    chunks = mediarecorder_chunks(media["main"])
+    data = {
+        "none": [],
+        "zero": [b"", b"", b""],
+        "text": [b"hello world\n" * 100] * 3,
+        "headerless": chunks[1:],
+    }[shape]
+    paths = write_chunks(data, tmp_path / "in")
+    with pytest.raises(InvalidInputError) as caught:
+        stitch_chunks(paths, tmp_path / "video.webm")
+    assert caught.value.field == "INPUT_URI"
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
