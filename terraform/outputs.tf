@@ -1,0 +1,116 @@
+# --- what the Airflow deployment needs --------------------------------------------------------
+
+output "airflow_environment" {
+  description = "Environment for the Airflow workers and dag-processor (DESIGN.md deployment settings; plugins/analysis_pipeline/config.py reads these names)."
+  value = {
+    ANALYSIS_LAUNCHER             = "ecs"
+    ANALYSIS_ECS_CLUSTER          = aws_ecs_cluster.this.name
+    ANALYSIS_ECS_SUBNETS          = join(",", var.subnet_ids)
+    ANALYSIS_ECS_SECURITY_GROUPS  = aws_security_group.tasks.id
+    ANALYSIS_ECS_ASSIGN_PUBLIC_IP = tostring(var.assign_public_ip)
+    RESULTS_URI                   = local.results_uri
+    ALLOWED_INPUT_PREFIXES        = join(",", var.recordings_uri_prefixes)
+  }
+}
+
+output "airflow_variables" {
+  description = "Every Airflow Variable written as an SSM parameter under /airflow/variables/ (name => value)."
+  value       = local.airflow_levers
+}
+
+output "airflow_policy_arn" {
+  description = "IAM policy for the Airflow role: RunTask/DescribeTasks/StopTask on these task definitions, PassRole for these roles, logs, results, inputs and its SSM parameters."
+  value       = aws_iam_policy.airflow.arn
+}
+
+# --- ECS --------------------------------------------------------------------------------------
+
+output "cluster_name" {
+  description = "ECS cluster the DAGs launch into."
+  value       = aws_ecs_cluster.this.name
+}
+
+output "task_definitions" {
+  description = "Per container: task-definition family, latest ARN, container name, log group and stream prefix."
+  value = { for k, td in aws_ecs_task_definition.this : k => {
+    family            = td.family
+    arn               = td.arn
+    container_name    = k
+    log_group         = aws_cloudwatch_log_group.this[k].name
+    log_stream_prefix = local.log_stream_prefix[k]
+  } }
+}
+
+output "ecr_repository_urls" {
+  description = "Push the images here (tags are immutable)."
+  value       = { for k, r in aws_ecr_repository.this : k => r.repository_url }
+}
+
+output "security_group_id" {
+  description = "Security group for the tasks (egress HTTPS only)."
+  value       = aws_security_group.tasks.id
+}
+
+output "execution_role_arn" {
+  description = "Task execution role (image pull, logs, the Gemini key secret)."
+  value       = aws_iam_role.execution.arn
+}
+
+output "task_role_arn" {
+  description = "Task role (read recordings prefixes, read/write results prefix)."
+  value       = aws_iam_role.task.arn
+}
+
+output "results_bucket" {
+  description = "Results bucket name."
+  value       = aws_s3_bucket.results.id
+}
+
+output "results_uri" {
+  description = "RESULTS_URI: root of every run's OUTPUT_URI."
+  value       = local.results_uri
+}
+
+output "results_retention_tags" {
+  description = "Object tags the containers set so the lifecycle rules find checkpoints and thumbnails."
+  value       = { checkpoint = "retention=checkpoint", thumbnail = "retention=thumbnail" }
+}
+
+# --- the levers and the quota ---------------------------------------------------------------
+
+output "fargate_vcpu_quota_granted" {
+  description = "Fargate On-Demand vCPU quota AWS applies now (data source). The caps are sized from this."
+  value       = local.quota_granted
+}
+
+output "fargate_vcpu_quota_requested" {
+  description = "The quota resource's value. While a request is PENDING/CASE_OPENED this is the requested figure, not the granted one."
+  value       = try(aws_servicequotas_service_quota.fargate_vcpu[0].value, null)
+}
+
+output "fargate_vcpu_quota_request_status" {
+  description = "Status of the open increase request (PENDING, CASE_OPENED; empty once APPROVED/DENIED/CASE_CLOSED or when none was needed)."
+  value       = try(aws_servicequotas_service_quota.fargate_vcpu[0].request_status, null)
+}
+
+output "fargate_vcpu_quota_request_id" {
+  description = "Id of the open increase request, if any (aws service-quotas get-requested-service-quota-change --request-id ...)."
+  value       = try(aws_servicequotas_service_quota.fargate_vcpu[0].request_id, null)
+}
+
+output "capacity" {
+  description = "The lever arithmetic: vCPU needed, quota to request, the caps written (effective) vs asked for, Gemini budgets per container, and the predicted drain."
+  value = {
+    required_vcpu         = module.capacity.required_vcpu
+    quota_to_request      = module.capacity.quota_to_request
+    quota_increase_needed = module.capacity.quota_increase_needed
+    caps_requested        = { for k, w in var.workloads : k => w.max_concurrent }
+    caps_effective        = module.capacity.effective_caps
+    caps_limited_by_quota = module.capacity.caps_limited_by_quota
+    pool_vcpu             = module.capacity.pool_vcpu
+    gemini_rpm_budget     = module.capacity.gemini_rpm_budget
+    gemini_tpm_budget     = module.capacity.gemini_tpm_budget
+    per_analysis          = module.capacity.per_analysis
+    drain                 = module.capacity.drain
+  }
+}
