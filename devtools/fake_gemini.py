@@ -455,6 +455,9 @@ def _is_number(value: Any) -> bool:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; without TCP_NODELAY every keep-alive
+    # answer would wait ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
 
     # Quiet by default; the demo can turn logging up.
@@ -647,6 +650,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "media_resolution": _field(gen_config, "mediaResolution"),
                     "prompt_tokens": prompt_tokens,
                     "has_schema": bool(_schema_of(gen_config)),
+                    "max_output_tokens": _field(gen_config, "maxOutputTokens"),
                 }
             )
         self._pause(state.config.latency_s)
@@ -681,7 +685,7 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     total += _seconds(stored.duration_s, stored.size_bytes)
                 elif (inline := _field(part, "inlineData")) is not None:
-                    raw = base64.b64decode(inline.get("data", ""))
+                    raw = _b64decode(inline.get("data", ""))
                     total += self._inline_seconds(raw)
         return total, None
 
@@ -913,6 +917,12 @@ def _file_state(stored: _StoredFile, config: FakeConfig) -> str:
     return config.file_final_state
 
 
+def _b64decode(text: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (the SDK sends URL-safe, unpadded)."""
+    text = text.replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def _seconds(duration_s: float | None, size_bytes: int) -> float:
     return duration_s if duration_s is not None else size_bytes / FALLBACK_BYTES_PER_SECOND
 
@@ -969,7 +979,10 @@ class FakeGemini:
 
     def start(self) -> FakeGemini:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-gemini", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-gemini",
+            daemon=True,
         )
         self._thread.start()
         return self

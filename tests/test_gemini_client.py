@@ -1,0 +1,419 @@
+"""GeminiClient on the real google-genai SDK against the local fake Gemini server.
+
+Waits go through an injected clock/sleep pair (the sleep advances the clock), so tests of
+long retryDelays run instantly; HTTP itself is real (127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import re
+import subprocess
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pytest
+from pydantic import BaseModel, Field
+
+from analysis_engine.errors import ModelCallError
+from analysis_engine.gemini import GeminiClient, retry_delay_seconds
+from analysis_engine.models import MediaHandle
+from analysis_engine.settings import Settings
+from devtools.fake_gemini import FakeGemini
+
+T = TypeVar("T")
+MODEL = "gemini-2.5-flash"
+
+
+class Event(BaseModel):
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    kind: Literal["paste", "error", "test_run", "search"]
+    confidence: float = Field(ge=0, le=1)
+    evidence: str
+
+
+class SegmentReport(BaseModel):
+    summary: str
+    tools: list[str]
+    events: list[Event]
+    idle: bool | None = None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "clip.mp4"
+    subprocess.run(
+        [
+            "ffmpeg", "-loglevel", "error", "-f", "lavfi",
+            "-i", "testsrc=duration=4:size=320x240:rate=10",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGemini]:
+    with FakeGemini() as server:
+        yield server
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def settings_for(fake: FakeGemini, **overrides: Any) -> Settings:
+    base = Settings(
+        analysis_id="t1",
+        input_uri="file:///in.mp4",
+        output_uri="file:///out/",
+        gemini_base_url=fake.base_url,
+        gemini_max_attempts=4,
+        gemini_timeout_seconds=5.0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def client_for(
+    fake: FakeGemini, clock: FakeClock, *, inline_limit_bytes: int = 1 << 30, **overrides: Any
+) -> GeminiClient:
+    return GeminiClient.from_settings(
+        settings_for(fake, **overrides),
+        sleep=clock.sleep,
+        clock=clock,
+        rng=random.Random(7),
+        inline_limit_bytes=inline_limit_bytes,
+    )
+
+
+async def ask(client: GeminiClient, media: MediaHandle | None = None, **kwargs: Any) -> Any:
+    return await client.generate(
+        model=MODEL,
+        prompt="Describe what the candidate does in this segment.",
+        schema=SegmentReport,
+        media=media,
+        estimated_input_tokens=1500,
+        **kwargs,
+    )
+
+
+# -- success paths ------------------------------------------------------------------------
+
+
+def test_inline_media_structured_answer_and_token_accounting(
+    fake: FakeGemini, clock: FakeClock, video: Path
+) -> None:
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            handle = await client.upload(video, mime_type="video/mp4")
+            assert handle.data is not None and handle.uri is None
+            reply = await ask(client, handle, media_resolution="low")
+            return reply, client.budget.in_window(), client.usage()
+
+    reply, (requests, tokens), usage = run(scenario())
+    assert isinstance(reply.parsed, SegmentReport)
+    assert reply.parsed.events and all(e.start_s <= e.end_s for e in reply.parsed.events)
+    assert reply.model == MODEL and reply.attempts == 1
+    stats = fake.stats
+    assert stats["uploads"] == 0 and stats["calls"]["generate"] == 1
+    served = stats["generate_requests"][0]
+    assert served["media_resolution"] == "MEDIA_RESOLUTION_LOW"
+    assert served["media_seconds"] == pytest.approx(4.0, abs=0.2)
+    # 4 s of video at 100 tokens/s (low resolution) plus the prompt.
+    assert reply.input_tokens == stats["prompt_tokens"] == served["prompt_tokens"]
+    assert 400 <= reply.input_tokens < 450
+    assert reply.output_tokens == stats["output_tokens"] > 0
+    # The budget lease was settled with the real tokens, not the 1500 estimate.
+    assert (requests, tokens) == (1, reply.input_tokens)
+    assert usage[MODEL].calls == 1 and usage[MODEL].input_tokens == reply.input_tokens
+
+
+def test_files_api_upload_polls_until_active_then_deletes(
+    fake: FakeGemini, clock: FakeClock, video: Path
+) -> None:
+    fake.configure(processing_polls=2)
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock, inline_limit_bytes=1024) as client:
+            handle = await client.upload(video, mime_type="video/mp4")
+            live_after_upload = fake.stats["live_files"]
+            reply = await ask(client, handle)
+            await client.delete(handle)
+            return handle, live_after_upload, reply
+
+    handle, live_after_upload, reply = run(scenario())
+    assert handle.uri and handle.name and handle.name.startswith("files/") and not handle.data
+    assert live_after_upload == 1
+    stats = fake.stats
+    assert stats["uploads"] == 1 and stats["upload_bytes"] == video.stat().st_size
+    assert stats["calls"]["files_get"] == 3  # PROCESSING twice, then ACTIVE
+    assert stats["deletes"] == 1 and stats["live_files"] == 0
+    assert stats["generate_requests"][0]["media_seconds"] == pytest.approx(4.0, abs=0.2)
+    assert 1200 <= reply.input_tokens < 1300  # 4 s at 300 tokens/s plus the prompt
+    assert len(clock.sleeps) == 3  # poll waits only: no retries happened
+
+
+def test_file_processing_failed_is_permanent_and_cleans_up(
+    fake: FakeGemini, clock: FakeClock, video: Path
+) -> None:
+    fake.configure(file_final_state="FAILED", processing_polls=1)
+
+    async def scenario() -> None:
+        async with client_for(fake, clock, inline_limit_bytes=0) as client:
+            await client.upload(video, mime_type="video/mp4")
+
+    with pytest.raises(ModelCallError, match="processing FAILED") as info:
+        run(scenario())
+    assert info.value.retryable is False
+    assert fake.stats["live_files"] == 0
+
+
+def test_aclose_deletes_files_left_behind(fake: FakeGemini, clock: FakeClock, video: Path) -> None:
+    fake.configure(processing_polls=0)
+
+    async def scenario() -> int:
+        client = client_for(fake, clock, inline_limit_bytes=0)
+        await client.upload(video, mime_type="video/mp4")
+        await client.upload(video, mime_type="video/mp4")
+        live = fake.stats["live_files"]
+        await client.aclose()
+        await client.aclose()  # idempotent
+        return live
+
+    assert run(scenario()) == 2
+    assert fake.stats["live_files"] == 0 and fake.stats["deletes"] == 2
+
+
+def test_delete_never_raises(fake: FakeGemini, clock: FakeClock) -> None:
+    async def scenario() -> None:
+        async with client_for(fake, clock) as client:
+            await client.delete(MediaHandle(mime_type="video/mp4", name="files/nope"))
+            await client.delete(MediaHandle(mime_type="video/mp4", data=b"inline"))
+
+    run(scenario())
+    assert fake.stats["calls"]["files_delete"] == 1
+
+
+def test_upload_retries_transient_errors(fake: FakeGemini, clock: FakeClock, video: Path) -> None:
+    fake.configure(upload_script=["503", "429"], processing_polls=0)
+
+    async def scenario() -> MediaHandle:
+        async with client_for(fake, clock, inline_limit_bytes=0) as client:
+            return await client.upload(video, mime_type="video/mp4")
+
+    assert run(scenario()).uri
+    assert fake.stats["calls"]["upload_start"] == 3
+    assert clock.sleeps[-1] >= 1.0  # the 429 carried retryDelay 1s
+
+
+# -- retries --------------------------------------------------------------------------------
+
+
+def test_429_honours_retry_delay_and_pauses_the_budget(
+    fake: FakeGemini, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.configure(script=["429", "ok"], retry_delay="26s")
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock, gemini_api_key="sekrit-key-123") as client:
+            started = clock.now
+            reply = await ask(client)
+            return reply, client.budget.paused_until - started
+
+    reply, pause = run(scenario())
+    assert reply.attempts == 2
+    assert fake.stats["calls"]["generate"] == 2
+    assert fake.stats["outcomes"] == {"429": 1, "ok": 1}
+    assert clock.sleeps and 26.0 <= clock.sleeps[0] <= 26.0 * 1.1
+    assert pause >= 26.0  # every other caller is held for the same cool-down
+    assert "attempt 1/4 failed (HTTP 429 RESOURCE_EXHAUSTED" in caplog.text
+    assert "retrying in 2" in caplog.text
+    assert "sekrit-key-123" not in caplog.text
+
+
+def test_server_errors_then_success(fake: FakeGemini, clock: FakeClock) -> None:
+    fake.configure(script=["500", "503", "ok"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client)
+
+    reply = run(scenario())
+    assert reply.attempts == 3
+    assert fake.stats["calls"]["generate"] == 3
+    # Full jitter: each wait lies in [0, 1 * 2**(n-1)] seconds.
+    assert len(clock.sleeps) == 2
+    assert 0 <= clock.sleeps[0] <= 1.0 and 0 <= clock.sleeps[1] <= 2.0
+
+
+def test_hung_call_times_out_and_counts_as_an_attempt(fake: FakeGemini, clock: FakeClock) -> None:
+    fake.configure(script=["hang", "ok"], hang_s=30)
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock, gemini_timeout_seconds=0.3) as client:
+            return await ask(client)
+
+    started = time.monotonic()
+    reply = run(scenario())
+    assert time.monotonic() - started < 5
+    assert reply.attempts == 2
+    assert fake.stats["calls"]["generate"] == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("malformed", "invalid JSON"),
+        ("safety", "prompt blocked (SAFETY)"),
+        ("max_tokens", "MAX_TOKENS"),
+        ("schema_mismatch", "JSON does not match SegmentReport"),
+    ],
+)
+def test_bad_answers_are_failed_attempts(
+    fake: FakeGemini, clock: FakeClock, mode: str, reason: str
+) -> None:
+    fake.configure(script=[mode, "ok"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client)
+
+    reply = run(scenario())
+    assert reply.attempts == 2
+    # Both attempts reached the model and were billed.
+    assert reply.input_tokens == fake.stats["prompt_tokens"]
+
+    fake.configure(script=[mode])
+
+    async def single_attempt() -> Any:
+        async with client_for(fake, clock, gemini_max_attempts=1) as client:
+            return await ask(client)
+
+    with pytest.raises(ModelCallError, match=re.escape(reason)) as info:
+        run(single_attempt())
+    assert info.value.attempts == 1 and info.value.retryable
+
+
+def test_max_tokens_raises_the_output_limit_for_the_next_attempt(
+    fake: FakeGemini, clock: FakeClock
+) -> None:
+    fake.configure(script=["max_tokens", "ok"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client, max_output_tokens=1000)
+
+    run(scenario())
+    limits = [r["max_output_tokens"] for r in fake.stats["generate_requests"]]
+    assert limits == [1000, 2000]
+
+
+def test_all_attempts_fail(fake: FakeGemini, clock: FakeClock) -> None:
+    fake.configure(rates={"503": 1.0})
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock, gemini_max_attempts=3) as client:
+            return await ask(client)
+
+    with pytest.raises(ModelCallError) as info:
+        run(scenario())
+    assert info.value.attempts == 3 and info.value.retryable
+    assert "HTTP 503" in info.value.reason
+    assert fake.stats["calls"]["generate"] == 3  # the SDK itself never retried
+
+
+def test_client_errors_are_not_retried(fake: FakeGemini, clock: FakeClock) -> None:
+    fake.configure(script=["400"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client)
+
+    with pytest.raises(ModelCallError, match="HTTP 400 INVALID_ARGUMENT") as info:
+        run(scenario())
+    assert info.value.attempts == 1 and info.value.retryable is False
+    assert fake.stats["calls"]["generate"] == 1 and clock.sleeps == []
+
+
+def test_concurrent_calls_run_in_parallel(fake: FakeGemini, clock: FakeClock) -> None:
+    fake.configure(latency_s=0.3)
+
+    async def scenario() -> list[Any]:
+        async with client_for(fake, clock) as client:
+            return await asyncio.gather(*(ask(client) for _ in range(4)))
+
+    started = time.monotonic()
+    replies = run(scenario())
+    assert len(replies) == 4 and time.monotonic() - started < 1.2
+    assert fake.stats["max_in_flight"] >= 3
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def test_missing_api_key_without_base_url_is_refused() -> None:
+    settings = Settings(analysis_id="t", input_uri="file:///i", output_uri="file:///o/")
+    with pytest.raises(ModelCallError, match="GEMINI_API_KEY") as info:
+        GeminiClient.from_settings(settings)
+    assert info.value.retryable is False
+
+
+def test_key_is_not_in_the_client_repr(fake: FakeGemini, clock: FakeClock) -> None:
+    client = client_for(fake, clock, gemini_api_key="sekrit-key-123")
+    assert "sekrit" not in repr(client) and "sekrit" not in repr(vars(client))
+    run(client.aclose())
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        (
+            {
+                "error": {
+                    "code": 429,
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {"@type": "type.googleapis.com/google.rpc.QuotaFailure"},
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"},
+                    ],
+                }
+            },
+            26.0,
+        ),
+        ({"error": {"details": [{"retryDelay": "1.5s"}]}}, 1.5),
+        ({"details": [{"retryDelay": {"seconds": 3, "nanos": 500_000_000}}]}, 3.5),
+        ([{"error": {"details": [{"retryDelay": "0.25s"}]}}], 0.25),
+        ({"error": {"code": 429, "details": []}}, None),
+        ({"retryDelay": "soon"}, None),
+        (None, None),
+    ],
+)
+def test_retry_delay_parsing(details: Any, expected: float | None) -> None:
+    assert retry_delay_seconds(details) == expected
