@@ -99,3 +99,16 @@ class ModelReply(Generic[T]):
     input_tokens: int
     output_tokens: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One stored object (s3:// or file://) and its size, as listed or stat'ed."""
+
+    uri: str
+    size_bytes: int
+
+    @property
+    def name(self) -> str:
+        """The last path component (`3.webm` for `s3://b/rec/3.webm`)."""
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
