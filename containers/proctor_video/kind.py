@@ -1,0 +1,284 @@
+"""The proctor-video kind: what the shared runner needs to analyse one webcam recording.
+
+`prepare` runs before any model call and does everything that must survive a Gemini outage:
+upload `video.webm`, run the deterministic detectors, turn them (and the stitcher's recording
+gaps) into events, and upload their evidence thumbnails. MAP/REDUCE add the model's view;
+`fallback_report` publishes the signal events alone when every segment failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from analysis_engine.errors import AnalysisError
+from analysis_engine.models import Segment
+from analysis_engine.result import Kind
+from proctor_video import prompts
+from proctor_video.events import (
+    Event,
+    Integrity,
+    SignalConfig,
+    combine_levels,
+    merge_events,
+    score_integrity,
+    signal_events,
+    summary_from_events,
+    to_test_clock,
+)
+from proctor_video.schemas import ProctorSummary, SegmentObservations
+
+if TYPE_CHECKING:  # the runner pulls in every adapter; importing it here would be circular
+    from analysis_engine.runner import RunContext
+
+log = logging.getLogger(__name__)
+
+MAX_THUMBNAILS = 60
+# Events the report shows a picture for (a gap has no picture; a voice has nothing to show).
+PICTURED = {
+    "face_absent", "multiple_faces", "looking_away", "phone_or_device",
+    "camera_covered", "camera_frozen", "other",
+}  # fmt: skip
+
+
+class ProctorVideoKind:
+    name: Kind = "proctor_video"
+    prompt_version = prompts.PROMPT_VERSION
+    map_schema = SegmentObservations
+    reduce_schema = ProctorSummary
+    skip_idle = False  # a still webcam is exactly what a proctor must look at
+
+    def __init__(self, signal_config: SignalConfig | None = None) -> None:
+        self.signal_config = signal_config or SignalConfig()
+        self._context: dict[str, Any] = {}
+        self._offset = 0.0  # test-clock time of the video file's first frame
+        self._signal_events: list[Event] = []
+        self._thumbs: dict[tuple[str, float], str] = {}
+
+    # ------------------------------------------------------------------ before the model
+    def prepare(self, run: RunContext) -> dict[str, Any]:
+        from proctor_video.signals import detect_signals  # adapter: ffmpeg
+
+        self._context = run.settings.analysis_context
+        report = run.stitch_report
+        self._offset = report.start_s if report is not None else 0.0
+        video_uri = run.storage.upload_file(
+            run.video, run.output_uri("video.webm"), content_type="video/webm"
+        )
+        log.info("uploaded %s (%.1f MB)", video_uri, run.video.stat().st_size / 1e6)
+        end_s = self._offset + run.info.duration_s
+        if report is not None:
+            end_s = max(end_s, report.duration_s)
+        signals = detect_signals(
+            run.video, start_s=self._offset, end_s=end_s, has_audio=run.info.has_audio
+        )
+        gaps = (
+            [(g.interval, {"reason": g.reason, "chunks": list(g.chunks)}) for g in report.gaps]
+            if report is not None
+            else []
+        )
+        events = signal_events(
+            black=signals.black,
+            frozen=signals.frozen,
+            speech=signals.speech,
+            gaps=gaps,
+            config=self.signal_config,
+        )
+        self._signal_events = [self._with_thumbnail(e, run) for e in events]
+        log.info(
+            "signals in %.1f s: %d black, %d frozen, %d speech stretches, %d recording gaps",
+            signals.seconds_elapsed, len(signals.black), len(signals.frozen),
+            len(signals.speech), len(gaps),
+        )  # fmt: skip
+        return {
+            "video_uri": video_uri,
+            "signals": signals.to_dict(),
+            "recording": _recording(run, end_s),
+        }
+
+    def _with_thumbnail(self, event: Event, run: RunContext) -> Event:
+        """Attach (and upload) a JPEG of the event's middle frame, once per moment."""
+        if (
+            event.type not in PICTURED
+            or "thumbnail" in event.evidence
+            or len(self._thumbs) >= MAX_THUMBNAILS
+        ):
+            return event
+        from analysis_engine import media  # adapter: ffmpeg
+
+        at = round(event.midpoint_s, 1)
+        key = self._thumbs.get((event.type, at))
+        if key is None:
+            name = f"evidence/{len(self._thumbs):03d}-{event.type}-{at:07.1f}s.jpg"
+            try:
+                local = media.thumbnail(run.video, at - self._offset, run.work_dir / name)
+                uri = run.storage.upload_file(
+                    local, run.output_uri(name), content_type="image/jpeg"
+                )
+            except AnalysisError as exc:  # evidence is best effort; the event stands
+                log.warning("no thumbnail for %s at %.1f s: %s", event.type, at, exc)
+                return event
+            key = self._thumbs[(event.type, at)] = name
+            log.debug("thumbnail %s", uri)
+        return replace(event, evidence={**event.evidence, "thumbnail": key, "thumbnail_at_s": at})
+
+    # ------------------------------------------------------------------ MAP
+    def map_prompt(self, segment: Segment, *, total: int, duration_s: float) -> str:
+        start, end = segment.start_s + self._offset, segment.end_s + self._offset
+        hints = [
+            {
+                "type": e.type,
+                "start_s": round(max(e.start_s, start) - start, 1),
+                "end_s": round(min(e.end_s, end) - start, 1),
+                "detector": e.evidence.get("detector"),
+            }
+            for e in self._signal_events
+            if e.end_s > start and e.start_s < end
+        ]
+        return prompts.map_prompt(
+            segment, total=total, duration_s=duration_s, offset_s=self._offset,
+            hints=hints, context=self._context,
+        )  # fmt: skip
+
+    def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]:
+        data = output.model_dump()
+        for obs in data["observations"]:
+            for key in ("start_s", "end_s"):
+                obs[key] = to_test_clock(obs[key], segment.start_s, segment.end_s, self._offset)
+            obs["end_s"] = max(obs["end_s"], obs["start_s"])
+            obs["confidence"] = round(min(1.0, max(0.0, float(obs["confidence"]))), 2)
+        data["candidate_visible_fraction"] = round(
+            min(1.0, max(0.0, float(data["candidate_visible_fraction"]))), 2
+        )
+        return data
+
+    # ------------------------------------------------------------------ REDUCE
+    def reduce_prompt(
+        self,
+        analysed: Sequence[tuple[Segment, dict[str, Any]]],
+        *,
+        coverage: dict[str, Any],
+        run: RunContext,
+        extras: dict[str, Any],
+    ) -> str:
+        return prompts.reduce_prompt(
+            analysed,
+            signal_events=[_brief(e) for e in self._signal_events],
+            coverage=coverage,
+            recording=extras.get("recording", {}),
+            context=self._context,
+        )
+
+    def assemble_report(
+        self,
+        *,
+        reduced: BaseModel | None,
+        analysed: Sequence[tuple[Segment, dict[str, Any]]],
+        coverage: dict[str, Any],
+        run: RunContext,
+        extras: dict[str, Any],
+    ) -> dict[str, Any]:
+        if isinstance(reduced, ProctorSummary):
+            model_events = [_model_event(e.model_dump(), None) for e in reduced.timeline]
+            source = "reduce"
+        else:
+            model_events = [
+                _model_event(obs, segment.index)
+                for segment, output in analysed
+                for obs in output["observations"]
+            ]
+            source = "map_only"
+        events = merge_events([*self._signal_events, *model_events])
+        events = [self._with_thumbnail(e, run) for e in events]
+        duration = extras.get("recording", {}).get("duration_s", run.info.duration_s)
+        rules = score_integrity(events, duration)
+        integrity = (
+            combine_levels(rules, reduced.integrity_level, reduced.integrity_reasons)
+            if isinstance(reduced, ProctorSummary)
+            else rules
+        )
+        summary = (
+            reduced.summary
+            if isinstance(reduced, ProctorSummary)
+            else summary_from_events(events, integrity, duration)
+        )
+        return _report(source, events, integrity, summary, extras, coverage, rules)
+
+    def fallback_report(self, *, run: RunContext, extras: dict[str, Any]) -> dict[str, Any] | None:
+        """No segment could be analysed: publish what the detectors found."""
+        events = merge_events(self._signal_events)
+        duration = extras.get("recording", {}).get("duration_s", run.info.duration_s)
+        rules = score_integrity(events, duration)
+        summary = summary_from_events(events, rules, duration) + (
+            " The model could not analyse the video: signal events only."
+        )
+        return _report("signals_only", events, rules, summary, extras, None, rules)
+
+
+def _model_event(data: dict[str, Any], segment: int | None) -> Event:
+    event = Event.from_dict(data, source="model")
+    evidence: dict[str, Any] = {"model": "reduce" if segment is None else "map"}
+    if segment is not None:
+        evidence["segment"] = segment
+    return replace(event, evidence=evidence)
+
+
+def _brief(event: Event) -> dict[str, Any]:
+    return {k: v for k, v in event.to_dict().items() if k != "evidence"}
+
+
+def _recording(run: RunContext, end_s: float) -> dict[str, Any]:
+    report = run.stitch_report
+    data: dict[str, Any] = {
+        "video": "video.webm",
+        "duration_s": round(end_s, 2),
+        "video_start_s": round(report.start_s if report else 0.0, 2),
+    }
+    if report is not None:
+        data.update(
+            chunks_total=report.chunks_total,
+            chunks_used=report.chunks_used,
+            duplicates=len(report.duplicates),
+            bad_chunks=[{"name": p.name, "reason": p.reason} for p in report.bad_chunks],
+            missing_chunks=list(report.missing_indices),
+            runs=len(report.runs),
+            gap_seconds=report.gap_seconds,
+            stitch_mode=report.mode,
+        )
+    return data
+
+
+def _report(
+    source: str,
+    events: Sequence[Event],
+    integrity: Integrity,
+    summary: str,
+    extras: dict[str, Any],
+    coverage: dict[str, Any] | None,
+    rules: Integrity,
+) -> dict[str, Any]:
+    not_analysed = [
+        {"start_s": r["start_s"], "end_s": r["end_s"], "reason": r["reason"]}
+        for r in (coverage or {}).get("failed_ranges", [])
+    ]
+    return {
+        "source": source,
+        "summary": summary,
+        "integrity": {**integrity.to_dict(), "rules_level": rules.level},
+        "events": [e.to_dict() for e in events],
+        "event_counts": _counts(events),
+        "recording": extras.get("recording", {}),
+        "signals": extras.get("signals", {}),
+        "not_analysed_ranges": not_analysed,
+    }
+
+
+def _counts(events: Sequence[Event]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.type] = counts.get(event.type, 0) + 1
+    return counts

@@ -1,0 +1,131 @@
+"""Deterministic detectors over the stitched video (ffmpeg adapter; no model involved).
+
+One ffmpeg pass decodes the video once and runs blackdetect + freezedetect on the picture and
+silencedetect on the sound: decoding dominates the cost, so three separate passes would
+triple it. ffmpeg runs with `-copyts`, so every time it prints is already on the test clock
+(the stitched file's timestamps are the test clock).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from analysis_engine.errors import MediaError
+from analysis_engine.models import Interval
+from proctor_video.events import complement
+
+# Thresholds: a hand over the lens is dark, not perfectly black; a frozen feed repeats frames
+# exactly (a still person still breathes and blinks), so freeze needs a long duration.
+BLACK_FILTER = "blackdetect=d=2:pic_th=0.90:pix_th=0.12"
+FREEZE_FILTER = "freezedetect=n=0.003:d=8"
+SILENCE_FILTER = "silencedetect=noise=-35dB:d=1.5"
+# Decoding is the cost; the detectors work as well on a small, 5 fps picture.
+VIDEO_PREP = "fps=5,scale=160:-2"
+
+_BLACK = re.compile(r"black_start:\s*([\d.]+)\s+black_end:\s*([\d.]+)")
+_FREEZE_START = re.compile(r"freeze_start:\s*([\d.]+)")
+_FREEZE_END = re.compile(r"freeze_end:\s*([\d.]+)")
+_SILENCE_START = re.compile(r"silence_start:\s*(-?[\d.]+)")
+_SILENCE_END = re.compile(r"silence_end:\s*([\d.]+)")
+
+
+@dataclass(frozen=True)
+class Signals:
+    black: tuple[Interval, ...]
+    frozen: tuple[Interval, ...]
+    silence: tuple[Interval, ...]
+    speech: tuple[Interval, ...]  # sound above the silence threshold
+    has_audio: bool
+    seconds_elapsed: float
+
+    def to_dict(self) -> dict[str, object]:
+        def spans(items: tuple[Interval, ...]) -> list[list[float]]:
+            return [[round(i.start_s, 2), round(i.end_s, 2)] for i in items]
+
+        return {
+            "black": spans(self.black),
+            "frozen": spans(self.frozen),
+            "speech": spans(self.speech),
+            "has_audio": self.has_audio,
+            "detectors": {"video": f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}",
+                          "audio": SILENCE_FILTER},
+        }  # fmt: skip
+
+
+def parse_detector_log(
+    text: str, *, start_s: float, end_s: float
+) -> tuple[list[Interval], list[Interval], list[Interval]]:
+    """(black, frozen, silence) from ffmpeg's log; open intervals close at `end_s`."""
+    black = [Interval(float(a), float(b)) for a, b in _BLACK.findall(text)]
+    frozen = _pairs(text, _FREEZE_START, _FREEZE_END, end_s)
+    silence = _pairs(text, _SILENCE_START, _SILENCE_END, end_s)
+    silence = [Interval(max(i.start_s, start_s), i.end_s) for i in silence]
+    return black, frozen, silence
+
+
+def _pairs(
+    text: str, starts: re.Pattern[str], ends: re.Pattern[str], end_s: float
+) -> list[Interval]:
+    """Pair start/end markers in log order (a detector may leave the last one open)."""
+    out: list[Interval] = []
+    open_at: float | None = None
+    for line in text.splitlines():
+        if (m := starts.search(line)) is not None:
+            open_at = float(m.group(1))
+        elif (m := ends.search(line)) is not None and open_at is not None:
+            out.append(Interval(open_at, float(m.group(1))))
+            open_at = None
+    if open_at is not None and open_at < end_s:
+        out.append(Interval(open_at, end_s))
+    return out
+
+
+def detect_signals(
+    video: Path,
+    *,
+    start_s: float,
+    end_s: float,
+    has_audio: bool,
+    ffmpeg: str = "ffmpeg",
+    threads: int = 1,
+) -> Signals:
+    """Run the detectors over `video` (times on the test clock)."""
+    started = time.monotonic()
+    cmd = [
+        ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "info",
+        "-threads", str(threads), "-copyts", "-i", str(video),
+        "-map", "0:v:0?", "-vf", f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}",
+        "-map", "0:a:0?", "-af", SILENCE_FILTER,
+        "-f", "null", "-",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    if proc.returncode != 0:
+        raise MediaError("signal detection failed", command=cmd, stderr_tail=proc.stderr[-4000:])
+    black, frozen, silence = parse_detector_log(proc.stderr, start_s=start_s, end_s=end_s)
+    speech = complement(silence, start_s, end_s) if has_audio else []
+    return Signals(
+        black=tuple(black),
+        frozen=tuple(frozen),
+        silence=tuple(silence),
+        speech=tuple(speech),
+        has_audio=has_audio,
+        seconds_elapsed=round(time.monotonic() - started, 3),
+    )
+
+
+def thumbnail(video: Path, at_s: float, dest: Path, *, ffmpeg: str = "ffmpeg") -> Path | None:
+    """One JPEG (320 px wide) at `at_s` seconds from the start of the file; None if no frame."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-ss", f"{max(0.0, at_s):.3f}", "-i", str(video),
+        "-frames:v", "1", "-vf", "scale=320:-2", "-q:v", "4", "-threads", "1", str(dest),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0 or not dest.exists() or dest.stat().st_size == 0:
+        return None
+    return dest
