@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import random
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Coroutine, Iterator
@@ -373,6 +374,32 @@ def test_concurrent_calls_run_in_parallel(fake: FakeGemini, clock: FakeClock) ->
     replies = run(scenario())
     assert len(replies) == 4 and time.monotonic() - started < 1.2
     assert fake.stats["max_in_flight"] >= 3
+
+
+def test_sdk_retries_are_fully_off(clock: FakeClock) -> None:
+    """retry_options=None would still let the SDK's aiohttp transport sleep 1-10 s and retry
+    a refused connection by itself; attempts=1 turns that off, so our loop is the only one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings = Settings(
+        analysis_id="t",
+        input_uri="file:///i",
+        output_uri="file:///o/",
+        gemini_base_url=f"http://127.0.0.1:{closed_port}",
+        gemini_max_attempts=2,
+    )
+
+    async def scenario() -> None:
+        async with GeminiClient.from_settings(settings, sleep=clock.sleep, clock=clock) as client:
+            await ask(client)
+
+    started = time.monotonic()
+    with pytest.raises(ModelCallError, match="network error") as info:
+        run(scenario())
+    assert time.monotonic() - started < 1.0
+    assert info.value.attempts == 2 and info.value.retryable
+    assert len(clock.sleeps) == 1  # our backoff, once
 
 
 # -- configuration ------------------------------------------------------------------------
