@@ -226,7 +226,9 @@ class GeminiClient:
             mime_type=uploaded.mime_type or mime_type, uri=uploaded.uri, name=uploaded.name
         )
         try:
-            active = await self._wait_active(uploaded, label=f"upload {path.name}")
+            active = await self._wait_active(
+                uploaded, label=f"upload {path.name}", attempts=attempts
+            )
         except BaseException:
             await self.delete(handle)
             raise
@@ -234,7 +236,7 @@ class GeminiClient:
             mime_type=handle.mime_type, uri=active.uri or handle.uri, name=handle.name
         )
 
-    async def _wait_active(self, file: types.File, *, label: str) -> types.File:
+    async def _wait_active(self, file: types.File, *, label: str, attempts: int) -> types.File:
         name = file.name or ""
         deadline = self._clock() + self._processing_deadline_s
         interval = self._poll_interval_s
@@ -242,13 +244,15 @@ class GeminiClient:
             if file.state == types.FileState.FAILED:
                 detail = file.error.message if file.error and file.error.message else "no detail"
                 raise ModelCallError(
-                    f"{label}: file processing FAILED ({detail})", attempts=1, retryable=False
+                    f"{label}: file processing FAILED ({detail})",
+                    attempts=attempts,
+                    retryable=False,
                 )
             if self._clock() >= deadline:
                 raise ModelCallError(
                     f"{label}: file not ACTIVE after {self._processing_deadline_s:g}s "
                     f"(state {file.state.value if file.state else 'unknown'})",
-                    attempts=1,
+                    attempts=attempts,
                 )
             await self._sleep(interval)
             interval = min(interval * 1.5, 10.0)
