@@ -93,7 +93,7 @@ class Levers:
 class Drain:
     analyses_per_hour: float
     binding: str
-    hours: float
+    hours: float | None
     fargate_per_hour: float
     rpm_per_hour: float
     tpm_per_hour: float
@@ -123,7 +123,7 @@ class Plan:
 def _tokens_per_second(w: Workload) -> float:
     if w.tokens_per_second is not None:
         return w.tokens_per_second
-    return PUBLISHED_TOKENS_PER_SECOND[w.media_resolution]
+    return PUBLISHED_TOKENS_PER_SECOND.get(w.media_resolution, 300)
 
 
 def per_analysis(w: Workload) -> dict[str, float]:
@@ -223,7 +223,8 @@ def plan(levers: Levers) -> Plan:
             tpm_budget[k] * w.max_concurrent * 60 / per[k]["tokens"],
         )
         best = min(rates)
-        drain[k] = Drain(best, CONSTRAINTS[rates.index(best)], w.batch_size / best, *rates)
+        hours = w.batch_size / best if best > 0 else None  # a zero budget never drains
+        drain[k] = Drain(best, CONSTRAINTS[rates.index(best)], hours, *rates)
 
     errors = _preconditions(levers, required, usable_rpm, slots, rpm_budget, tpm_budget, per)
     return Plan(
@@ -552,7 +553,8 @@ def _workload_lines(levers: Levers, p: Plan, name: str, w: Workload) -> list[str
         f"  binding constraint: {d.binding}",
     ]
     if w.batch_size:
-        out.append(f"  predicted drain of {w.batch_size:g}: {d.hours:.1f} h")
+        drain = "never (a Gemini budget is zero)" if d.hours is None else f"{d.hours:.1f} h"
+        out.append(f"  predicted drain of {w.batch_size:g}: {drain}")
     out += [f"  lever to move next: {next_lever(levers, name)}", ""]
     return out
 

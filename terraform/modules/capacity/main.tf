@@ -45,7 +45,8 @@ locals {
   tpm_budget   = { for k, w in var.workloads : k => floor(local.usable_tpm * w.gemini_weight / local.weight_slots) }
 
   tokens_per_second = { for k, w in var.workloads :
-    k => w.tokens_per_second != null ? w.tokens_per_second : local.published_tokens_per_second[w.media_resolution]
+    # lookup(): an unknown resolution is rejected by validation; don't fail here as well.
+    k => w.tokens_per_second != null ? w.tokens_per_second : lookup(local.published_tokens_per_second, w.media_resolution, 300)
   }
 
   # Demand of one analysis and its duration.
@@ -73,9 +74,10 @@ locals {
   drain = { for k, w in var.workloads : k => {
     analyses_per_hour = min(local.throughput[k]...)
     binding           = local.constraint_names[index(local.throughput[k], min(local.throughput[k]...))]
-    hours             = w.batch_size / min(local.throughput[k]...)
-    fargate_per_hour  = local.throughput[k][0]
-    rpm_per_hour      = local.throughput[k][1]
-    tpm_per_hour      = local.throughput[k][2]
+    # null when a budget of zero means the batch never drains (the budget outputs fail).
+    hours            = min(local.throughput[k]...) > 0 ? w.batch_size / min(local.throughput[k]...) : null
+    fargate_per_hour = local.throughput[k][0]
+    rpm_per_hour     = local.throughput[k][1]
+    tpm_per_hour     = local.throughput[k][2]
   } }
 }

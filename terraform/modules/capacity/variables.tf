@@ -42,11 +42,13 @@ variable "workloads" {
     error_message = "vcpu must be one of the whole Fargate sizes 1, 2, 4, 8 or 16 (the Airflow pool counts whole vCPUs)."
   }
   validation {
-    condition = alltrue([for w in values(var.workloads) :
+    # try(): an invalid vcpu has no memory range (the rule above reports it).
+    condition = alltrue([for w in values(var.workloads) : try(
       w.memory_mib >= local.fargate_memory[tostring(w.vcpu)].min &&
       w.memory_mib <= local.fargate_memory[tostring(w.vcpu)].max &&
-      w.memory_mib % local.fargate_memory[tostring(w.vcpu)].step == 0
-    ])
+      w.memory_mib % local.fargate_memory[tostring(w.vcpu)].step == 0,
+      false
+    )])
     error_message = "memory_mib is not a valid Fargate size for its vcpu (1 vCPU: 2048-8192 step 1024; 2: 4096-16384 step 1024; 4: 8192-30720 step 1024; 8: 16384-61440 step 4096; 16: 32768-122880 step 8192)."
   }
   validation {
