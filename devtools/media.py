@@ -69,6 +69,7 @@ def screenshare_argv(
     audio: bool = True,
     idle: Sequence[tuple[float, float]] = (),
     gop_seconds: float | None = 2.0,
+    silent_idle: bool = True,
     threads: int | None = None,
 ) -> list[str]:
     """The ffmpeg command `make_screenshare` runs (exposed so benchmarks can print it)."""
@@ -94,7 +95,8 @@ def screenshare_argv(
         # A warbling tone (audible while active), muted inside the idle ranges.
         tone = f"sine=frequency=330:sample_rate=48000:duration={duration:g}"
         argv += ["-f", "lavfi", "-i", tone]
-        graph += f";[2:a]volume=0.5,volume=0:enable='{_idle_expr(idle)}'[a]"
+        mute = _idle_expr(idle) if silent_idle else "0"
+        graph += f";[2:a]volume=0.5,volume=0:enable='{mute}'[a]"
     argv += ["-filter_complex", graph, "-map", "[v]"]
     if audio:
         argv += ["-map", "[a]", *_AUDIO_ARGS[codec]]
@@ -109,7 +111,13 @@ def screenshare_argv(
 
 
 def make_screenshare(dest: Path, **options: object) -> Path:
-    """Generate a screenshare-like recording (see `screenshare_argv` for the options)."""
+    """Generate a screenshare-like recording (see `screenshare_argv` for the options).
+
+    Options: duration (s), size ("WxH"), fps, codec ("h264" -> use .mp4; "vp8"/"vp9" -> .webm;
+    default from the suffix), audio, idle ([(start, end), ...]: still picture + silence),
+    silent_idle (False keeps the sound on during idle ranges), gop_seconds (keyframe spacing;
+    None = a single keyframe), threads.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(screenshare_argv(dest, **options))  # type: ignore[arg-type]
@@ -138,6 +146,7 @@ def make_live_webcam(
     cluster_seconds: float = 3.0,
     codec: Literal["vp8", "vp9"] = "vp8",
     audio: bool = True,
+    black: Sequence[tuple[float, float]] = (),
 ) -> Path:
     """A webcam-like live WebM (as MediaRecorder writes it): one keyframe and one cluster every
     `cluster_seconds`, `-live 1` (no cues, no seeking back to patch sizes)."""
@@ -145,7 +154,11 @@ def make_live_webcam(
     dest.parent.mkdir(parents=True, exist_ok=True)
     gop = max(1, round(fps * cluster_seconds))
     argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y"]
-    argv += ["-f", "lavfi", "-i", f"testsrc2=s={size}:r={fps}:d={duration:g}"]
+    # `black` ranges paint the picture black: a covered camera, for blackdetect.
+    video = f"testsrc2=s={size}:r={fps}:d={duration:g}"
+    if black:
+        video += f",drawbox=c=black:t=fill:enable='{_idle_expr(black)}'"
+    argv += ["-f", "lavfi", "-i", video]
     if audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=48000:d={duration:g}"]
         argv += ["-map", "0:v", "-map", "1:a", *_AUDIO_ARGS[codec]]
@@ -258,10 +271,10 @@ def write_audio_only(dest: Path, *, duration: float = 3.0) -> Path:
 
 
 def write_zero_duration(dest: Path) -> Path:
-    """A container with a video stream but no frames at all (duration 0 / unknown)."""
+    """An MP4 whose encoder never got a frame: valid container, duration 0.000000."""
     dest = Path(dest)
     _run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-          "color=s=64x64:r=5:d=1", "-frames:v", "0", "-c:v", "libvpx", "-f", "webm",
+          "color=s=64x64:r=5:d=1", "-frames:v", "0", "-c:v", "mpeg4", "-f", "mp4",
           str(dest)])  # fmt: skip
     return dest
 

@@ -1,0 +1,291 @@
+"""ffmpeg adapter against real ffmpeg on media generated at test time (devtools.media)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from analysis_engine import media
+from analysis_engine.errors import InvalidInputError, MediaError
+from analysis_engine.models import Interval, SegmentPlan
+from analysis_engine.planning import plan_segments
+from devtools import media as gen
+
+Make = Callable[..., Path]
+
+
+# ------------------------------------------------------------------------------ probe
+@pytest.mark.parametrize(
+    ("name", "options", "video", "audio"),
+    [
+        ("vp8.webm", {"codec": "vp8"}, "vp8", "opus"),
+        ("vp9.webm", {"codec": "vp9"}, "vp9", "opus"),
+        ("h264.mp4", {"codec": "h264"}, "h264", "aac"),
+        ("silent.mp4", {"audio": False}, "h264", None),
+        ("sparse.mp4", {"gop_seconds": None}, "h264", "aac"),
+    ],
+)
+def test_probe_good_inputs(
+    sample_media: Make, name: str, options: dict[str, object], video: str, audio: str | None
+) -> None:
+    path = sample_media(name, duration=6, **options)
+    info = media.probe(path)
+    assert info.video_codec == video
+    assert info.audio_codec == audio
+    assert info.duration_s == pytest.approx(6, abs=0.1)
+    assert (info.width, info.height) == (320, 180)
+    assert info.fps == pytest.approx(5)
+    assert info.size_bytes == path.stat().st_size
+    media.validate_duration(info, 4 * 3600)
+
+
+def test_live_webm_without_duration_is_measured_from_packets(tmp_path: Path) -> None:
+    path = gen.make_live_webcam(tmp_path / "cam.webm", duration=6)
+    info = media.probe(path)
+    assert info.duration_s == pytest.approx(6, abs=0.3)
+
+
+def test_keyframes_dense_and_sparse(sample_media: Make) -> None:
+    dense = media.keyframe_times(sample_media("h264.mp4", duration=6, codec="h264"))
+    assert dense == pytest.approx([0, 2, 4], abs=0.05)
+    assert media.keyframe_times(sample_media("sparse.mp4", duration=6, gop_seconds=None)) == [0]
+
+
+def _bad_inputs(tmp: Path, good_mp4: Path, good_webm: Path) -> dict[str, tuple[Path, str]]:
+    nofs = tmp / "nofaststart.mp4"
+    media.run_ffmpeg([media.FFMPEG, "-y", "-i", str(good_mp4), "-c", "copy", str(nofs)])
+    return {
+        "zero-byte": (gen.write_zero_byte(tmp / "empty.mp4"), "empty (0 bytes)"),
+        "text": (gen.write_text_file(tmp / "notes.mp4"), "not a video"),
+        "text-named-txt": (gen.write_text_file(tmp / "notes.txt"), "not a video"),
+        "jpeg": (gen.write_jpeg(tmp / "photo.jpg"), "not a video: file is a still image"),
+        "truncated-mp4": (
+            gen.write_truncated(good_mp4, tmp / "torn.mp4", keep=0.5),
+            "truncated or corrupt container",
+        ),
+        "truncated-mp4-moov-at-end": (
+            gen.write_truncated(nofs, tmp / "torn2.mp4", keep=0.5),
+            "truncated or corrupt container",
+        ),
+        "truncated-webm": (
+            gen.write_truncated(good_webm, tmp / "torn.webm", keep=0.5),
+            "truncated or corrupt container",
+        ),
+        "audio-only": (gen.write_audio_only(tmp / "voice.m4a"), "no video stream"),
+        "audio-only-webm": (gen.write_audio_only(tmp / "voice.webm"), "no video stream"),
+        "zero-duration": (gen.write_zero_duration(tmp / "zero.mp4"), "zero or unknown duration"),
+        "missing": (tmp / "absent.mp4", "does not exist"),
+    }
+
+
+def test_every_bad_input_is_invalid_input_with_a_reason(sample_media: Make, tmp_path: Path) -> None:
+    cases = _bad_inputs(
+        tmp_path,
+        sample_media("h264.mp4", duration=6, codec="h264"),
+        sample_media("vp8.webm", duration=6, codec="vp8"),
+    )
+    for case, (path, reason) in cases.items():
+        with pytest.raises(InvalidInputError) as err:
+            media.probe(path, field="recording")
+        assert err.value.field == "recording", case
+        assert reason in err.value.reason, f"{case}: {err.value.reason}"
+        assert "\n" not in str(err.value), f"{case}: reason must be one line"
+
+
+def test_too_long(sample_media: Make) -> None:
+    info = media.probe(sample_media("h264.mp4", duration=6, codec="h264"))
+    with pytest.raises(InvalidInputError, match=r"INPUT_URI: recording is 0:00:06 long, over"):
+        media.validate_duration(info, 5)
+
+
+# ---------------------------------------------------------------------------- cutting
+def _assert_durations(out: dict[int, Path], plan: SegmentPlan) -> None:
+    assert sorted(out) == [s.index for s in plan.to_analyse]
+    for seg in plan.to_analyse:
+        got = media.probe(out[seg.index], field="segment").duration_s
+        assert got == pytest.approx(seg.duration_s, abs=1.0), seg
+
+
+@pytest.mark.parametrize(("name", "codec", "suffix"), [("h264.mp4", "h264", ".mp4"),
+                                                        ("vp8.webm", "vp8", ".webm")])  # fmt: skip
+def test_cut_segments_stream_copy(
+    sample_media: Make, tmp_path: Path, name: str, codec: str, suffix: str
+) -> None:
+    path = sample_media(f"cut-{name}", duration=24, codec=codec, gop_seconds=2)
+    info = media.probe(path)
+    plan = plan_segments(
+        duration_s=info.duration_s,
+        keyframes=media.keyframe_times(path),
+        target_seconds=8,
+        idle=[Interval(8, 16)],
+        min_idle_seconds=5,
+    )
+    assert plan.mode == "copy"
+    assert len(plan.skipped) == 1
+    out = media.cut_segments(path, plan, tmp_path / "segs", info=info)
+    _assert_durations(out, plan)
+    assert {p.suffix for p in out.values()} == {suffix}
+    assert {media.mime_type_for(p) for p in out.values()} == {f"video/{suffix[1:]}"}
+    assert len(list((tmp_path / "segs").iterdir())) == len(out), "skipped files removed"
+
+
+def test_cut_segments_reencode_on_sparse_keyframes(sample_media: Make, tmp_path: Path) -> None:
+    path = sample_media("sparse-long.mp4", duration=24, gop_seconds=None)
+    info = media.probe(path)
+    plan = plan_segments(
+        duration_s=info.duration_s,
+        keyframes=media.keyframe_times(path),
+        target_seconds=8,
+        idle=[],
+        min_idle_seconds=5,
+    )
+    assert plan.mode == "reencode"
+    out = media.cut_segments(path, plan, tmp_path / "segs", info=info)
+    _assert_durations(out, plan)
+    first = media.probe(out[0])
+    assert first.video_codec == "h264"
+    assert first.fps == pytest.approx(media.REENCODE_FPS)
+    assert media.mime_type_for(out[0]) == "video/mp4"
+
+
+def test_cut_segments_nothing_to_analyse(sample_media: Make, tmp_path: Path) -> None:
+    path = sample_media("h264.mp4", duration=6, codec="h264")
+    plan = plan_segments(
+        duration_s=6, keyframes=[0, 2, 4], target_seconds=3, idle=[Interval(0, 6)],
+        min_idle_seconds=5,
+    )  # fmt: skip
+    assert media.cut_segments(path, plan, tmp_path / "segs") == {}
+
+
+def test_mime_type_for_rejects_unknown() -> None:
+    assert media.mime_type_for(Path("a.MP4")) == "video/mp4"
+    with pytest.raises(ValueError):
+        media.mime_type_for(Path("a.avi"))
+
+
+# -------------------------------------------------------------------------- detectors
+IDLE = (20.0, 80.0)
+
+
+@pytest.fixture(scope="module")
+def idle_minute(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """110 s screenshare whose minute 20..80 is a still screen with silence."""
+    dest = tmp_path_factory.mktemp("idle") / "idle.mp4"
+    return gen.make_screenshare(dest, duration=110, fps=2, idle=[IDLE])
+
+
+def test_detect_idle_finds_the_idle_minute(idle_minute: Path) -> None:
+    info = media.probe(idle_minute)
+    (found,) = media.detect_idle(idle_minute, info, min_seconds=30)
+    assert found.start_s == pytest.approx(IDLE[0], abs=3)
+    assert found.end_s == pytest.approx(IDLE[1], abs=3)
+
+
+def test_detect_idle_without_audio_and_in_webm(tmp_path: Path) -> None:
+    path = gen.make_screenshare(
+        tmp_path / "quiet.webm", duration=70, fps=2, codec="vp9", audio=False, idle=[(10, 50)]
+    )
+    info = media.probe(path)
+    (found,) = media.detect_idle(path, info, min_seconds=20)
+    assert (found.start_s, found.end_s) == pytest.approx((10, 50), abs=3)
+
+
+def test_still_screen_with_sound_is_not_idle(tmp_path: Path) -> None:
+    path = gen.make_screenshare(
+        tmp_path / "talk.mp4", duration=60, fps=2, idle=[(10, 50)], silent_idle=False
+    )
+    info = media.probe(path)
+    assert media.detect_freeze(path, min_seconds=20) != []
+    assert media.detect_idle(path, info, min_seconds=20) == []
+
+
+def test_active_recording_has_no_idle(sample_media: Make) -> None:
+    path = sample_media("active.mp4", duration=40, fps=2)
+    assert media.detect_idle(path, media.probe(path), min_seconds=10) == []
+
+
+def test_detect_freeze_silence_and_speech(idle_minute: Path) -> None:
+    (frozen,) = media.detect_freeze(idle_minute, min_seconds=10)
+    assert (frozen.start_s, frozen.end_s) == pytest.approx(IDLE, abs=1.5)
+    (silent,) = media.detect_silence(idle_minute, min_seconds=10)
+    assert (silent.start_s, silent.end_s) == pytest.approx(IDLE, abs=1.5)
+    speech = media.detect_speech(idle_minute)
+    assert [(round(i.start_s), round(i.end_s)) for i in speech] == [(0, 20), (80, 110)]
+
+
+def test_detect_black(tmp_path: Path) -> None:
+    path = gen.make_live_webcam(tmp_path / "covered.webm", duration=12, black=[(4, 9)])
+    (black,) = media.detect_black(path, min_seconds=2)
+    assert (black.start_s, black.end_s) == pytest.approx((4, 9), abs=0.5)
+    assert media.detect_black(gen.make_live_webcam(tmp_path / "ok.webm", duration=4)) == []
+
+
+def test_thumbnail_is_a_jpeg(sample_media: Make, tmp_path: Path) -> None:
+    path = sample_media("h264.mp4", duration=6, codec="h264")
+    out = media.thumbnail(path, 3.0, tmp_path / "thumbs" / "t.jpg", width=160)
+    assert out.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert media.probe_argv(out)  # builder is pure
+    with pytest.raises(MediaError):
+        media.thumbnail(path, 600.0, tmp_path / "past-the-end.jpg")
+
+
+# ------------------------------------------------------------------ runner and pure parts
+def test_run_ffmpeg_error_carries_command_and_stderr(tmp_path: Path) -> None:
+    argv = [media.FFMPEG, "-i", str(tmp_path / "nope.mp4"), "-f", "null", "-"]
+    with pytest.raises(MediaError) as err:
+        media.run_ffmpeg(argv)
+    assert err.value.command == argv
+    assert "No such file" in err.value.stderr_tail
+    with pytest.raises(MediaError, match="not installed"):
+        media.run_ffmpeg(["/nonexistent/ffmpeg", "-version"])
+    with pytest.raises(MediaError, match="timed out"):
+        media.run_ffmpeg(
+            [media.FFMPEG, "-f", "lavfi", "-i", "testsrc2=d=600", "-f", "null", "-"], timeout=0.3
+        )
+
+
+def test_argv_builders_are_pure_and_cheap() -> None:
+    copy = media.segment_argv(Path("in.webm"), [10, 20], Path("o/seg-%05d.webm"), fmt="webm")
+    assert copy[copy.index("-c") + 1] == "copy"
+    assert copy[copy.index("-segment_times") + 1] == "10.000,20.000"
+    enc = media.reencode_segment_argv(Path("in.mp4"), [10], Path("o/s-%05d.mp4"), threads=1)
+    assert "ultrafast" in enc
+    assert any(a.startswith("fps=2,scale=-2:'min(720,ih)'") for a in enc)
+    assert enc[enc.index("-threads") + 1] == "1"
+    idle = media.idle_detect_argv(Path("x.mp4"), min_seconds=30, has_audio=False, start=5, end=9)
+    assert idle[idle.index("-ss") + 1] == "5.000"
+    assert "silencedetect" not in " ".join(idle)
+
+
+def test_parse_start_end_closes_open_freeze_at_range_end() -> None:
+    events = [("start", 1.0), ("end", 4.0), ("start", 7.0)]
+    assert media.parse_start_end(events, offset=10, open_end=30) == [
+        Interval(11, 14),
+        Interval(17, 30),
+    ]
+
+
+def test_quiet_stretches_from_packet_sizes() -> None:
+    packets = [media.Packet(t / 5, 5000, t % 50 == 0) for t in range(0, 100)]  # busy 0..20 s
+    packets += [media.Packet(t / 5, 12, t % 50 == 0) for t in range(100, 400)]  # still 20..80
+    packets += [media.Packet(t / 5, 5000, False) for t in range(400, 500)]  # busy 80..100
+    found = media.quiet_stretches(packets, duration_s=100, min_seconds=30, max_frame_bytes=400)
+    assert found == [Interval(19, 81)]
+
+
+def test_interval_helpers() -> None:
+    a = [Interval(0, 10), Interval(20, 30)]
+    b = [Interval(5, 25)]
+    assert media.intersect(a, b) == [Interval(5, 10), Interval(20, 25)]
+    assert media.complement(a, 40) == [Interval(10, 20), Interval(30, 40)]
+
+
+def test_split_clusters_makes_mediarecorder_style_chunks(tmp_path: Path) -> None:
+    src = gen.make_live_webcam(tmp_path / "cam.webm", duration=7, cluster_seconds=3)
+    chunks = gen.split_clusters(src, tmp_path / "chunks")
+    assert len(chunks) >= 3
+    assert chunks[0].read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
+    assert all(c.read_bytes()[:4] == b"\x1f\x43\xb6\x75" for c in chunks[1:])
+    assert b"".join(c.read_bytes() for c in chunks) == src.read_bytes()
