@@ -276,6 +276,12 @@ class FakeState:
 
     # -- media duration ---------------------------------------------------------------
 
+    def cached_duration(self, digest: str) -> tuple[bool, float | None]:
+        """(known, seconds): known is False until the media has been probed once."""
+        if digest in self._duration_cache:
+            return True, self._duration_cache[digest]
+        return False, None
+
     def media_duration(self, path: Path, digest: str) -> float | None:
         if digest in self._duration_cache:
             return self._duration_cache[digest]
@@ -691,10 +697,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _inline_seconds(self, raw: bytes) -> float:
         digest = hashlib.sha256(raw).hexdigest()
-        path = self.state.storage / f"inline-{digest[:16]}"
-        if not path.exists():
+        known, duration = self.state.cached_duration(digest)
+        if not known:
+            # ffprobe needs a seekable file; keep it only while probing.
+            path = self.state.storage / f"inline-{uuid.uuid4().hex}"
             path.write_bytes(raw)
-        duration = self.state.media_duration(path, digest)
+            try:
+                duration = self.state.media_duration(path, digest)
+            finally:
+                path.unlink(missing_ok=True)
         return _seconds(duration, len(raw))
 
     def _answer(
