@@ -8,10 +8,26 @@ the others are bare Clusters, exactly like `MediaRecorder.start(3000)` uploads.
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _prefer_container_package() -> None:
+    """pytest puts dags/ on sys.path, where the DAG file dags/proctor_video.py would shadow the
+    container package `proctor_video`. Importing this module first puts containers/ ahead."""
+    module = sys.modules.get("proctor_video")
+    if module is not None and not hasattr(module, "__path__"):
+        del sys.modules["proctor_video"]
+    containers = str(REPO / "containers")
+    if sys.path[:1] != [containers]:
+        sys.path.insert(0, containers)
+
+
+_prefer_container_package()
 
 
 def make_recording(
@@ -28,7 +44,7 @@ def make_recording(
     video = [f"testsrc2=size={size}:rate={fps}", "format=yuv420p"]
     if frozen:
         first, last = int(frozen[0] * fps), int(frozen[1] * fps)
-        video.append(f"freezeframes=first={first}:last={last}:replace={first}")
+        video.append(f"split[a][b];[a][b]freezeframes=first={first}:last={last}:replace={first}")
     if black:
         video.append(f"drawbox=color=black:t=fill:enable='between(t,{black[0]},{black[1]})'")
     audio = ["sine=frequency=440:sample_rate=48000", "volume=0.5"]
