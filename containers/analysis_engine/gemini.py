@@ -160,8 +160,10 @@ class GeminiClient:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 60.0,
     ) -> GeminiClient:
-        """The production wiring; the keyword arguments exist for tests."""
+        """The production wiring; the keyword arguments exist for tests and demos."""
         api_key = settings.gemini_api_key or (DUMMY_API_KEY if settings.gemini_base_url else "")
         if not api_key:
             raise ModelCallError(
@@ -187,6 +189,8 @@ class GeminiClient:
             sleep=sleep,
             clock=clock,
             rng=rng,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
         )
 
     @property
