@@ -290,3 +290,41 @@ def concat_copies(src: Path, dest: Path, *, times: int) -> Path:
     finally:
         listing.unlink(missing_ok=True)
     return dest
+
+
+def make_long_screenshare(
+    cache_dir: Path,
+    *,
+    minutes: int = 60,
+    size: str = "1280x720",
+    fps: int = 30,
+    cycle_seconds: int = 600,
+    idle_in_cycle: Sequence[tuple[float, float]] = ((150, 250), (450, 550)),
+    gop_seconds: float = 5.0,
+) -> tuple[Path, list[tuple[float, float]]]:
+    """A long screenshare for benchmarks, cached in `cache_dir` (outside git).
+
+    One `cycle_seconds` cycle (active work with still, silent stretches; by default a third of
+    it idle) is encoded once and repeated by stream copy, so a 60-minute 720p file takes about
+    a minute to make the first time and nothing afterwards. Returns the path and the idle
+    ranges over the whole file.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    times = max(1, round(minutes * 60 / cycle_seconds))
+    tag = f"{size}-{fps}fps-gop{gop_seconds:g}-c{cycle_seconds}"
+    dest = cache_dir / f"screenshare-{minutes}min-{tag}.mp4"
+    idle = [(k * cycle_seconds + a, k * cycle_seconds + b)
+            for k in range(times) for a, b in idle_in_cycle]  # fmt: skip
+    if dest.exists():
+        return dest, idle
+    cycle = cache_dir / f"cycle-{tag}.mp4"
+    if not cycle.exists():
+        tmp = cycle.with_name("tmp-" + cycle.name)
+        make_screenshare(tmp, duration=cycle_seconds, size=size, fps=fps, codec="h264",
+                         idle=list(idle_in_cycle), gop_seconds=gop_seconds)  # fmt: skip
+        tmp.replace(cycle)
+    tmp = dest.with_name("tmp-" + dest.name)
+    concat_copies(cycle, tmp, times=times)
+    tmp.replace(dest)
+    return dest, idle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -289,3 +290,20 @@ def test_split_clusters_makes_mediarecorder_style_chunks(tmp_path: Path) -> None
     assert chunks[0].read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     assert all(c.read_bytes()[:4] == b"\x1f\x43\xb6\x75" for c in chunks[1:])
     assert b"".join(c.read_bytes() for c in chunks) == src.read_bytes()
+
+
+def test_copy_plan_with_cuts_off_keyframes_falls_back_to_exact_cuts(
+    sample_media: Make, tmp_path: Path
+) -> None:
+    from analysis_engine.models import Segment
+
+    path = sample_media("h264.mp4", duration=6, codec="h264")  # keyframes at 0, 2, 4
+    bounds = [0.0, 2.5, 3.0, 6.0]  # two cuts between the same pair of keyframes
+    plan = SegmentPlan(
+        segments=tuple(Segment(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))),
+        mode="copy",
+        duration_s=6.0,
+    )
+    out = media.cut_segments(path, plan, tmp_path / "segs")
+    _assert_durations(out, plan)
+    assert all(p.suffix == ".mp4" for p in out.values())

@@ -261,3 +261,18 @@ def test_random_plans_hold_invariants(seed: int) -> None:
         assert [(s.start_s, s.end_s) for s in plan.skipped] == [
             (i.start_s, i.end_s) for i in exact_idle
         ]
+
+
+def test_idle_near_the_ends_and_near_each_other_is_glued() -> None:
+    merged = normalise_idle(
+        [Interval(0.007, 40), Interval(40.5, 70), Interval(100, 199.6)],
+        duration_s=200,
+        min_seconds=30,
+    )
+    assert merged == [Interval(0, 70), Interval(100, 200)]
+    plan = plan_segments(
+        duration_s=200, keyframes=every(2, 200), target_seconds=30,
+        idle=[Interval(0.007, 40)], min_idle_seconds=30,
+    )  # fmt: skip
+    assert plan.segments[0] == plan.skipped[0]
+    assert plan.segments[0].start_s == 0

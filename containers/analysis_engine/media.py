@@ -519,21 +519,30 @@ def cut_segments(
     if not plan.to_analyse:
         return {}
     container = copy_container(info) if plan.mode == "copy" else None
-    # Cuts sit a millisecond early so a keyframe printed (rounded) at exactly t still qualifies.
-    cuts = [max(0.0, s.start_s - 0.001) for s in plan.segments[1:]]
+    produced: list[Path] = []
     if container is not None:
-        pattern = out_dir / f"seg-%05d.{container}"
-        argv = segment_argv(path, cuts, pattern, fmt=container, threads=threads)
-    else:
-        pattern = out_dir / "seg-%05d.mp4"
+        # Cuts sit a millisecond early so a keyframe printed (rounded) at t still qualifies.
+        cuts = [max(0.0, s.start_s - 0.001) for s in plan.segments[1:]]
+        argv = segment_argv(
+            path, cuts, out_dir / f"seg-%05d.{container}", fmt=container, threads=threads
+        )
+        produced = _run_segmenter(argv, out_dir, timeout)
+        if len(produced) != len(plan.segments):
+            # The muxer found no keyframe for some cut (timestamps disagree with the plan's):
+            # fall back to exact cuts rather than misnumbering segments.
+            log.warning(
+                "stream copy gave %d files for %d segments; re-encoding instead",
+                len(produced),
+                len(plan.segments),
+            )
+            container = None
+    if container is None:
         exact = [s.start_s for s in plan.segments[1:]]
-        argv = reencode_segment_argv(path, exact, pattern, threads=threads)
-    run_ffmpeg(argv, timeout=timeout)
-    produced = sorted(out_dir.glob(f"seg-*{pattern.suffix}"))
+        argv = reencode_segment_argv(path, exact, out_dir / "seg-%05d.mp4", threads=threads)
+        produced = _run_segmenter(argv, out_dir, timeout)
     if len(produced) != len(plan.segments):
         raise MediaError(
-            f"segmenting produced {len(produced)} files for {len(plan.segments)} planned "
-            "segments (cut points not on keyframes?)",
+            f"segmenting produced {len(produced)} files for {len(plan.segments)} planned segments",
             command=argv,
         )
     out: dict[int, Path] = {}
@@ -543,6 +552,14 @@ def cut_segments(
         else:
             file.unlink(missing_ok=True)
     return out
+
+
+def _run_segmenter(argv: list[str], out_dir: Path, timeout: float) -> list[Path]:
+    """Clear earlier segment files (a rerun in the same scratch dir), run, list the output."""
+    for old in out_dir.glob("seg-*"):
+        old.unlink()
+    run_ffmpeg(argv, timeout=timeout)
+    return sorted(out_dir.glob("seg-*"))
 
 
 # ------------------------------------------------------------------------- detectors

@@ -21,6 +21,8 @@ MIN_SHARE = 0.5
 # In copy mode idle stretches shrink inward to keyframes; if that costs more than this share of
 # an idle stretch (or drops it under the minimum), exact cuts are worth the re-encode.
 MAX_IDLE_LOSS = 0.25
+# Idle stretches closer than this to each other or to the recording's ends are glued.
+GLUE_S = 1.0
 # Times closer than this are the same instant (ffprobe prints microseconds; frames are >= 1 ms).
 EPS = 1e-3
 
@@ -55,15 +57,23 @@ def plan_segments(
 def normalise_idle(
     idle: Sequence[Interval], *, duration_s: float, min_seconds: float
 ) -> list[Interval]:
-    """Clip to the recording, sort, merge overlapping/touching stretches, drop short ones."""
+    """Clip to the recording, sort, merge stretches that overlap or nearly touch, stretch them
+    to the recording's ends when nearly there, drop short ones.
+
+    "Nearly" is `GLUE_S`: detectors report a still screen from the first frame (0.007 s in a
+    WebM, say), and a 10 ms "active" sliver is not worth a segment or a model call.
+    """
     clipped = sorted(
-        Interval(max(0.0, i.start_s), min(duration_s, i.end_s))
+        Interval(
+            0.0 if i.start_s < GLUE_S else i.start_s,
+            duration_s if i.end_s > duration_s - GLUE_S else i.end_s,
+        )
         for i in idle
         if min(duration_s, i.end_s) - max(0.0, i.start_s) > EPS
     )
     merged: list[Interval] = []
     for cur in clipped:
-        if merged and cur.start_s <= merged[-1].end_s + EPS:
+        if merged and cur.start_s <= merged[-1].end_s + GLUE_S:
             merged[-1] = Interval(merged[-1].start_s, max(merged[-1].end_s, cur.end_s))
         else:
             merged.append(cur)

@@ -1,0 +1,159 @@
+"""Preprocessing speed and memory on one core: probe + keyframes + idle detection + cutting.
+
+Generates (once, cached outside git in $BENCH_CACHE, default /tmp/analysis-bench-cache) a
+60-minute 1280x720 30 fps H.264/AAC screenshare: a mostly static desktop with an animated pane
+and a moving cursor while "working", and still, silent stretches a third of the time. Then,
+pinned to ONE core (sched_setaffinity, inherited by the ffmpeg children) and with
+`-threads 1`, it times the steps the runner performs before any model call and reports
+x realtime and peak memory (max RSS of this process and of the largest ffmpeg child).
+
+    make bench-preprocess            # or: .venv/bin/python bench/bench_preprocess.py --append
+Targets: >= 100x realtime, < 1 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from analysis_engine import media
+from analysis_engine.planning import plan_segments
+from devtools.media import make_long_screenshare
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+CACHE = Path(os.environ.get("BENCH_CACHE") or Path(tempfile.gettempdir()) / "analysis-bench-cache")
+TARGET_SECONDS = 120.0  # Settings.segment_seconds default
+MIN_IDLE = 30.0  # Settings.idle_min_seconds default
+
+
+def pin_one_core() -> int:
+    cpus = sorted(os.sched_getaffinity(0))
+    cpu = cpus[-1]
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
+def timed(label: str, steps: list[tuple[str, float]], fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    steps.append((label, time.perf_counter() - t0))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--append", action="store_true", help="append results to RESULTS.md")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    path, true_idle = make_long_screenshare(CACHE, minutes=args.minutes)
+    gen_s = time.perf_counter() - t0
+    print(f"recording: {path} ({path.stat().st_size / 1e6:.0f} MB; ready in {gen_s:.1f}s)")
+
+    cpu = pin_one_core()
+    media._read_packets_cached.cache_clear()
+    steps: list[tuple[str, float]] = []
+    info = timed("probe", steps, media.probe, path)
+    kfs = timed("keyframe_times (ffprobe packet pass)", steps, media.keyframe_times, path)
+    idle = timed(
+        "detect_idle (reuses packet pass; freeze+silence on candidates)",
+        steps,
+        media.detect_idle,
+        path,
+        info,
+        min_seconds=MIN_IDLE,
+        threads=1,
+    )
+    plan = timed(
+        "plan_segments",
+        steps,
+        plan_segments,
+        duration_s=info.duration_s,
+        keyframes=kfs,
+        target_seconds=TARGET_SECONDS,
+        idle=idle,
+        min_idle_seconds=MIN_IDLE,
+    )
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-segs-"))
+    try:
+        files = timed(
+            f"cut_segments ({plan.mode})",
+            steps,
+            media.cut_segments,
+            path,
+            plan,
+            out_dir,
+            info=info,
+            threads=1,
+        )
+        n_files = len(files)
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    # Cold idle detection on its own (no cached packet pass), for the record.
+    media._read_packets_cached.cache_clear()
+    t1 = time.perf_counter()
+    media.detect_idle(path, info, min_seconds=MIN_IDLE, threads=1)
+    idle_cold = time.perf_counter() - t1
+
+    total = sum(s for _, s in steps)
+    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = sum(i.duration_s for i in idle)
+    truth = sum(b - a for a, b in true_idle)
+    load = os.getloadavg()
+    lines = [
+        f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — `make bench-preprocess`",
+        "",
+        f"Input: {args.minutes}-minute {info.width}x{info.height} {info.fps:g} fps "
+        f"{info.video_codec}/{info.audio_codec} screenshare, {path.stat().st_size / 1e6:.0f} MB, "
+        f"keyframe every 5 s, {truth / info.duration_s:.0%} idle by construction. One core "
+        f"(cpu {cpu}, `sched_setaffinity`), ffmpeg `-threads 1`. Load average at the end: "
+        f"{load[0]:.2f} / {load[1]:.2f} (shared 2-core machine; other helpers were running).",
+        "",
+        "| step | seconds | x realtime |",
+        "|---|---:|---:|",
+        *(f"| {label} | {s:.2f} | {info.duration_s / s:,.0f} |" for label, s in steps),
+        f"| **total** | **{total:.2f}** | **{info.duration_s / total:,.0f}** |",
+        f"| detect_idle alone, cold (own packet pass) | {idle_cold:.2f} | "
+        f"{info.duration_s / idle_cold:,.0f} |",
+        "",
+        f"Peak memory: Python process {self_kb / 1024:.0f} MiB, largest ffmpeg/ffprobe child "
+        f"{child_kb / 1024:.0f} MiB (sum {(self_kb + child_kb) / 1024:.0f} MiB; target < 1024).",
+        f"Idle found: {len(idle)} stretches, {found:.0f} s (constructed: {len(true_idle)}, "
+        f"{truth:.0f} s). Plan: {len(plan.segments)} segments, mode {plan.mode}, "
+        f"{len(plan.to_analyse)} to analyse, {n_files} files cut.",
+        "",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.append:
+        append_section(report)
+    ok = info.duration_s / total >= 100 and (self_kb + child_kb) < 1024 * 1024
+    print("targets met" if ok else "TARGETS MISSED")
+    return 0
+
+
+def append_section(report: str) -> None:
+    """Append under a '## Preprocessing' heading (created if missing)."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if "## Preprocessing" not in text:
+        text = text.rstrip("\n") + "\n\n## Preprocessing\n\n"
+        RESULTS.write_text(text + report)
+        return
+    head, _, rest = text.partition("## Preprocessing")
+    # Insert at the end of the Preprocessing section (before the next '## ' heading).
+    body, sep, tail = rest.partition("\n## ")
+    RESULTS.write_text(head + "## Preprocessing" + body.rstrip("\n") + "\n\n" + report
+                       + (("\n## " + tail) if sep else ""))  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
