@@ -33,5 +33,13 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Preprocessing benchmarks (60-minute 720p screenshare, cached in $BENCH_CACHE or
+# /tmp/analysis-bench-cache; results appended to bench/RESULTS.md under "Preprocessing").
+bench-preprocess: install
+	$(BIN)/python bench/bench_preprocess.py --append
+
+bench-idle: install
+	$(BIN)/python bench/bench_idle.py --append
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
