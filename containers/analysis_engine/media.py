@@ -104,7 +104,8 @@ def _ffmpeg() -> list[str]:
 
 
 def _threads(threads: int | None) -> list[str]:
-    return ["-threads", str(threads)] if threads else []
+    """Decoder (input) and filter-graph thread caps; None lets ffmpeg pick per core."""
+    return ["-filter_threads", str(threads), "-threads", str(threads)] if threads else []
 
 
 def _seek(start: float | None, end: float | None) -> list[str]:
@@ -167,7 +168,7 @@ def reencode_segment_argv(
     argv = [*_ffmpeg(), "-loglevel", "error", *_threads(threads), "-i", str(path)]
     argv += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", vf]
     argv += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-crf", "30"]
-    argv += ["-g", str(fps * 60)]
+    argv += ["-g", str(fps * 60), *(["-threads", str(threads)] if threads else [])]
     if cut_times:
         argv += ["-force_key_frames", ",".join(f"{t:.3f}" for t in cut_times)]
     argv += ["-c:a", "aac", "-b:a", "48k", "-ac", "1", "-f", "segment"]
