@@ -1,0 +1,192 @@
+"""``make demo``: both DAGs end to end on local stand-ins, from a fresh clone.
+
+1. starts a moto S3 server on a free port and creates a recordings and a results bucket;
+2. generates a screenshare MP4 and a chunked webcam session with ffmpeg
+   (``devtools.media``) and uploads them the way TUS leaves them;
+3. starts the local fake Gemini, unless ``GEMINI_API_KEY`` is set (then the real API);
+4. runs ``task_analysis`` and ``proctor_video`` through ``airflow dags test`` in local
+   launcher mode, with a throwaway Airflow home under ``.demo/``;
+5. copies the outputs to ``.demo/results/`` and prints a short summary; stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from devtools import airflow_env as af
+
+DEMO_DIR = af.REPO / ".demo"
+RECORDINGS_BUCKET = "demo-recordings"
+RESULTS_BUCKET = "demo-results"
+SUBMISSION_ID = "S-1001"
+TASK_BRIEF = "Build a small REST API with one endpoint and a unit test."
+RUBRIC = "Correctness; test coverage; clarity of commits; use of documentation."
+
+
+def _s3(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, **_boto_credentials())
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": af.MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": af.MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": af.MOTO_CREDENTIALS["AWS_DEFAULT_REGION"],
+    }
+
+
+def upload_recordings(endpoint: str, media_dir: Path, analysis_id: str) -> dict[str, str]:
+    """Generate and upload one screenshare and one chunked webcam session; return their URIs."""
+    from devtools import media
+
+    screen = media.make_screenshare(media_dir / "screen.mp4", duration=45, idle=[(30, 40)])
+    webcam = media.make_live_webcam(media_dir / "webcam.webm", duration=12)
+    chunks = media.split_clusters(webcam, media_dir / "chunks")
+    s3 = _s3(endpoint)
+    for bucket in (RECORDINGS_BUCKET, RESULTS_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+    screen_key = f"tasks/{analysis_id}/screenshare.mp4"
+    s3.upload_file(str(screen), RECORDINGS_BUCKET, screen_key)
+    for chunk in chunks:
+        # Zero-padded like the TUS hook names them, so lexical order is time order.
+        index = int(chunk.stem)
+        s3.upload_file(str(chunk), RECORDINGS_BUCKET, f"webcam/{analysis_id}/{index:06d}.webm")
+    return {
+        "screenshare_uri": f"s3://{RECORDINGS_BUCKET}/{screen_key}",
+        "webcam_uri": f"s3://{RECORDINGS_BUCKET}/webcam/{analysis_id}/",
+    }
+
+
+def download_outputs(endpoint: str, kind: str, analysis_id: str, dest: Path) -> Path:
+    s3 = _s3(endpoint)
+    prefix = f"{kind}/{analysis_id}/"
+    target = dest / kind / analysis_id
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=RESULTS_BUCKET, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            path = target / obj["Key"][len(prefix) :]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(RESULTS_BUCKET, obj["Key"], str(path))
+    return target
+
+
+@contextmanager
+def gemini(log_dir: Path) -> Iterator[str | None]:
+    if os.environ.get("GEMINI_API_KEY"):
+        print("GEMINI_API_KEY is set: using the real Gemini API (this spends tokens).")
+        yield None
+        return
+    with af.fake_gemini(log_path=log_dir / "fake_gemini.log") as url:
+        print(f"GEMINI_API_KEY is not set: using the local fake Gemini at {url}.")
+        yield url
+
+
+def describe(kind: str, result: Mapping[str, Any] | None) -> list[str]:
+    if result is None:
+        return ["  no result.json"]
+    coverage = result.get("coverage") or {}
+    usage = result.get("usage") or {}
+    lines = [
+        f"  status: {result.get('status')}"
+        + (f" ({result.get('error')})" if result.get("error") else ""),
+        "  coverage: "
+        + ", ".join(f"{k}={v}" for k, v in coverage.items() if not isinstance(v, dict | list)),
+        f"  model usage: {usage.get('calls')} calls, {usage.get('input_tokens')} input / "
+        f"{usage.get('output_tokens')} output tokens",
+    ]
+    report = result.get("report") or {}
+    if kind == "proctor_video" and isinstance(report, dict):
+        events = report.get("events") or []
+        kinds = sorted({str(e.get("type")) for e in events})
+        lines.append(f"  events: {len(events)} ({', '.join(kinds) or 'none'})")
+    elif isinstance(report, dict):
+        lines.append(f"  report sections: {', '.join(list(report)[:8]) or 'none'}")
+    return lines
+
+
+def run(keep_airflow_home: bool = False) -> int:
+    started = time.monotonic()
+    if DEMO_DIR.exists():
+        shutil.rmtree(DEMO_DIR)
+    logs = DEMO_DIR / "logs"
+    logs.mkdir(parents=True)
+    results_dir = DEMO_DIR / "results"
+    outcomes: list[af.DagTestOutcome] = []
+    with (
+        af.moto_s3(log_path=logs / "moto.log") as s3_endpoint,
+        gemini(logs) as gemini_url,
+        tempfile.TemporaryDirectory(prefix="demo-media-") as media_dir,
+    ):
+        print(f"moto S3 at {s3_endpoint}; generating and uploading sample recordings ...")
+        uris = upload_recordings(s3_endpoint, Path(media_dir), SUBMISSION_ID)
+        env = af.airflow_env(
+            DEMO_DIR / "airflow",
+            s3_endpoint=s3_endpoint,
+            recordings_bucket=RECORDINGS_BUCKET,
+            results_bucket=RESULTS_BUCKET,
+            gemini_base_url=gemini_url,
+            extra={"SEGMENT_SECONDS": "15"},
+        )
+        print("preparing a throwaway Airflow (SQLite) under .demo/airflow ...")
+        af.migrate(env)
+        af.ensure_pool(env)
+        runs = [
+            (
+                "task_analysis",
+                {
+                    "submission_id": SUBMISSION_ID,
+                    **uris,
+                    "task_brief": TASK_BRIEF,
+                    "rubric": RUBRIC,
+                },
+            ),
+            ("proctor_video", {"attempt_id": SUBMISSION_ID, "webcam_uri": uris["webcam_uri"]}),
+        ]
+        for dag_id, conf in runs:
+            print(f"airflow dags test {dag_id} (local launcher) ...")
+            outcome = af.dags_test(dag_id, conf, env)
+            (logs / f"{dag_id}.log").write_text(outcome.output, encoding="utf-8")
+            print(f"  -> {outcome.state} (full log: .demo/logs/{dag_id}.log)")
+            outcomes.append(outcome)
+        for kind, _conf in runs:
+            download_outputs(s3_endpoint, kind, SUBMISSION_ID, results_dir)
+    if not keep_airflow_home:
+        shutil.rmtree(DEMO_DIR / "airflow", ignore_errors=True)
+    print(_summary(results_dir, outcomes, time.monotonic() - started))
+    return 0 if all(o.succeeded for o in outcomes) else 1
+
+
+def _summary(results_dir: Path, outcomes: list[af.DagTestOutcome], elapsed: float) -> str:
+    lines = ["", f"Demo finished in {elapsed:.0f}s. Reports:"]
+    for outcome in outcomes:
+        folder = results_dir / outcome.dag_id / SUBMISSION_ID
+        result_path = folder / "result.json"
+        result = json.loads(result_path.read_text()) if result_path.is_file() else None
+        shown = result_path.relative_to(af.REPO) if result_path.is_file() else folder
+        lines.append(f"- {outcome.dag_id} [{outcome.state}]: {shown}")
+        lines.extend(describe(outcome.dag_id, result))
+        if outcome.dag_id == "proctor_video" and (folder / "video.webm").is_file():
+            lines.append(f"  stitched video: {(folder / 'video.webm').relative_to(af.REPO)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
+    parser.add_argument("--keep-airflow-home", action="store_true")
+    args = parser.parse_args(argv)
+    sys.exit(run(keep_airflow_home=args.keep_airflow_home))
+
+
+if __name__ == "__main__":
+    main()
