@@ -638,11 +638,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         gen_config = _field(request, "generationConfig") or {}
         media_seconds, media_problem = self._media_seconds(request)
-        prompt_chars = sum(
-            len(part.get("text", ""))
+        prompt = "\n".join(
+            part["text"]
             for content in request.get("contents") or []
             for part in content.get("parts") or []
+            if isinstance(part.get("text"), str)
         )
+        prompt_chars = len(prompt)
         low = str(_field(gen_config, "mediaResolution", "")).upper() == "MEDIA_RESOLUTION_LOW"
         per_second = TOKENS_PER_VIDEO_SECOND_LOW if low else TOKENS_PER_VIDEO_SECOND
         prompt_tokens = max(1, round(media_seconds * per_second + prompt_chars / 4))
@@ -651,6 +653,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "model": model,
                     "mode": mode,
+                    "prompt": prompt,  # the text parts, so tests can check what was asked
                     "prompt_chars": prompt_chars,
                     "media_seconds": round(media_seconds, 3),
                     "media_resolution": _field(gen_config, "mediaResolution"),

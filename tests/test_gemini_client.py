@@ -144,6 +144,7 @@ def test_inline_media_structured_answer_and_token_accounting(
     assert stats["uploads"] == 0 and stats["calls"]["generate"] == 1
     served = stats["generate_requests"][0]
     assert served["media_resolution"] == "MEDIA_RESOLUTION_LOW"
+    assert served["prompt"] == "Describe what the candidate does in this segment."
     assert served["media_seconds"] == pytest.approx(4.0, abs=0.2)
     # 4 s of video at 100 tokens/s (low resolution) plus the prompt.
     assert reply.input_tokens == stats["prompt_tokens"] == served["prompt_tokens"]
