@@ -662,6 +662,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "max_output_tokens": _field(gen_config, "maxOutputTokens"),
                 }
             )
+        log.info(
+            "generateContent model=%s outcome=%s media=%.1fs prompt_tokens=%d",
+            model,
+            mode,
+            media_seconds,
+            prompt_tokens,
+        )
         self._pause(state.config.latency_s)
         if self._fault(mode):
             return
