@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check pool bench-map bench-preprocess bench-idle bench-stitch clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch clean
 
 install: $(STAMP)
 
@@ -33,6 +33,63 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Infra tools (checkov) live in their own venv: their pins conflict with Airflow's.
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q --upgrade pip
+	$(TOOLS_VENV)/bin/pip install -q "checkov==$(CHECKOV_VERSION)"
+	@touch $(TOOLS_STAMP)
+
+# Capacity: plan the levers, then apply them together (terraform/README.md).
+#   make capacity SUBMISSIONS=350 CONCURRENCY=12 MINUTES_PER_ANALYSIS=35
+#   make plan TFVARS=path/to/env.tfvars && make apply
+# TFVARS defaults to terraform/terraform.tfvars, else the decision-record example; the
+# planner reads the same file `plan` applies, so the two never disagree.
+TFVARS ?= $(firstword $(wildcard terraform/terraform.tfvars) terraform/examples/decision-record.tfvars)
+TERRAFORM ?= terraform
+TF_PLAN_FILE := analysis-pipeline.tfplan
+CAPACITY_FLAGS = $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) \
+	$(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+	$(if $(MINUTES_PER_ANALYSIS),--minutes-per-analysis $(MINUTES_PER_ANALYSIS)) \
+	$(if $(WORKLOAD),--workload $(WORKLOAD)) \
+	$(if $(VCPU_QUOTA),--vcpu-quota $(VCPU_QUOTA)) \
+	$(if $(VCPU_PER_TASK),--vcpu-per-task $(VCPU_PER_TASK)) \
+	$(if $(GEMINI_RPM),--rpm $(GEMINI_RPM)) \
+	$(if $(GEMINI_TPM),--tpm $(GEMINI_TPM)) \
+	$(if $(RECORDING_MINUTES),--recording-minutes $(RECORDING_MINUTES)) \
+	$(if $(TOKENS_PER_SECOND),--tokens-per-second $(TOKENS_PER_SECOND)) \
+	$(if $(IDLE_FRACTION),--idle-fraction $(IDLE_FRACTION)) \
+	$(if $(SEGMENT_SECONDS),--segment-seconds $(SEGMENT_SECONDS)) \
+	$(if $(MAP_CONCURRENCY),--map-concurrency $(MAP_CONCURRENCY)) \
+	$(if $(PNG),--png $(PNG))
+
+capacity: install
+	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS) $(CAPACITY_FLAGS)
+
+plan: install
+	@command -v $(TERRAFORM) >/dev/null || { echo "terraform not found (need >= 1.9)"; exit 1; }
+	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS)
+	cd terraform && $(TERRAFORM) init -input=false
+	cd terraform && $(TERRAFORM) plan -input=false -var-file=$(abspath $(TFVARS)) -out=$(TF_PLAN_FILE)
+
+apply:
+	@test -f terraform/$(TF_PLAN_FILE) || { echo "no saved plan: run 'make plan TFVARS=...' first"; exit 1; }
+	cd terraform && $(TERRAFORM) apply -input=false $(TF_PLAN_FILE)
+	rm -f terraform/$(TF_PLAN_FILE)
+
+# Offline checks: fmt, the capacity module's terraform tests, checkov, the HCL wiring tests.
+tf-check: install tools
+	$(TERRAFORM) fmt -check -recursive terraform
+	cd terraform/modules/capacity && $(TERRAFORM) init -backend=false -input=false >/dev/null && $(TERRAFORM) test
+	cd terraform && BC_SKIP_MAPPING=TRUE ../$(TOOLS_VENV)/bin/checkov -d . --framework terraform --quiet --compact
+	$(BIN)/pytest -q tests/test_terraform.py tests/test_capacity.py
+
 # Preprocessing benchmarks (60-minute 720p screenshare, cached in $BENCH_CACHE or
 # /tmp/analysis-bench-cache; results appended to bench/RESULTS.md under "Preprocessing").
 bench-preprocess: install
@@ -40,6 +97,26 @@ bench-preprocess: install
 
 bench-idle: install
 	$(BIN)/python bench/bench_idle.py --append
+
+# Proctor video: 30-minute 600-chunk stitch on one core + a whole container run (session
+# cached in $BENCH_CACHE or /tmp/bench-cache; results appended to bench/RESULTS.md).
+bench-stitch: install
+	$(BIN)/python bench/bench_stitch.py --append
+
+# Both DAGs end to end on local stand-ins (moto S3, fake Gemini unless GEMINI_API_KEY is
+# set), through `airflow dags test` in local launcher mode; outputs land in .demo/results/.
+demo: install
+	$(BIN)/python -m devtools.demo
+
+# `airflow standalone` in local launcher mode, with moto S3 + sample recordings + fake
+# Gemini, so a person can trigger runs from the UI form (AIRFLOW_PORT, default 8080).
+airflow: install
+	$(BIN)/python -m devtools.demo --standalone
+
+# Deploy step (idempotent): the vCPU pool every launch takes pool_slots from, counting
+# deferred tasks. Size = FARGATE_VCPU_POOL_SLOTS (env/AIRFLOW_VAR_, default 64).
+pool: install
+	$(BIN)/python -m devtools.airflow_env pool
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -44,8 +44,8 @@ locals {
   rpm_budget   = { for k, w in var.workloads : k => floor(local.usable_rpm * w.gemini_weight / local.weight_slots) }
   tpm_budget   = { for k, w in var.workloads : k => floor(local.usable_tpm * w.gemini_weight / local.weight_slots) }
 
+  # lookup(): an unknown resolution is rejected by validation; don't fail here as well.
   tokens_per_second = { for k, w in var.workloads :
-    # lookup(): an unknown resolution is rejected by validation; don't fail here as well.
     k => w.tokens_per_second != null ? w.tokens_per_second : lookup(local.published_tokens_per_second, w.media_resolution, 300)
   }
 
@@ -65,6 +65,7 @@ locals {
   } }
 
   # Analyses per hour each constraint allows; the smallest binds.
+  # hours is null when a zero budget means the batch never drains (the budget outputs fail).
   constraint_names = ["Fargate vCPU", "Gemini RPM", "Gemini TPM"]
   throughput = { for k, w in var.workloads : k => [
     w.max_concurrent * 60 / local.per_analysis[k].minutes,
@@ -74,10 +75,9 @@ locals {
   drain = { for k, w in var.workloads : k => {
     analyses_per_hour = min(local.throughput[k]...)
     binding           = local.constraint_names[index(local.throughput[k], min(local.throughput[k]...))]
-    # null when a budget of zero means the batch never drains (the budget outputs fail).
-    hours            = min(local.throughput[k]...) > 0 ? w.batch_size / min(local.throughput[k]...) : null
-    fargate_per_hour = local.throughput[k][0]
-    rpm_per_hour     = local.throughput[k][1]
-    tpm_per_hour     = local.throughput[k][2]
+    hours             = min(local.throughput[k]...) > 0 ? w.batch_size / min(local.throughput[k]...) : null
+    fargate_per_hour  = local.throughput[k][0]
+    rpm_per_hour      = local.throughput[k][1]
+    tpm_per_hour      = local.throughput[k][2]
   } }
 }
