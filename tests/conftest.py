@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +31,87 @@ def sample_media(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
         return made[name]
 
     return make
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """A moto S3 server on 127.0.0.1 (the containers run as subprocesses and reach it through
+    AWS_ENDPOINT_URL, exactly as they would reach S3); buckets `recordings` and `results`."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    for bucket in ("recordings", "results"):
+        client.create_bucket(Bucket=bucket)
+    yield MotoS3(endpoint=endpoint, client=client)
+    server.stop()
+
+
+@dataclass
+class MotoS3:
+    endpoint: str
+    client: Any
+
+    def put(self, uri: str, data: bytes) -> None:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def get_json(self, uri: str) -> Any:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        return json.loads(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def keys(self, uri_prefix: str) -> list[str]:
+        bucket, prefix = uri_prefix.removeprefix("s3://").split("/", 1)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[Any]:
+    """A fresh local fake Gemini server per test (the real SDK talks to it over HTTP)."""
+    from devtools.fake_gemini import FakeGemini
+
+    with FakeGemini() as fake:
+        yield fake
+
+
+@dataclass
+class ContainerRun:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_line(self) -> str:
+        lines = self.stdout.strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+def run_container(module: str, env: dict[str, str], *, timeout: float = 300) -> ContainerRun:
+    """`python -m <module>` with only the given environment on top of a clean base (no
+    inherited AWS_/GEMINI_ settings), as ECS would start it."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GEMINI_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", module],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+    )
+    return ContainerRun(proc.returncode, proc.stdout, proc.stderr)

@@ -244,7 +244,7 @@ def fetch_recording(
         log.info("stitching %d chunks from %s", len(chunks), settings.input_uri)
         return stitch.stitch_from_storage(storage, chunks, work_dir / "stitched.webm")
     ref = storage.stat(settings.input_uri, field="INPUT_URI")
-    if ref.size == 0:
+    if ref.size_bytes == 0:
         raise InvalidInputError("INPUT_URI", f"{settings.input_uri} is empty (0 bytes)")
     suffix = Path(settings.input_uri).suffix.lower() or ".bin"
     path = storage.download(settings.input_uri, work_dir / f"input{suffix}")

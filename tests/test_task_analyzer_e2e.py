@@ -1,0 +1,285 @@
+"""`python -m task_analyzer` end to end: real ffmpeg on generated recordings, moto S3 (or
+file://), and the real google-genai SDK talking HTTP to the local fake Gemini."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3, run_container
+
+from analysis_engine.result import ALL_SEGMENTS_FAILED
+from devtools import media as samples
+
+pytestmark = pytest.mark.slow
+SECRET = "sk-test-never-print-me"
+
+
+def container_env(fake: Any, analysis_id: str, input_uri: str, output_uri: str,
+                  **extra: str) -> dict[str, str]:  # fmt: skip
+    return {
+        **AWS_TEST_ENV,
+        "ANALYSIS_ID": analysis_id,
+        "INPUT_URI": input_uri,
+        "OUTPUT_URI": output_uri,
+        "GEMINI_API_KEY": SECRET,
+        "GEMINI_BASE_URL": fake.base_url,
+        "SEGMENT_SECONDS": "30",
+        "MAP_CONCURRENCY": "4",
+        "IDLE_MIN_SECONDS": "20",
+        **extra,
+    }
+
+
+def generate_calls(fake: Any, model_suffix: str = "") -> int:
+    return sum(fake.stats["generate_by_model"].values())
+
+
+def read_result(output_dir: Path) -> dict[str, Any]:
+    return json.loads((output_dir / "result.json").read_text())
+
+
+def test_complete_run_on_s3_writes_every_result_field(
+    moto_s3: MotoS3, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-complete.mp4", duration=100, codec="h264")
+    moto_s3.put("s3://recordings/sub-1/screen.mp4", clip.read_bytes())
+    context = {"task_brief": "Build a CLI todo app", "rubric": ["Correctness", "Testing"]}
+    run = run_container("task_analyzer", {
+        **container_env(fake_gemini, "sub-1", "s3://recordings/sub-1/screen.mp4",
+                        "s3://results/task_analysis/sub-1/"),
+        "AWS_ENDPOINT_URL": moto_s3.endpoint,
+        "ANALYSIS_CONTEXT": json.dumps(context),
+    })  # fmt: skip
+    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = moto_s3.get_json("s3://results/task_analysis/sub-1/result.json")
+    assert set(result) == {
+        "schema_version", "kind", "analysis_id", "status", "error", "report", "coverage",
+        "usage", "timings", "models", "started_at", "finished_at",
+    }  # fmt: skip
+    assert (result["kind"], result["analysis_id"], result["status"]) == (
+        "task_analysis", "sub-1", "complete",
+    )  # fmt: skip
+    assert result["error"] is None
+    coverage = result["coverage"]
+    assert coverage["segments_total"] == coverage["segments_analysed"] >= 3
+    assert coverage["seconds_analysed"] == pytest.approx(100, abs=1)
+    report = result["report"]
+    assert report["source"] == "reduce"
+    for key in ("summary", "timeline", "rubric_scores", "integrity_flags", "tools_used"):
+        assert key in report
+    usage = result["usage"]
+    assert usage["calls"] == coverage["segments_analysed"] + 1  # MAP per segment + REDUCE
+    assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+    assert usage["calls"] == generate_calls(fake_gemini)
+    # The context reached the model as data; the rubric replaced the default.
+    reduce_prompt = fake_gemini.stats["generate_requests"][-1]
+    assert "Build a CLI todo app" in json.dumps(reduce_prompt)
+    assert fake_gemini.stats["live_files"] == 0  # every uploaded clip was deleted
+    checkpoints = moto_s3.keys("s3://results/task_analysis/sub-1/checkpoints/")
+    assert len(checkpoints) == coverage["segments_analysed"]
+    assert "finished complete" in run.last_line and "exit 0" in run.last_line
+    assert "segment 0 done" in run.stdout
+    assert SECRET not in run.stdout + run.stderr + json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("vp8-opus.webm", {"codec": "vp8"}),
+        ("vp9-opus.webm", {"codec": "vp9"}),
+        ("no-audio.mp4", {"codec": "h264", "audio": False}),
+        ("sparse-keyframes.mp4", {"codec": "h264", "gop_seconds": None}),
+    ],
+)
+def test_every_recording_format_is_analysed(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any, name: str, options: dict[str, Any]
+) -> None:
+    clip = sample_media(f"fmt-{name}", duration=70, **options)
+    out = tmp_path / "out"
+    run = run_container("task_analyzer", container_env(
+        fake_gemini, "fmt-1", f"file://{clip}", f"file://{out}/"))  # fmt: skip
+    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = read_result(out)
+    assert result["status"] == "complete"
+    assert result["coverage"]["segments_analysed"] >= 2
+    assert result["coverage"]["seconds_analysed"] == pytest.approx(70, abs=1)
+    if options.get("gop_seconds", 2.0) is None:
+        assert "(reencode)" in run.stdout  # one keyframe: stream-copy cuts would be uneven
+
+
+def test_idle_stretch_is_skipped_and_reported(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-idle.mp4", duration=180, idle=[(60, 150)])
+    out = tmp_path / "out"
+    run = run_container("task_analyzer", container_env(
+        fake_gemini, "idle-1", f"file://{clip}", f"file://{out}/"))  # fmt: skip
+    assert run.code == 0, run.stdout[-3000:]
+    result = read_result(out)
+    skipped = result["coverage"]["skipped_ranges"]
+    assert len(skipped) == 1
+    assert skipped[0]["start_s"] == pytest.approx(60, abs=3)
+    assert skipped[0]["end_s"] == pytest.approx(150, abs=3)
+    assert result["report"]["idle_ranges"][0]["start_s"] == skipped[0]["start_s"]
+    analysed = result["coverage"]["segments_analysed"]
+    assert generate_calls(fake_gemini) == analysed + 1
+    assert result["coverage"]["seconds_analysed"] == pytest.approx(90, abs=6)
+
+
+def test_half_the_calls_rate_limited_still_completes(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-429.mp4", duration=120)
+    fake_gemini.configure(rates={"429": 0.5}, retry_delay="0.2s", seed=7)
+    out = tmp_path / "out"
+    run = run_container("task_analyzer", container_env(
+        fake_gemini, "rl-1", f"file://{clip}", f"file://{out}/",
+        GEMINI_MAX_ATTEMPTS="10"))  # fmt: skip
+    assert run.code == 0, run.stdout[-3000:]
+    result = read_result(out)
+    assert result["status"] == "complete"
+    assert fake_gemini.stats["outcomes"].get("429", 0) > 0
+    assert result["usage"]["attempts"] > result["usage"]["calls"]
+
+
+def test_every_call_rate_limited_leaves_the_sentinel_and_exits_3(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-429.mp4", duration=120)
+    fake_gemini.configure(rates={"429": 1.0}, retry_delay="0.1s")
+    out = tmp_path / "out"
+    run = run_container("task_analyzer", container_env(
+        fake_gemini, "rl-2", f"file://{clip}", f"file://{out}/",
+        GEMINI_MAX_ATTEMPTS="2"))  # fmt: skip
+    assert run.code == 3, run.stdout[-3000:]
+    result = read_result(out)
+    assert (result["status"], result["error"]) == ("failed", ALL_SEGMENTS_FAILED)
+    assert result["report"] is None
+    coverage = result["coverage"]
+    assert coverage["segments_failed"] == coverage["segments_total"] >= 3
+    assert all("429" in r["reason"] for r in coverage["failed_ranges"])
+    assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
+    assert ALL_SEGMENTS_FAILED in run.last_line
+
+
+def test_rerun_after_a_kill_spends_tokens_only_on_unfinished_segments(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-rerun.mp4", duration=180)
+    out = tmp_path / "out"
+    env = container_env(fake_gemini, "kill-1", f"file://{clip}", f"file://{out}/",
+                        MAP_CONCURRENCY="1")  # fmt: skip
+    fake_gemini.configure(latency_s=0.7)
+    killed = _kill_after_checkpoints(env, out / "checkpoints", count=2)
+    assert not (out / "result.json").exists()  # killed before the end: nothing half-written
+    done = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(done) >= 2 and killed
+    first_calls = generate_calls(fake_gemini)
+    fake_gemini.reset()
+    run = run_container("task_analyzer", env)
+    assert run.code == 0, run.stdout[-3000:]
+    result = read_result(out)
+    total = result["coverage"]["segments_total"]
+    assert result["coverage"]["segments_from_checkpoint"] == len(done)
+    assert generate_calls(fake_gemini) == total - len(done) + 1  # the rest + REDUCE
+    assert first_calls >= len(done)
+    assert result["usage"]["calls"] == total - len(done) + 1
+
+
+def _kill_after_checkpoints(env: dict[str, str], checkpoints: Path, *, count: int) -> bool:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GEMINI_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "task_analyzer"],
+        env={**base, **env},
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if checkpoints.exists() and len(list(checkpoints.glob("map-*.json"))) >= count:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                return True
+            time.sleep(0.05)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _bad_inputs(root: Path, sample_media: Any) -> dict[str, tuple[str, dict[str, str], str]]:
+    """name -> (INPUT_URI, extra env, text the one-line error must contain)."""
+    good = sample_media("e2e-small.mp4", duration=20)
+    truncated = samples.write_truncated(good, root / "torn.mp4", keep=0.3)
+    return {
+        "missing object": (f"file://{root}/nope.mp4", {}, "INPUT_URI"),
+        "empty prefix": (f"file://{root}/empty-prefix/", {}, "INPUT_URI"),
+        "zero-byte file": (f"file://{samples.write_zero_byte(root / 'zero.mp4')}", {}, "empty"),
+        "not a video": (f"file://{samples.write_text_file(root / 'notes.mp4')}", {}, "INPUT_URI"),
+        "truncated container": (f"file://{truncated}", {}, "INPUT_URI"),
+        "no video stream": (f"file://{samples.write_audio_only(root / 'a.m4a')}", {}, "video"),
+        "zero duration": (f"file://{samples.write_zero_duration(root / 'z.mp4')}", {}, "INPUT_URI"),
+        "too long": (f"file://{good}", {"MAX_RECORDING_SECONDS": "5"}, "INPUT_URI"),
+        "context not JSON": (
+            f"file://{good}",
+            {"ANALYSIS_CONTEXT": "{rubric: oops"},
+            "ANALYSIS_CONTEXT",
+        ),
+        "bad analysis id": (f"file://{good}", {"ANALYSIS_ID": "../etc/passwd"}, "ANALYSIS_ID"),
+    }
+
+
+BAD_INPUTS = [
+    "missing object", "empty prefix", "zero-byte file", "not a video", "truncated container",
+    "no video stream", "zero duration", "too long", "context not JSON", "bad analysis id",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_rejected_with_exit_2_and_no_model_call(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any, case: str
+) -> None:
+    (tmp_path / "empty-prefix").mkdir()
+    input_uri, extra, expected = _bad_inputs(tmp_path, sample_media)[case]
+    out = tmp_path / "out"
+    run = run_container("task_analyzer", {
+        **container_env(fake_gemini, "bad-1", input_uri, f"file://{out}/"), **extra})  # fmt: skip
+    assert run.code == 2, run.stdout[-3000:] + run.stderr[-2000:]
+    result = read_result(out)
+    assert result["status"] == "invalid_input"
+    assert result["report"] is None
+    assert expected in result["error"], result["error"]
+    assert "\n" not in result["error"]
+    assert generate_calls(fake_gemini) == 0 and fake_gemini.stats["uploads"] == 0
+    assert "invalid_input" in run.last_line
+
+
+def test_screenshare_chunk_prefix_is_stitched_then_analysed(
+    moto_s3: MotoS3, fake_gemini: Any, tmp_path: Path
+) -> None:
+    """Screenshares arrive through TUS like webcam streams: header-less MediaRecorder chunks."""
+    recording = samples.make_live_webcam(tmp_path / "live.webm", duration=45, size="320x180")
+    chunks = samples.split_clusters(recording, tmp_path / "chunks")
+    for chunk in chunks:
+        moto_s3.put(f"s3://recordings/sub-chunks/screen/{chunk.name}", chunk.read_bytes())
+    run = run_container("task_analyzer", {
+        **container_env(fake_gemini, "sub-chunks", "s3://recordings/sub-chunks/screen/",
+                        "s3://results/task_analysis/sub-chunks/"),
+        "AWS_ENDPOINT_URL": moto_s3.endpoint,
+    })  # fmt: skip
+    assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = moto_s3.get_json("s3://results/task_analysis/sub-chunks/result.json")
+    assert result["status"] == "complete"
+    assert result["coverage"]["duration_s"] == pytest.approx(45, abs=1)
+    assert f"stitching {len(chunks)} chunks" in run.stdout
