@@ -145,17 +145,35 @@ def migrate(env: Mapping[str, str]) -> None:
         )
 
 
-def ensure_pool(env: Mapping[str, str], slots: int | None = None) -> None:
-    sys.path.insert(0, str(REPO / "plugins"))
+POOL_DESCRIPTION = "Fargate vCPUs shared by all analyses; each launch takes its vCPUs"
+
+
+def ensure_pool(env: Mapping[str, str], slots: int | None = None) -> str:
+    """Create or resize the vCPU pool (``airflow pools set`` is idempotent)."""
+    if str(REPO / "plugins") not in sys.path:
+        sys.path.insert(0, str(REPO / "plugins"))
     from analysis_pipeline.config import POOL_NAME, pool_vcpus
 
     slots = slots or pool_vcpus(env=env)
-    done = run_airflow(
-        ["pools", "set", POOL_NAME, str(slots), "Fargate vCPUs for analyses", "--include-deferred"],
-        env,
-    )
+    args = ["pools", "set", POOL_NAME, str(slots), POOL_DESCRIPTION, "--include-deferred"]
+    done = run_airflow(args, env)
     if done.returncode != 0:
-        raise RuntimeError(f"airflow pools set failed:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"airflow pools set failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return f"pool {POOL_NAME}: {slots} slots (vCPUs), deferred tasks counted"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m devtools.airflow_env pool``: the deploy step behind ``make pool``.
+
+    Uses the caller's Airflow environment (AIRFLOW_HOME / AIRFLOW__DATABASE__*), i.e. the
+    deployment's metadata database, not a throwaway one.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["pool"]:
+        raise SystemExit("usage: python -m devtools.airflow_env pool")
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    print(ensure_pool(env))
 
 
 @dataclass(frozen=True)
@@ -190,3 +208,7 @@ def _final_state(output: str) -> str:
     if matches:
         return "success" if matches[-1] == "successful" else "failed"
     return "unknown"
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -181,11 +182,49 @@ def _summary(results_dir: Path, outcomes: list[af.DagTestOutcome], elapsed: floa
     return "\n".join(lines)
 
 
+def standalone() -> int:
+    """``make airflow``: the UI on local stand-ins, until Ctrl-C."""
+    home = af.REPO / ".airflow" / "standalone"
+    logs = af.REPO / ".airflow" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    port = int(os.environ.get("AIRFLOW_PORT", "8080"))
+    with (
+        af.moto_s3(log_path=logs / "moto.log") as s3_endpoint,
+        gemini(logs) as gemini_url,
+        tempfile.TemporaryDirectory(prefix="airflow-media-") as media_dir,
+    ):
+        uris = upload_recordings(s3_endpoint, Path(media_dir), SUBMISSION_ID)
+        env = af.airflow_env(
+            home,
+            s3_endpoint=s3_endpoint,
+            recordings_bucket=RECORDINGS_BUCKET,
+            results_bucket=RESULTS_BUCKET,
+            gemini_base_url=gemini_url,
+            extra={
+                "SEGMENT_SECONDS": "15",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            },
+        )
+        af.migrate(env)
+        print(af.ensure_pool(env))
+        print(f"Airflow UI: http://localhost:{port}  (local launcher, moto S3 at {s3_endpoint})")
+        print("Trigger task_analysis with, for example:")
+        print(json.dumps({"submission_id": SUBMISSION_ID, **uris}, indent=2))
+        try:
+            return subprocess.call([af.AIRFLOW, "standalone"], env=env, cwd=af.REPO)
+        except KeyboardInterrupt:
+            return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--keep-airflow-home", action="store_true")
+    parser.add_argument("--standalone", action="store_true", help="run the UI (make airflow)")
     args = parser.parse_args(argv)
-    sys.exit(run(keep_airflow_home=args.keep_airflow_home))
+    sys.exit(standalone() if args.standalone else run(keep_airflow_home=args.keep_airflow_home))
 
 
 if __name__ == "__main__":

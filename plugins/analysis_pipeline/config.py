@@ -1,17 +1,19 @@
 """Every name and lever the DAG side depends on, in one place.
 
-Terraform must create exactly these resource names (or set the matching environment
-variables on the Airflow workers and dag-processor). Everything here is read from the
+Terraform must create exactly these resource names (terraform/main.tf derives them from
+the same project name) or set the matching settings on the Airflow workers and
+dag-processor. Everything here is read from the
 process environment only, so importing it at DAG parse time costs microseconds and never
 touches the network.
 
 How a lever is read (``read_lever``), cheapest first:
 
-1. ``AIRFLOW_VAR_<NAME>`` in the environment. This is Airflow's own environment-variable
-   secrets backend, so ``Variable.get("<NAME>")`` in a task sees the same value. The
-   deployment injects the SSM parameters ``/airflow/variables/<NAME>`` as these variables
-   when it starts the dag-processor and workers (ECS task-definition ``secrets`` or an
-   MWAA startup script): zero network calls per parse; a lever change needs a restart.
+1. plain ``<NAME>`` or ``AIRFLOW_VAR_<NAME>`` in the environment. The latter is Airflow's
+   own environment-variable secrets backend, so ``Variable.get("<NAME>")`` in a task sees
+   the same value. The deployment injects the SSM parameters ``/airflow/variables/<NAME>``
+   as these variables when it starts the dag-processor and workers (ECS task-definition
+   ``secrets`` or an MWAA startup script): zero network calls per parse; a lever change
+   takes effect when those processes restart.
 2. Only when ``ANALYSIS_LEVERS_FROM_VARIABLES=true``: ``Variable.get("<NAME>")`` through the
    configured secrets backend (e.g. SSM). Enable this only together with Airflow's secrets
    cache (``AIRFLOW__SECRETS__USE_CACHE=True``, ``CACHE_TTL_SECONDS``), which keeps parses
@@ -45,6 +47,7 @@ class ContainerSpec:
     kind: Kind
     container_name: str
     module: str  # `python -m <module>` in local mode, the image ENTRYPOINT in ecs mode
+    lever_prefix: str
     vcpu_lever: str
     default_vcpu: int
     cap_lever: str
@@ -70,6 +73,7 @@ CONTAINERS: Mapping[Kind, ContainerSpec] = {
         kind="task_analysis",
         container_name="task-analyzer",
         module="task_analyzer",
+        lever_prefix="TASK_ANALYZER",
         vcpu_lever="TASK_ANALYZER_VCPU",
         default_vcpu=4,
         cap_lever="MAX_CONCURRENT_ANALYSES",
@@ -81,6 +85,7 @@ CONTAINERS: Mapping[Kind, ContainerSpec] = {
         kind="proctor_video",
         container_name="proctor-video",
         module="proctor_video",
+        lever_prefix="PROCTOR_VIDEO",
         vcpu_lever="PROCTOR_VIDEO_VCPU",
         default_vcpu=2,
         cap_lever="MAX_CONCURRENT_PROCTOR_VIDEOS",
@@ -122,12 +127,19 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
-def read_lever(name: str, default: int, *, env: Mapping[str, str] | None = None) -> int:
-    """A positive integer lever; an unreadable or non-positive value falls back to default."""
+def setting(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    """A deployment value: plain ``NAME``, else ``AIRFLOW_VAR_NAME`` (Terraform writes both
+    levers and names to ``/airflow/variables/``), else the Variable when enabled (see above)."""
     env = _env(env)
-    raw = env.get(f"AIRFLOW_VAR_{name}")
+    raw = env.get(name) or env.get(f"AIRFLOW_VAR_{name}")
     if raw is None and env.get("ANALYSIS_LEVERS_FROM_VARIABLES", "").lower() == "true":
         raw = _variable_or_none(name)
+    return raw
+
+
+def read_lever(name: str, default: int, *, env: Mapping[str, str] | None = None) -> int:
+    """A positive integer lever; an unreadable or non-positive value falls back to default."""
+    raw = setting(name, env=env)
     try:
         value = int(str(raw).strip()) if raw is not None else default
     except ValueError:
@@ -176,13 +188,13 @@ def launcher_mode(*, env: Mapping[str, str] | None = None) -> Literal["ecs", "lo
 
 def allowed_input_prefixes(*, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """Configured prefixes, each forced to end with '/' so `s3://b` never admits `s3://b-evil`."""
-    raw = _env(env).get("ALLOWED_INPUT_PREFIXES") or DEFAULT_ALLOWED_INPUT_PREFIXES
+    raw = setting("ALLOWED_INPUT_PREFIXES", env=env) or DEFAULT_ALLOWED_INPUT_PREFIXES
     prefixes = [p.strip() for p in raw.split(",") if p.strip()]
     return tuple(p if p.endswith("/") else p + "/" for p in prefixes)
 
 
 def results_uri(*, env: Mapping[str, str] | None = None) -> str:
-    raw = (_env(env).get("RESULTS_URI") or DEFAULT_RESULTS_URI).strip()
+    raw = (setting("RESULTS_URI", env=env) or DEFAULT_RESULTS_URI).strip()
     return raw if raw.endswith("/") else raw + "/"
 
 
@@ -208,20 +220,26 @@ class EcsNetwork:
 
 def ecs_network(*, env: Mapping[str, str] | None = None) -> EcsNetwork:
     """Subnets and security groups Terraform outputs, as comma-separated environment values."""
-    env = _env(env)
 
     def split(name: str) -> tuple[str, ...]:
-        return tuple(v.strip() for v in env.get(name, "").split(",") if v.strip())
+        return tuple(v.strip() for v in (setting(name, env=env) or "").split(",") if v.strip())
 
+    public = (setting("ANALYSIS_ECS_ASSIGN_PUBLIC_IP", env=env) or "false").lower() == "true"
     return EcsNetwork(
         subnets=split("ANALYSIS_ECS_SUBNETS"),
         security_groups=split("ANALYSIS_ECS_SECURITY_GROUPS"),
-        assign_public_ip=env.get("ANALYSIS_ECS_ASSIGN_PUBLIC_IP", "false").lower() == "true",
+        assign_public_ip=public,
     )
 
 
 def ecs_cluster(*, env: Mapping[str, str] | None = None) -> str:
-    return _env(env).get("ANALYSIS_ECS_CLUSTER") or ECS_CLUSTER
+    return setting("ANALYSIS_ECS_CLUSTER", env=env) or ECS_CLUSTER
+
+
+def task_definition(kind: Kind, *, env: Mapping[str, str] | None = None) -> str:
+    """Family name (latest ACTIVE revision); Terraform also writes <PREFIX>_TASK_DEFINITION."""
+    spec = CONTAINERS[kind]
+    return setting(f"{spec.lever_prefix}_TASK_DEFINITION", env=env) or spec.task_definition
 
 
 def aws_conn_id(*, env: Mapping[str, str] | None = None) -> str | None:

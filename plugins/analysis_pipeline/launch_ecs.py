@@ -90,7 +90,7 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         spec = config.CONTAINERS[kind]
         waiter_delay = 30
         super().__init__(
-            task_definition=spec.task_definition,
+            task_definition=config.task_definition(kind, env=env),
             cluster=config.ecs_cluster(env=env),
             overrides={},  # built per run from the validated params, see execute()
             launch_type="FARGATE",

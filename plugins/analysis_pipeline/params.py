@@ -19,9 +19,10 @@ from airflow.sdk import Param
 from analysis_pipeline.config import Kind, allowed_input_prefixes
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-# After the allowed prefix: no '..' anywhere, no '//' (empty segment), no '%' (encoded
-# tricks), no backslash or whitespace; only characters S3 keys from TUS actually use.
-_KEY_TAIL = r"(?!.*\.\.)(?!.*//)[A-Za-z0-9_.=+/-]+"
+# After the allowed prefix: no leading '/', no '..' anywhere, no '//' (empty segment), no
+# '%' (encoded tricks), no backslash or whitespace (not even the trailing newline a bare `$`
+# lets through); only characters S3 keys from TUS actually use.
+_KEY_TAIL = r"(?!/)(?!.*\.\.)(?!.*//)(?!.*\s)[A-Za-z0-9_.=+/-]+"
 MAX_TEXT = 20_000
 
 
@@ -46,6 +47,8 @@ def _id_param(description: str) -> Param:
         pattern=ID_PATTERN,
         minLength=1,
         maxLength=128,
+        # `$` in a JSON-schema pattern accepts a trailing newline; refuse all whitespace.
+        **{"not": {"pattern": r"\s"}},
         description=description,
     )
 
@@ -114,6 +117,12 @@ def _check_id(value: Any, field: str) -> str:
     return value
 
 
+def _check_text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise InvalidRequestError(f"{field} must be text of at most {MAX_TEXT} characters")
+    return value
+
+
 def _check_uri(
     value: Any, field: str, prefixes: tuple[str, ...], *, prefix_only: bool = False
 ) -> str:
@@ -135,7 +144,7 @@ def validate_request(
     prefixes = prefixes or allowed_input_prefixes()
     if kind == "task_analysis":
         webcam = params.get("webcam_uri") or None
-        context = {k: params[k] for k in ("task_brief", "rubric") if params.get(k)}
+        context = {k: _check_text(params[k], k) for k in ("task_brief", "rubric") if params.get(k)}
         return AnalysisRequest(
             kind=kind,
             analysis_id=_check_id(params.get("submission_id"), "submission_id"),
