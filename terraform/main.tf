@@ -628,6 +628,18 @@ data "aws_iam_policy_document" "airflow" {
       values   = [aws_ecs_cluster.this.arn]
     }
   }
+  # Reattach after a worker restart and stop-on-timeout find the run's task by startedBy.
+  # ListTasks names no task resource, so it is pinned to this cluster by condition instead.
+  statement {
+    sid       = "FindThemInThisCluster"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.this.arn]
+    }
+  }
   statement {
     sid       = "TagThemAtLaunch"
     actions   = ["ecs:TagResource"]

@@ -346,7 +346,11 @@ def test_airflow_policy_is_scoped_to_this_pipeline() -> None:
     ssm = by_sid["ReadItsVariables"]
     assert ssm["resources"] == "${[for p in aws_ssm_parameter.airflow_variable : p.arn]}"
     for statement in by_sid.values():
-        assert '"*"' not in json.dumps(statement["resources"]), statement["sid"]
+        if '"*"' in json.dumps(statement["resources"]):  # only when pinned to this cluster
+            assert statement["actions"] == ["ecs:ListTasks"], statement["sid"]
+            condition = statement["condition"][0]
+            assert condition["variable"] == "ecs:cluster"
+            assert condition["values"] == ["${aws_ecs_cluster.this.arn}"]
 
 
 # --- the quota traps --------------------------------------------------------------------------
