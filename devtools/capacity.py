@@ -427,23 +427,60 @@ def write_png(path: Path, pixels: Sequence[Sequence[tuple[int, int, int]]]) -> N
 
 
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
+COLOUR_NAMES = ("blue", "red", "green", "purple")
 
 
-def drain_curve(series: Mapping[str, tuple[float, float]], width: int = 640, height: int = 360):
+# 3x5 pixel glyphs, enough to label the axes (hours and analyses) without a font library.
+GLYPHS = {
+    "0": "111101101101111",
+    "1": "010110010010111",
+    "2": "111001111100111",
+    "3": "111001111001111",
+    "4": "101101111001001",
+    "5": "111100111001111",
+    "6": "111100111101111",
+    "7": "111001001001001",
+    "8": "111101111101111",
+    "9": "111101111001111",
+    "h": "100100111101101",
+}
+Image = list[list[tuple[int, int, int]]]
+
+
+def _text(img: Image, x: int, y: int, text: str, scale: int = 2) -> None:
+    for i, char in enumerate(text):
+        bits = GLYPHS.get(char, "0" * 15)
+        for n, bit in enumerate(bits):
+            if bit == "1":
+                for dy in range(scale):
+                    for dx in range(scale):
+                        px, py = x + (i * 4 + n % 3) * scale + dx, y + (n // 3) * scale + dy
+                        if 0 <= py < len(img) and 0 <= px < len(img[0]):
+                            img[py][px] = (60, 60, 60)
+
+
+def drain_curve(
+    series: Mapping[str, tuple[float, float]], width: int = 640, height: int = 360
+) -> Image:
     """Completed analyses over time: one line per workload, (rate per hour, batch)."""
-    pad = 30
+    pad = 40
     horizon = max((batch / rate for rate, batch in series.values() if rate > 0), default=1) * 1.1
     top = max((batch for _, batch in series.values()), default=1) * 1.05
     img = [[(255, 255, 255)] * width for _ in range(height)]
-    for hour in range(int(horizon) + 1):  # vertical grid line each hour
+    step = max(1, math.ceil(horizon / 12))
+    for hour in range(0, int(horizon) + 1):  # grid each hour, labelled every `step`
         x = pad + int(hour / horizon * (width - 2 * pad))
         for y in range(pad, height - pad):
             img[y][x] = (225, 225, 225)
+        if hour % step == 0:
+            _text(img, x - 4, height - pad + 6, f"{hour}h")
     for x in range(pad, width - pad):
         img[height - pad][x] = (0, 0, 0)
     for y in range(pad, height - pad + 1):
         img[y][pad] = (0, 0, 0)
     for colour, (rate, batch) in zip(COLOURS, series.values(), strict=False):
+        y_batch = height - pad - int(batch / top * (height - 2 * pad))
+        _text(img, 2, y_batch - 5, f"{batch:.0f}")
         for x in range(pad, width - pad):
             hours = (x - pad) / (width - 2 * pad) * horizon
             done = min(batch, rate * hours)
@@ -593,8 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if levers.workloads[k].batch_size
         }
         write_png(args.png, drain_curve(series))
-        legend = ", ".join(f"{k} rgb{c}" for k, c in zip(series, COLOURS, strict=False))
-        print(f"drain curve written to {args.png} (x: hours, grid each hour; y: done; {legend})")
+        legend = ", ".join(f"{k} {c}" for k, c in zip(series, COLOUR_NAMES, strict=False))
+        print(f"drain curve written to {args.png} (analyses done over hours; {legend})")
     if notes:
         print("note: what-ifs differ from the tfvars: edit the tfvars before `make plan`")
     return code
