@@ -242,9 +242,87 @@ def bench_container(chunks: list[Path], work: Path) -> dict[str, Any]:
     return result
 
 
+# Fargate's valid memory sizes (MiB) per vCPU size.
+FARGATE_MEMORY = {
+    0.5: range(1024, 4097, 1024),
+    1: range(2048, 8193, 1024),
+    2: range(4096, 16385, 1024),
+}
+
+
+def suggest_size(container: dict[str, Any]) -> str:
+    """Fargate size from the measured CPU seconds and peak RSS (2× memory headroom)."""
+    cpu, rss = container["cpu_s"], container["peak_rss_mib"]
+    sizes = []
+    for vcpu in (0.5, 1.0):
+        memory = next(m for m in FARGATE_MEMORY[vcpu] if m >= 2 * rss)
+        sizes.append(
+            f"{vcpu:g} vCPU / {memory // 1024} GB → ~{cpu / vcpu / 60:.1f} min of CPU work"
+        )
+    return "; ".join(sizes)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    st = results["stitch"]
+    lines = [
+        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `make bench-stitch`",
+        "",
+        f"Machine: {results['machine']} at start, {results['load_after']} at the end (shared "
+        "with other jobs while helpers run: wall times are pessimistic, CPU seconds are not).",
+        f"Session: {results['chunks']} MediaRecorder-style chunks, {results['input_mib']} MiB, "
+        "30 min of 640x480 30 fps VP8 ~1.8 Mbps + Opus 96 kbps (60 s recording tiled 30×).",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        f"| stitch on one core (`taskset -c 0`, ffmpeg `-threads 1`), wall | {st['wall_s']} s "
+        f"= **{st['realtime_x']}× realtime** | ≥ 200× |",
+        f"| stitch CPU (Python + ffmpeg) | {st['cpu_s']} s = "
+        f"{round(st['duration_s'] / max(st['cpu_s'], 0.01))}× realtime per core | |",
+        f"| stitch peak memory (summed RSS, Python + ffmpeg) | **{st['peak_rss_mib']} MiB** "
+        "| < 512 MiB |",
+        f"| stitched output | {st['output_mib']} MiB, {st['duration_s']} s, mode {st['mode']}, "
+        f"{st['gaps']} gaps | |",
+    ]
+    if "container" in results:
+        ct = results["container"]
+        timings = ", ".join(f"{k.removesuffix('_s')} {v:.1f}" for k, v in ct["timings"].items())
+        lines += [
+            f"| whole container (`python -m proctor_video`, fake Gemini), wall | {ct['wall_s']} s "
+            f"(exit {ct['exit']}) | |",
+            f"| whole container CPU | {ct['cpu_s']} s (avg {ct['avg_cores']} cores busy) | |",
+            f"| whole container peak memory (summed RSS) | {ct['peak_rss_mib']} MiB | |",
+            f"| scratch disk peak | {ct['peak_scratch_mib']} MiB | |",
+            "",
+            f"Phases (s): {timings}.",
+            "",
+            f"Sizing from data: {suggest_size(ct)} per 30-minute test, plus the MAP wait on "
+            "Gemini (not CPU). The work is one ffmpeg decode for the signals plus I/O, i.e. "
+            "one core at most: more than 1 vCPU buys nothing. Ephemeral storage: peak scratch "
+            "above; the 20 GiB default is ample.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def append_results(block: str) -> None:
+    path = REPO / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if "## Proctor video" not in text:
+        text = text.rstrip("\n") + "\n\n## Proctor video\n\n"
+        path.write_text(text + block)
+        return
+    # Append inside our section: just before the next "## " heading, or at the end.
+    start = text.index("## Proctor video")
+    nxt = text.find("\n## ", start + 3)
+    if nxt < 0:
+        path.write_text(text.rstrip("\n") + "\n\n" + block)
+    else:
+        path.write_text(text[:nxt].rstrip("\n") + "\n\n" + block + text[nxt:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-container", action="store_true")
+    parser.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
     args = parser.parse_args()
     chunks = make_session()
     total = sum(p.stat().st_size for p in chunks)
@@ -263,7 +341,10 @@ def main() -> None:
             results["container"] = bench_container(chunks, Path(tmp))
             print(json.dumps(results["container"], indent=2), flush=True)
     results["load_after"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(results))
+    block = markdown(results)
+    print(block)
+    if args.append:
+        append_results(block)
 
 
 if __name__ == "__main__":

@@ -191,3 +191,21 @@ def test_bad_inputs_are_invalid_input(
     assert caught.value.field == "INPUT_URI"
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_headerless_chunks_before_the_first_header_are_a_gap(
+    media: dict[str, Path], tmp_path: Path
+):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    # The first recording's header chunk never arrived; the recorder later restarted.
+    write_chunks([*first, *second], tmp_path / "in")
+    (tmp_path / "in" / "0.webm").unlink()
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert len(report.runs) == 1 and report.runs[0].first_chunk == f"{len(first)}.webm"
+    assert all("first chunk is missing" in p.reason for p in report.bad_chunks)
+    (gap,) = report.gaps
+    assert gap.reason == "no_header" and gap.start_s == 0 and near(gap.end_s, 12, 1)
+    assert near(report.start_s, 12, 1)
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 15, 3)

@@ -936,7 +936,6 @@ def _feed_all(
     missing: list[int],
     chunk_seconds: float,
 ) -> None:
-    first_index = next((i for i, _ in ordered if i is not None), 0)
     previous: int | None = None
     for position, (index, chunk) in enumerate(ordered):
         if index is not None and previous is not None and index > previous + 1:
@@ -946,9 +945,12 @@ def _feed_all(
             parser.discontinuity()
         previous = index if index is not None else previous
         timeline.current_chunk = chunk.name
+        # Only the first header's chunk uses this. At position 0 it is the test's start; if
+        # header-less chunks came first, at least the chunk before them was lost, so count
+        # from index 0 (names are 0-based in the uploader; 1-based would overstate by 3 s).
         timeline.current_position = (
-            index - first_index if index is not None else position
-        ) * chunk_seconds
+            0.0 if position == 0 else (index if index is not None else position) * chunk_seconds
+        )
         truncated_before = parser.truncated
         problem = _feed_chunk(chunk, parser, stats)
         if parser.truncated > truncated_before and position > 0:
@@ -987,6 +989,8 @@ def _feed_chunk(chunk: Chunk, parser: WebmParser, stats: _ChunkStats) -> str | N
             data = stream.read(READ_SIZE)
     stats.bytes_in += size
     if parser.blocks == blocks_before and parser.discarded - discarded_before >= size // 2:
+        if not parser.have_header and CLUSTER_MAGIC in first:
+            return "header-less clusters before any WebM header (the first chunk is missing)"
         return "unreadable (no WebM data found)"
     return None
 
