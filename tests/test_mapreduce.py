@@ -14,7 +14,7 @@ from analysis_engine.mapreduce import Clip, MapConfig, MapRunner, analysed_outpu
 from analysis_engine.models import MediaHandle, ModelReply, Segment, SegmentPlan
 from analysis_engine.result import (
     ALL_SEGMENTS_FAILED,
-    UsageLedger,
+    SegmentOutcome,
     coverage_of,
     exit_code_for,
     map_status,
@@ -111,8 +111,7 @@ def run_map(
     *,
     concurrency: int = 3,
     model: str = "m1",
-) -> tuple[list, UsageLedger]:
-    usage = UsageLedger()
+) -> list[SegmentOutcome]:
     clips = {s.index: Clip(Path(f"seg{s.index}.mp4"), "video/mp4") for s in plan.segments}
     runner = MapRunner(
         client=client,
@@ -120,14 +119,13 @@ def run_map(
         config=MapConfig(model=model, concurrency=concurrency, tokens_per_second=300),
         checkpoints=checkpoints,
         clips=clips,
-        usage=usage,
     )
-    return asyncio.run(runner.run(plan)), usage
+    return asyncio.run(runner.run(plan))
 
 
 def test_map_respects_concurrency_and_shifts_times_onto_the_recording_clock() -> None:
     client = ScriptedClient()
-    outcomes, usage = run_map(client, make_plan(8), MemoryCheckpoints(), concurrency=3)
+    outcomes = run_map(client, make_plan(8), MemoryCheckpoints(), concurrency=3)
     assert client.max_in_flight == 3
     assert [o.state for o in outcomes] == ["analysed"] * 8
     assert map_status(outcomes) == ("complete", None)
@@ -135,12 +133,12 @@ def test_map_respects_concurrency_and_shifts_times_onto_the_recording_clock() ->
     assert third["activities"][0]["start_s"] == 130.0  # 120 s segment start + 10 s
     assert third["notable_events"][0]["at_s"] == 180.0  # clamped to the segment end
     assert sorted(client.uploaded) == sorted(client.deleted)  # every upload cleaned up
-    assert usage.to_dict()["calls"] == 8 and usage.to_dict()["input_tokens"] == 8000
+    assert sum(o.input_tokens for o in outcomes) == 8000
 
 
 def test_skipped_segments_cost_no_call_and_are_reported() -> None:
     client = ScriptedClient()
-    outcomes, _ = run_map(client, make_plan(6, skipped={1, 2}), MemoryCheckpoints())
+    outcomes = run_map(client, make_plan(6, skipped={1, 2}), MemoryCheckpoints())
     assert len(client.generated) == 4
     coverage = coverage_of(outcomes, 360)
     assert coverage["segments_skipped"] == 2
@@ -155,18 +153,18 @@ def test_skipped_segments_cost_no_call_and_are_reported() -> None:
 
 def test_some_failures_make_a_partial_result_that_names_the_missing_ranges() -> None:
     client = ScriptedClient(failing={"seg3.mp4"})
-    outcomes, usage = run_map(client, make_plan(5), MemoryCheckpoints())
+    outcomes = run_map(client, make_plan(5), MemoryCheckpoints())
     status, error = map_status(outcomes)
     assert status == "partial" and error == "1 of 5 segments failed analysis"
     coverage = coverage_of(outcomes, 300)
     assert coverage["failed_ranges"][0]["start_s"] == 180
     assert "429" in coverage["failed_ranges"][0]["reason"]
-    assert usage.per_model["m1"]["attempts"] == 4 + 3
+    assert [o.attempts for o in outcomes] == [1, 1, 1, 3, 1]
 
 
 def test_all_failures_give_the_exact_sentinel_and_exit_3() -> None:
     client = ScriptedClient(failing={f"seg{i}.mp4" for i in range(4)})
-    outcomes, _ = run_map(client, make_plan(4), MemoryCheckpoints())
+    outcomes = run_map(client, make_plan(4), MemoryCheckpoints())
     status, error = map_status(outcomes)
     assert (status, error) == ("failed", ALL_SEGMENTS_FAILED)
     assert exit_code_for(status, error) == 3
@@ -180,11 +178,11 @@ def test_rerun_spends_calls_only_on_segments_without_a_checkpoint() -> None:
     run_map(first, make_plan(6), checkpoints)
     assert len(checkpoints.data) == 4
     second = ScriptedClient()
-    outcomes, usage = run_map(second, make_plan(6), checkpoints)
+    outcomes = run_map(second, make_plan(6), checkpoints)
     assert sorted(second.generated) == ["seg1.mp4", "seg4.mp4"]
     assert sum(o.from_checkpoint for o in outcomes) == 4
     assert map_status(outcomes) == ("complete", None)
-    assert usage.to_dict()["calls"] == 2
+    assert sum(o.input_tokens for o in outcomes) == 2000  # checkpoints cost nothing
 
 
 def test_checkpoint_from_another_model_is_not_reused() -> None:
@@ -196,17 +194,16 @@ def test_checkpoint_from_another_model_is_not_reused() -> None:
 
 
 def test_reduce_failure_is_returned_not_raised() -> None:
-    usage = UsageLedger()
     client = ScriptedClient(failing={"reduce"})
     reduced, error = asyncio.run(
-        run_reduce(client=client, model="r", prompt="p", schema=TaskReport, usage=usage)
+        run_reduce(client=client, model="r", prompt="p", schema=TaskReport)
     )
     assert reduced is None and error is not None and error.startswith("REDUCE failed")
 
 
 def test_map_only_report_keeps_the_findings_when_reduce_failed() -> None:
     client = ScriptedClient()
-    outcomes, _ = run_map(client, make_plan(2, skipped={1}), MemoryCheckpoints())
+    outcomes = run_map(client, make_plan(2, skipped={1}), MemoryCheckpoints())
     report = assemble_report(None, analysed_outputs(outcomes), coverage_of(outcomes, 120))
     assert report["source"] == "map_only"
     assert report["timeline"] == [{"start_s": 10.0, "end_s": 20.0, "description": "typing"}]

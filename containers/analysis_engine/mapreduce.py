@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from analysis_engine.errors import AnalysisError, ModelCallError
 from analysis_engine.models import MediaHandle, ModelReply, Segment, SegmentPlan
-from analysis_engine.result import SegmentOutcome, UsageLedger
+from analysis_engine.result import SegmentOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
@@ -104,7 +104,6 @@ class MapRunner:
         config: MapConfig,
         checkpoints: CheckpointStore,
         clips: Mapping[int, Clip],
-        usage: UsageLedger,
         progress: Callable[[SegmentOutcome, int, int], None] | None = None,
     ) -> None:
         self._client = client
@@ -112,7 +111,6 @@ class MapRunner:
         self._config = config
         self._checkpoints = checkpoints
         self._clips = clips
-        self._usage = usage
         self._progress = progress or (lambda outcome, done, total: None)
 
     async def run(self, plan: SegmentPlan) -> list[SegmentOutcome]:
@@ -143,11 +141,9 @@ class MapRunner:
         try:
             reply = await self._call_model(segment, total=total, duration_s=plan.duration_s)
         except ModelCallError as exc:
-            self._usage.add_failed_attempts(self._config.model, exc.attempts)
             return SegmentOutcome(segment=segment, error=str(exc), attempts=exc.attempts)
         except AnalysisError as exc:  # e.g. a clip that could not be cut or uploaded
             return SegmentOutcome(segment=segment, error=str(exc), attempts=1)
-        self._usage.add(reply)
         output = self._spec.to_absolute(reply.parsed, segment)
         self._checkpoints.save(
             checkpoint_key(segment),
@@ -197,7 +193,6 @@ async def run_reduce(
     model: str,
     prompt: str,
     schema: type[T],
-    usage: UsageLedger,
 ) -> tuple[T | None, str | None]:
     """One text-only REDUCE call. Returns (answer, None) or (None, reason) — never raises
     for a model failure, so the caller can still publish the MAP findings."""
@@ -209,9 +204,7 @@ async def run_reduce(
             estimated_input_tokens=estimate_tokens(0, prompt, 0),
         )
     except ModelCallError as exc:
-        usage.add_failed_attempts(model, exc.attempts)
         return None, f"REDUCE failed: {exc}"
-    usage.add(reply)
     return reply.parsed, None
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from analysis_engine.models import ModelReply, Segment
+from analysis_engine.models import Segment
 
 SCHEMA_VERSION = 1
 # The exact text the DAGs and the Discord alert look for. Never reword it.
@@ -34,33 +34,31 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@dataclass
-class UsageLedger:
-    """Calls and tokens per model, from successful replies (what the quota was charged)."""
+class ModelCost(Protocol):
+    """Per-model cost as the model client counts it (failed attempts included)."""
 
-    per_model: dict[str, dict[str, int]] = field(default_factory=dict)
+    calls: int  # attempts that reached the model, whatever their outcome
+    failed_calls: int
+    input_tokens: int
+    output_tokens: int
 
-    def add(self, reply: ModelReply[Any]) -> None:
-        entry = self.per_model.setdefault(
-            reply.model, {"calls": 0, "attempts": 0, "input_tokens": 0, "output_tokens": 0}
-        )
-        entry["calls"] += 1
-        entry["attempts"] += reply.attempts
-        entry["input_tokens"] += reply.input_tokens
-        entry["output_tokens"] += reply.output_tokens
 
-    def add_failed_attempts(self, model: str, attempts: int) -> None:
-        entry = self.per_model.setdefault(
-            model, {"calls": 0, "attempts": 0, "input_tokens": 0, "output_tokens": 0}
-        )
-        entry["attempts"] += attempts
-
-    def to_dict(self) -> dict[str, Any]:
-        totals = {
-            key: sum(m[key] for m in self.per_model.values())
-            for key in ("calls", "attempts", "input_tokens", "output_tokens")
+def usage_summary(per_model: Mapping[str, ModelCost]) -> dict[str, Any]:
+    """`calls` are answers used; `attempts` everything billed, retries included."""
+    models = {
+        name: {
+            "calls": cost.calls - cost.failed_calls,
+            "attempts": cost.calls,
+            "input_tokens": cost.input_tokens,
+            "output_tokens": cost.output_tokens,
         }
-        return {**totals, "per_model": self.per_model}
+        for name, cost in per_model.items()
+    }
+    totals = {
+        key: sum(m[key] for m in models.values())
+        for key in ("calls", "attempts", "input_tokens", "output_tokens")
+    }
+    return {**totals, "per_model": models}
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def build_result(
     error: str | None,
     report: dict[str, Any] | None,
     coverage: dict[str, Any] | None,
-    usage: UsageLedger,
+    usage: Mapping[str, ModelCost],
     timings: Mapping[str, float],
     models: Mapping[str, str],
     started_at: str,
@@ -145,7 +143,7 @@ def build_result(
         "error": _one_line(error),
         "report": None if status == "invalid_input" else report,
         "coverage": coverage,
-        "usage": usage.to_dict(),
+        "usage": usage_summary(usage),
         "timings": {key: round(value, 3) for key, value in timings.items()},
         "models": dict(models),
         "started_at": started_at,

@@ -40,7 +40,6 @@ from analysis_engine.result import (
     Kind,
     SegmentOutcome,
     Status,
-    UsageLedger,
     build_result,
     coverage_of,
     exit_code_for,
@@ -114,7 +113,6 @@ class _Run:
     kind: AnalysisKind
     settings: Settings
     storage: Storage
-    usage: UsageLedger = field(default_factory=UsageLedger)
     timings: dict[str, float] = field(default_factory=dict)
     client: GeminiClient | None = None
 
@@ -193,7 +191,6 @@ class _Run:
             config=config,
             checkpoints=StorageCheckpoints(self.storage, settings.output_uri),
             clips=clips,
-            usage=self.usage,
             progress=log_segment_progress,
         )
         with self.phase("map"):
@@ -222,7 +219,6 @@ class _Run:
                     model=self.settings.reduce_model,
                     prompt=prompt,
                     schema=self.kind.reduce_schema,
-                    usage=self.usage,
                 )
             if reduce_error:
                 # The MAP findings still make a report; say what is missing.
@@ -313,7 +309,7 @@ def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
         error=error,
         report=outcome.report,
         coverage=outcome.coverage,
-        usage=run.usage,
+        usage=run.client.usage() if run.client else {},
         timings=run.timings,
         models={"map": settings.map_model, "reduce": settings.reduce_model},
         started_at=started_at,
@@ -350,7 +346,7 @@ def _reject_at_startup(
         error=str(exc),
         report=None,
         coverage=None,
-        usage=UsageLedger(),
+        usage={},
         timings={},
         models={},
         started_at=started_at,
