@@ -120,3 +120,8 @@ pool: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# MAP concurrency: a 60-minute recording at MAP_CONCURRENCY=8 vs 1 against the fake Gemini
+# with a fixed per-call latency (results appended to bench/RESULTS.md).
+bench-map: install
+	$(BIN)/python bench/bench_map.py --append
