@@ -307,3 +307,18 @@ def test_copy_plan_with_cuts_off_keyframes_falls_back_to_exact_cuts(
     out = media.cut_segments(path, plan, tmp_path / "segs")
     _assert_durations(out, plan)
     assert all(p.suffix == ".mp4" for p in out.values())
+
+
+@pytest.mark.parametrize("gop", [None, 5.0], ids=["one-keyframe", "gop-5s"])
+def test_detect_idle_with_sparse_or_5s_keyframes(tmp_path: Path, gop: float | None) -> None:
+    # One keyframe only -> full decode of the candidates; 5 s gop -> keyframe-only decode.
+    path = gen.make_screenshare(
+        tmp_path / "rec.mp4", duration=90, fps=2, idle=[(17, 61)], gop_seconds=gop
+    )
+    (found,) = media.detect_idle(path, media.probe(path), min_seconds=30)
+    assert (found.start_s, found.end_s) == pytest.approx((17, 61), abs=3)
+
+
+def test_keyframe_gap_counts_the_edges() -> None:
+    assert media.keyframe_gap([10, 12], 0, 30) == 18
+    assert media.keyframe_gap([], 5, 8) == 3

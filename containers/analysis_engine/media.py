@@ -13,6 +13,7 @@ the container's start time, and so do we).
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -53,6 +54,8 @@ REENCODE_MAX_HEIGHT = 720
 # still screen) is "quiet". x264/VP8/VP9 encode an unchanged 720p frame in ~10-110 bytes; any
 # visible change costs far more. The bound scales with the picture area.
 QUIET_FRAME_BYTES_720P = 400
+# Idle verification decodes keyframes only when they are at most this far apart.
+KEYFRAME_VERIFY_MAX_GAP = 10.0
 FREEZE_NOISE = 0.001  # freezedetect default (-60 dB): exact stills, compression noise ignored
 SILENCE_NOISE_DB = -50.0
 
@@ -224,15 +227,25 @@ def idle_detect_argv(
     end: float | None = None,
     noise: float = FREEZE_NOISE,
     noise_db: float = SILENCE_NOISE_DB,
+    keyframes_only: bool = False,
+    freeze_seconds: float | None = None,
     threads: int | None = None,
 ) -> list[str]:
-    """freezedetect and (when there is sound) silencedetect in one decode of [start, end)."""
-    graph = f"[0:v:0]freezedetect=n={noise:g}:d={min_seconds:g}[v]"
+    """freezedetect and (when there is sound) silencedetect in one decode of [start, end).
+
+    `keyframes_only` decodes just the video keyframes (`-skip_frame:v nokey`, ~20x cheaper);
+    freezedetect then compares consecutive keyframes, so `freeze_seconds` is usually set to
+    about one keyframe interval.
+    """
+    freeze_d = min_seconds if freeze_seconds is None else freeze_seconds
+    graph = f"[0:v:0]freezedetect=n={noise:g}:d={freeze_d:g}[v]"
     maps = ["-map", "[v]"]
     if has_audio:
         graph += f";[0:a:0]silencedetect=n={noise_db:g}dB:d={min_seconds:g}[a]"
         maps += ["-map", "[a]"]
     argv = [*_ffmpeg(), "-loglevel", "info", *_threads(threads)]
+    if keyframes_only:
+        argv += ["-skip_frame:v", "nokey"]
     argv += [*_seek(start, end), "-i", str(path), "-filter_complex", graph, *maps]
     return [*argv, "-f", "null", "-"]
 
@@ -762,46 +775,93 @@ def detect_idle(
     """Stretches of at least `min_seconds` where the screen does not change and nothing is
     heard (no audio stream counts as silent).
 
-    Why two stages (measured on this machine, one core, 720p30 H.264 screenshare): a full
-    decode runs at only ~45-65x realtime even for a still screen (the decoder still produces
-    every frame), so freezedetect over the whole file alone misses the >= 100x target. Reading
-    packet sizes from the container (ffprobe, no decoding) runs at ~1000x and a still screen
-    shows up as runs of tiny P-frames. So stage 1 finds quiet candidates from packet sizes, and
-    stage 2 runs freezedetect + silencedetect (one decode) only over those candidates: exact
-    boundaries, decode cost proportional to idle time, not to duration. `-skip_frame nokey` was
-    rejected: with sparse keyframes (one every minute or only one) it sees nothing.
+    Why this design (measured on this machine with `-threads 1`, 60-minute 720p30 H.264
+    screenshare, see bench/RESULTS.md): a full decode runs at only ~40x realtime even for a
+    still screen (the decoder still reconstructs every 1280x720 frame: ~2.5 s of CPU per 100 s
+    of idle), so freezedetect over the whole file misses the >= 100x target by far. Instead:
+
+    1. Container pass (ffprobe packet sizes, no decoding, ~500-1000x): a still screen is a run
+       of seconds whose P-frames are tiny. These runs are the only candidates.
+    2. Verification per candidate, one ffmpeg process running freezedetect + silencedetect:
+       - keyframes dense (gap <= KEYFRAME_VERIFY_MAX_GAP): decode keyframes only
+         (`-skip_frame:v nokey`, ~20x cheaper than a full decode) and require consecutive
+         keyframes to be identical; the in-between P-frames are already known to be tiny.
+         Boundaries come from the packet run (1 s resolution), clipped by the keyframe freeze.
+       - keyframes sparse (MediaRecorder-style, one keyframe a minute or only one): full
+         decode of the candidate. Still stretches of such recorders usually carry few frames
+         (variable frame rate), so this stays cheap in practice.
     """
     packets = read_packets(path, timeout=timeout)
     pixels = (info.width or 1280) * (info.height or 720)
     max_frame_bytes = QUIET_FRAME_BYTES_720P * max(1.0, pixels / (1280 * 720))
-    candidates = quiet_stretches(
+    runs = quiet_stretches(
         packets,
         duration_s=info.duration_s,
         min_seconds=min_seconds,
         max_frame_bytes=max_frame_bytes,
+        pad_s=0.0,
     )
+    keyframes = [p.time_s for p in packets if p.key]
     idle: list[Interval] = []
-    for cand in candidates:
-        argv = idle_detect_argv(
-            path,
-            min_seconds=min_seconds,
-            has_audio=info.has_audio,
-            start=cand.start_s,
-            end=cand.end_s,
-            threads=threads,
-        )
-        stderr = run_ffmpeg(argv, timeout=timeout).stderr
-        frozen = parse_start_end(
-            _events(_FREEZE_RE, stderr), offset=cand.start_s, open_end=cand.end_s
-        )
-        if info.has_audio:
-            silent = parse_start_end(
-                _events(_SILENCE_RE, stderr), offset=cand.start_s, open_end=cand.end_s
-            )
-            frozen = intersect(frozen, silent)
-        idle.extend(i for i in frozen if i.duration_s >= min_seconds - 1e-6)
-    log.debug("idle: %d candidates, %d idle stretches", len(candidates), len(idle))
+    for run in runs:
+        found = _verify_candidate(path, info, run, keyframes, min_seconds, threads, timeout)
+        idle.extend(i for i in found if i.duration_s >= min_seconds - 1e-6)
+    log.debug("idle: %d candidates, %d idle stretches", len(runs), len(idle))
     return idle
+
+
+def _verify_candidate(
+    path: Path,
+    info: MediaInfo,
+    run: Interval,
+    keyframes: Sequence[float],
+    min_seconds: float,
+    threads: int | None,
+    timeout: float,
+) -> list[Interval]:
+    """Exact still+silent stretches inside one quiet packet run (see `detect_idle`)."""
+    lo, hi = max(0.0, run.start_s - 1.0), min(info.duration_s, run.end_s + 1.0)
+    inside = [k for k in keyframes if lo <= k <= hi]
+    gap = keyframe_gap(inside, lo, hi)
+    sparse = gap > KEYFRAME_VERIFY_MAX_GAP
+    argv = idle_detect_argv(
+        path,
+        min_seconds=min_seconds,
+        has_audio=info.has_audio,
+        start=lo,
+        end=hi,
+        keyframes_only=not sparse,
+        # Two identical consecutive keyframes already count; min_seconds is applied after.
+        freeze_seconds=None if sparse else max(0.1, 0.9 * min(gap, min_seconds)),
+        threads=threads,
+    )
+    stderr = run_ffmpeg(argv, timeout=timeout).stderr
+    frozen = parse_start_end(_events(_FREEZE_RE, stderr), offset=lo, open_end=hi)
+    if not sparse:
+        frozen = [_refine_to_run(f, run, inside) for f in frozen]
+        frozen = [f for f in frozen if f.end_s > f.start_s]
+    if info.has_audio:
+        silent = parse_start_end(_events(_SILENCE_RE, stderr), offset=lo, open_end=hi)
+        frozen = intersect(frozen, silent)
+    return frozen
+
+
+def keyframe_gap(keyframes: Sequence[float], lo: float, hi: float) -> float:
+    """Largest distance between consecutive keyframes in [lo, hi], counting the edges."""
+    points = [lo, *keyframes, hi]
+    return max(b - a for a, b in itertools.pairwise(points))
+
+
+def _refine_to_run(frozen: Interval, run: Interval, keyframes: Sequence[float]) -> Interval:
+    """A keyframe-only freeze starts at a keyframe and ends at the first keyframe that differs.
+    The packet run is the 1-second-accurate still stretch: when the freeze starts at the run's
+    first keyframe the stillness began with the run, and it cannot outlast the run."""
+    first_kf = next((k for k in keyframes if k >= run.start_s - 1e-3), None)
+    starts_with_run = frozen.start_s <= run.start_s or (
+        first_kf is not None and abs(frozen.start_s - first_kf) < 1e-3
+    )
+    start = run.start_s if starts_with_run else frozen.start_s
+    return Interval(round(start, 3), round(min(frozen.end_s, run.end_s), 3))
 
 
 __all__ = [
