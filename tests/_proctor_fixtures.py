@@ -39,6 +39,7 @@ def make_recording(
     silent: tuple[float, float] | None = None,
     fps: int = 10,
     size: str = "320x240",
+    codec: str = "libvpx",
 ) -> Path:
     """A moving test pattern with a tone; optional black, frozen and silent stretches."""
     video = [f"testsrc2=size={size}:rate={fps}", "format=yuv420p"]
@@ -55,8 +56,8 @@ def make_recording(
         "-f", "lavfi", "-i", ",".join(video),
         "-f", "lavfi", "-i", ",".join(audio),
         "-t", str(seconds), "-threads", "1",
-        "-c:v", "libvpx", "-b:v", "200k", "-g", str(3 * fps), "-deadline", "realtime",
-        "-cpu-used", "16",
+        "-c:v", codec, "-b:v", "200k", "-g", str(3 * fps), "-deadline", "realtime",
+        "-cpu-used", "16" if codec == "libvpx" else "8",
         "-c:a", "libopus", "-b:a", "32k",
         "-f", "webm", "-live", "1", "-cluster_time_limit", "3000",
         "-cluster_size_limit", "100M", str(path),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "main": make_recording(root / "main.webm", 30, black=(12, 18)),
         "first": make_recording(root / "first.webm", 12),
         "second": make_recording(root / "second.webm", 9, black=(3, 6)),
+        "vp9": make_recording(root / "vp9.webm", 9, black=(3, 6), codec="libvpx-vp9"),
     }
 
 
@@ -209,3 +211,34 @@ def test_headerless_chunks_before_the_first_header_are_a_gap(
     assert near(report.start_s, 12, 1)
     (black,) = black_intervals(tmp_path / "video.webm")
     assert near(black[0], 15, 3)
+
+
+def test_restart_in_another_codec_is_reencoded_alone(media: dict[str, Path], tmp_path: Path):
+    first, vp9 = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["vp9"])
+    last = mediarecorder_chunks(media["second"])
+    write_chunks([*first, *vp9, *last], tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert [r.reencoded for r in report.runs] == [False, True, False] and not report.gaps
+    assert report.mode == "copy"  # only the odd run was re-encoded
+    assert near(report.runs[1].start_s, 12, 1) and near(report.runs[2].start_s, 21, 1)
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+    blacks = black_intervals(tmp_path / "video.webm")
+    # Black at 3-6 s of both later recordings: one in the re-encoded run, one copied.
+    assert any(near(b[0], 15, 3) for b in blacks) and any(near(b[0], 24, 3) for b in blacks)
+
+
+def test_chunks_in_codecs_webm_cannot_hold_are_reencoded(tmp_path: Path):
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=320x240:rate=10", "-f", "lavfi", "-i", "sine", "-t", "9",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac", "-f", "segment",
+         "-segment_time", "3", "-segment_format", "matroska", "-reset_timestamps", "1",
+         str(src / "%d.mkv")],
+        check=True,
+    )  # fmt: skip
+    report = stitch_chunks(sorted(src.iterdir()), tmp_path / "video.webm")
+    assert report.mode == "reencode" and not report.gaps
+    assert near(probe_duration(tmp_path / "video.webm"), 9, 1)

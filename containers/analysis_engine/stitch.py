@@ -84,6 +84,7 @@ TOP_LEVEL = {EBML, SEGMENT, SEEKHEAD, INFO, TRACKS, CLUSTER, CUES, TAGS, CHAPTER
 TOP_SKIPPABLE = {SEEKHEAD, CUES, TAGS, CHAPTERS, ATTACHMENTS, VOID, CRC32}
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 CLUSTER_MAGIC = b"\x1f\x43\xb6\x75"
+UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -179,6 +180,7 @@ class RunReport:
     start_s: float
     end_s: float
     header: Literal["own", "borrowed"]
+    reencoded: bool = False
 
 
 @dataclass(frozen=True)
@@ -505,7 +507,7 @@ class WebmParser:
         if got is None:
             return False
         element_id, size, hlen = got
-        if self.verify_cluster and element_id != TIMECODE:
+        if self.verify_cluster and element_id not in (TIMECODE, CRC32, VOID):
             raise _Corrupt  # a resync hit on the magic bytes inside some payload
         if element_id == TIMECODE:
             payload = self._whole(hlen, size, 8)
@@ -584,11 +586,95 @@ def _compatible(base: Track, other: Track) -> bool:
     return base.codec == "A_OPUS" or base.codec_private == other.codec_private
 
 
+def retrack(raw: bytes, track_at: int, track: int, out_track: int) -> bytes:
+    """A block with its track number rewritten (both numbers have the same vint length)."""
+    width = len(encode_size(track))
+    return raw[:track_at] + encode_size(out_track, width) + raw[track_at + width :]
+
+
+VIDEO_ENCODERS = {
+    "V_VP8": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k"],
+    "V_VP9": ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1500k"],
+}
+AUDIO_ENCODERS = {
+    "A_OPUS": ["-c:a", "libopus", "-b:a", "96k", "-ar", "48000"],
+    "A_VORBIS": ["-c:a", "libvorbis", "-ar", "48000"],
+}
+
+
+def transcode_args(base: Sequence[Track]) -> list[str] | None:
+    """ffmpeg output options that make a run decodable with the first run's tracks."""
+    video = next((t for t in base if t.type == 1), None)
+    audio = next((t for t in base if t.type == 2), None)
+    args: list[str] = []
+    if video is None:
+        args.append("-vn")
+    elif video.codec in VIDEO_ENCODERS:
+        args += ["-map", "0:v:0", *VIDEO_ENCODERS[video.codec]]
+        if video.width and video.height:
+            args += ["-vf", f"scale={video.width}:{video.height}"]
+    else:
+        return None
+    if audio is None:
+        args.append("-an")
+    elif audio.codec in AUDIO_ENCODERS:
+        args += ["-map", "0:a:0?", *AUDIO_ENCODERS[audio.codec], "-ac", str(audio.channels or 1)]
+    else:
+        return None
+    return args
+
+
+@dataclass
+class _Divert:
+    path: Path
+    handle: BinaryIO
+    args: list[str]
+
+
+class _PassThrough:
+    """Sink that copies clusters (timecodes as they are) onto the first run's track numbers."""
+
+    def __init__(self, write: Callable[[bytes], None], base: Sequence[Track]) -> None:
+        self.write = write
+        self.base = base
+        self.track_map: dict[int, int] = {}
+        self.tc = 0
+        self.buf = bytearray()
+
+    def on_header(
+        self, ebml: bytes, timescale: int, tracks: list[Track], tracks_raw: bytes
+    ) -> None:
+        for track in tracks:
+            match = next((b for b in self.base if _compatible(b, track)), None)
+            if match and len(encode_size(match.number)) == len(encode_size(track.number)):
+                self.track_map[track.number] = match.number
+
+    def on_cluster(self, timecode: int) -> None:
+        self.end_cluster()
+        self.tc = timecode
+
+    def on_block(self, raw: bytes, track_at: int, track: int, rel: int, key: bool) -> None:
+        out = self.track_map.get(track)
+        if out is not None:
+            self.buf += raw if out == track else retrack(raw, track_at, track, out)
+
+    def end_cluster(self) -> None:
+        if self.buf:
+            payload = element(TIMECODE, encode_uint(self.tc))
+            self.write(CLUSTER_MAGIC + encode_size(len(payload) + len(self.buf), 8) + payload)
+            self.write(bytes(self.buf))
+            self.buf = bytearray()
+
+    def on_discontinuity(self) -> None:
+        pass
+
+
 @dataclass
 class _Run:
     first_chunk: str
     header: Literal["own", "borrowed"]
     reason: GapReason
+    reencoded: bool = False
     last_chunk: str = ""
     chunks: set[str] = field(default_factory=set)
     start: int | None = None
@@ -598,9 +684,20 @@ class _Run:
 class Timeline:
     """Receives parsed elements, keeps the test clock, writes one continuous WebM stream."""
 
-    def __init__(self, out: Callable[[bytes], None], chunk_seconds: float) -> None:
-        self.write = out
+    def __init__(
+        self,
+        out: Callable[[bytes], None],
+        chunk_seconds: float,
+        *,
+        scratch: Path | None = None,
+        ffmpeg: str = "ffmpeg",
+    ) -> None:
+        self.main_write = self.write = out
         self.chunk_seconds = chunk_seconds
+        self.scratch = scratch or Path(tempfile.gettempdir())
+        self.ffmpeg = ffmpeg
+        self.divert: _Divert | None = None
+        self.run_video: set[int] = set()  # the current run's video tracks (output numbers)
         self.base_tracks: list[Track] | None = None
         self.timescale = 1_000_000
         self.track_map: dict[int, int] | None = None  # input track → output track (None: drop run)
@@ -648,13 +745,71 @@ class Timeline:
             self.anchor_s = self.current_position
             self._start_run("own", self.current_position, "no_header")
             return
+        self.end_cluster()
+        self.finish_divert()
         self.track_map = self._map_tracks(tracks, timescale)
+        self.run_video = set(self.video_tracks)
+        if self.track_map is None and timescale == self.timescale == 1_000_000:
+            # Another codec (e.g. the browser switched encoder): this run alone is re-encoded
+            # to the first run's codecs, on its own, then spliced in.
+            self.track_map = self._start_divert(ebml, tracks, tracks_raw)
+            self.run_video = {t.number for t in tracks if t.type == 1}
         if self.track_map is None:
             self.skipped_runs.append(self.current_chunk)
             log.warning(
                 "chunk %s starts a recording with incompatible tracks; dropped", self.current_chunk
             )
         self._start_run("own", self._expected_start(), "restart")
+        if self.divert is not None:
+            self.runs[-1].reencoded = True
+
+    def _start_divert(
+        self, ebml: bytes, tracks: list[Track], tracks_raw: bytes
+    ) -> dict[int, int] | None:
+        assert self.base_tracks is not None
+        args = transcode_args(self.base_tracks)
+        if args is None:
+            return None
+        path = self.scratch / f".reencode-{len(self.runs)}.mkv"
+        handle = path.open("wb")
+        self.divert = _Divert(path, handle, args)
+        self.write = handle.write
+        info = element(INFO, element(TIMECODESCALE, encode_uint(self.timescale)))
+        self.write(ebml + SEGMENT.to_bytes(4, "big") + UNKNOWN_SIZE + info + tracks_raw)
+        log.warning(
+            "chunk %s starts a recording in other codecs; re-encoding it", self.current_chunk
+        )
+        return {t.number: t.number for t in tracks}
+
+    def finish_divert(self) -> None:
+        """Re-encode the diverted run (its clusters already carry test-clock timecodes) and
+        splice the result into the main stream."""
+        if self.divert is None:
+            return
+        self.end_cluster()
+        divert, self.divert = self.divert, None
+        divert.handle.close()
+        self.write = self.main_write
+        out = divert.path.with_suffix(".webm")
+        cmd = [
+            self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-copyts", "-i", str(divert.path), *divert.args,
+            "-f", "webm", "-live", "1", "-cluster_time_limit", "3000", str(out),
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                tail = proc.stderr.strip().splitlines()[-1:] or [""]
+                log.warning("re-encoding a run failed, its time is lost: %s", tail[0])
+                return
+            splice = WebmParser(_PassThrough(self.main_write, self.base_tracks or []))
+            with out.open("rb") as stream:
+                while data := stream.read(READ_SIZE):
+                    splice.feed(data)
+            splice.discontinuity()
+        finally:
+            divert.path.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
 
     def _open_stream(
         self, ebml: bytes, timescale: int, tracks: list[Track], tracks_raw: bytes
@@ -663,6 +818,7 @@ class Timeline:
         self.timescale = timescale
         self.track_map = {t.number: t.number for t in tracks}
         self.video_tracks = {t.number for t in tracks if t.type == 1}
+        self.run_video = set(self.video_tracks)
         self.codecs = {t.codec for t in tracks}
         app = b"analysis_engine.stitch"
         info = element(
@@ -672,7 +828,7 @@ class Timeline:
             + element(WRITINGAPP, app),
         )
         # Segment of unknown size: ffmpeg reads it as a live stream and writes the real one.
-        self.write(ebml + SEGMENT.to_bytes(4, "big") + b"\x01\xff\xff\xff\xff\xff\xff\xff")
+        self.write(ebml + SEGMENT.to_bytes(4, "big") + UNKNOWN_SIZE)
         self.write(info + tracks_raw)
 
     def _map_tracks(self, tracks: list[Track], timescale: int) -> dict[int, int] | None:
@@ -700,7 +856,7 @@ class Timeline:
         self.end_cluster()
         self.offset = None
         self.anchor_s = anchor_s
-        self.need_key = set(self.video_tracks)
+        self.need_key = set(self.run_video)
         self.runs.append(_Run(self.current_chunk, header, reason))
 
     def on_cluster(self, timecode: int) -> None:
@@ -745,8 +901,7 @@ class Timeline:
                 return  # inter frames after a loss reference frames we do not have
             self.need_key.discard(out_track)
         if out_track != track:  # same vint length (checked when the run was mapped)
-            width = len(encode_size(track))
-            raw = raw[:track_at] + encode_size(out_track, width) + raw[track_at + width :]
+            raw = retrack(raw, track_at, track, out_track)
         ts = self.cluster_tc + rel
         previous = self.last.get(out_track)
         if previous is not None and 0 < ts - previous < self.units(GAP_THRESHOLD_S):
@@ -775,7 +930,7 @@ class Timeline:
 
     def on_discontinuity(self) -> None:
         self.cluster_tc = None
-        self.need_key = set(self.video_tracks)
+        self.need_key = set(self.run_video)
 
     def run_reports(self) -> tuple[RunReport, ...]:
         used = [run for run in self.runs if run.start is not None and run.end is not None]
@@ -788,6 +943,7 @@ class Timeline:
                 start_s=round(self.seconds(run.start or 0), 3),
                 end_s=round(self.seconds(run.end or 0), 3),
                 header=run.header,
+                reencoded=run.reencoded,
             )
             for i, run in enumerate(used)
         )
@@ -888,7 +1044,7 @@ def stitch_chunks(
             remuxer.start(timeline.codecs)
         remuxer.write(data)
 
-    timeline = Timeline(out, chunk_seconds)
+    timeline = Timeline(out, chunk_seconds, scratch=output.parent, ffmpeg=ffmpeg)
     parser = WebmParser(timeline)
     stats = _ChunkStats(total=len(ordered))
     problems: list[ChunkProblem] = []
@@ -896,6 +1052,7 @@ def stitch_chunks(
     try:
         _feed_all(ordered, parser, timeline, stats, problems, missing, chunk_seconds)
         parser.discontinuity()
+        timeline.finish_divert()
         if parser.blocks == 0 or timeline.first_ts is None:
             raise InvalidInputError("INPUT_URI", _no_media_reason(stats, parser, timeline))
         remuxer.finish()
