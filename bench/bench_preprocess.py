@@ -58,11 +58,16 @@ def timed(label: str, steps: list[tuple[str, float, float]], fn, *args, **kwargs
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument(
+        "--gop", type=float, default=5.0, help="keyframe interval in seconds (0: one keyframe)"
+    )
     parser.add_argument("--append", action="store_true", help="append results to RESULTS.md")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    path, true_idle = make_long_screenshare(CACHE, minutes=args.minutes)
+    path, true_idle = make_long_screenshare(
+        CACHE, minutes=args.minutes, gop_seconds=args.gop or None
+    )
     gen_s = time.perf_counter() - t0
     print(f"recording: {path} ({path.stat().st_size / 1e6:.0f} MB; ready in {gen_s:.1f}s)")
 
@@ -118,12 +123,13 @@ def main() -> int:
     found = sum(i.duration_s for i in idle)
     truth = sum(b - a for a, b in true_idle)
     load = os.getloadavg()
+    keyframes_desc = f"keyframe every {args.gop:g} s" if args.gop else "one keyframe (sparse)"
     lines = [
         f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — `make bench-preprocess`",
         "",
         f"Input: {args.minutes}-minute {info.width}x{info.height} {info.fps:g} fps "
         f"{info.video_codec}/{info.audio_codec} screenshare, {path.stat().st_size / 1e6:.0f} MB, "
-        f"keyframe every 5 s, {truth / info.duration_s:.0%} idle by construction. One core "
+        f"{keyframes_desc}, {truth / info.duration_s:.0%} idle by construction. One core "
         f"(cpu {core}, `sched_setaffinity`), ffmpeg `-threads 1`. Load average at the end: "
         f"{load[0]:.2f} / {load[1]:.2f} (shared 2-core machine; other helpers were running).",
         "",

@@ -300,7 +300,7 @@ def make_long_screenshare(
     fps: int = 30,
     cycle_seconds: int = 600,
     idle_in_cycle: Sequence[tuple[float, float]] = ((150, 250), (450, 550)),
-    gop_seconds: float = 5.0,
+    gop_seconds: float | None = 5.0,
 ) -> tuple[Path, list[tuple[float, float]]]:
     """A long screenshare for benchmarks, cached in `cache_dir` (outside git).
 
@@ -312,7 +312,8 @@ def make_long_screenshare(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     times = max(1, round(minutes * 60 / cycle_seconds))
-    tag = f"{size}-{fps}fps-gop{gop_seconds:g}-c{cycle_seconds}"
+    gop_tag = f"gop{gop_seconds:g}" if gop_seconds else "gopnone"
+    tag = f"{size}-{fps}fps-{gop_tag}-c{cycle_seconds}"
     dest = cache_dir / f"screenshare-{minutes}min-{tag}.mp4"
     idle = [(k * cycle_seconds + a, k * cycle_seconds + b)
             for k in range(times) for a, b in idle_in_cycle]  # fmt: skip

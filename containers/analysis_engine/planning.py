@@ -21,6 +21,10 @@ MIN_SHARE = 0.5
 # In copy mode idle stretches shrink inward to keyframes; if that costs more than this share of
 # an idle stretch (or drops it under the minimum), exact cuts are worth the re-encode.
 MAX_IDLE_LOSS = 0.25
+# An idle edge may move outward by this much to reach a keyframe (detectors and keyframes
+# disagree by a few ms, e.g. AAC priming offsets; skipping half a second of stillness' edge is
+# harmless, losing a whole keyframe interval of idle per stretch is not).
+SNAP_S = 0.5
 # Idle stretches closer than this to each other or to the recording's ends are glued.
 GLUE_S = 1.0
 # Times closer than this are the same instant (ffprobe prints microseconds; frames are >= 1 ms).
@@ -157,15 +161,16 @@ def _copy_plan(
 def _snap_idle(
     idle: list[Interval], kfs: list[float], min_idle: float, duration_s: float
 ) -> list[Interval] | None:
-    """Shrink each idle stretch inward to keyframes (stream copy can only cut there).
+    """Move each idle edge to a keyframe (stream copy can only cut there): inward, or outward
+    by at most SNAP_S.
 
     A stretch touching the start or end of the recording needs no keyframe on that side.
     Returns None when snapping loses too much idle time: the caller then re-encodes.
     """
     out: list[Interval] = []
     for i in idle:
-        start = i.start_s if i.start_s <= EPS else _first_at_or_after(kfs, i.start_s)
-        end = i.end_s if i.end_s >= duration_s - EPS else _last_at_or_before(kfs, i.end_s)
+        start = i.start_s if i.start_s <= EPS else _first_at_or_after(kfs, i.start_s - SNAP_S)
+        end = i.end_s if i.end_s >= duration_s - EPS else _last_at_or_before(kfs, i.end_s + SNAP_S)
         if start is None or end is None or end - start < min_idle - EPS:
             return None
         if i.duration_s - (end - start) > MAX_IDLE_LOSS * i.duration_s + EPS:
