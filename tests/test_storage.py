@@ -233,3 +233,24 @@ def test_errors_do_not_leak_credentials(s3: Storage) -> None:
         s3.write_bytes("s3://no-such-bucket-here/k", b"x", content_type="text/plain")
     assert "testing" not in str(err.value)
     assert "s3://no-such-bucket-here/k" in str(err.value)
+
+
+def test_honours_aws_endpoint_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No endpoint is configured in code: boto3 picks AWS_ENDPOINT_URL up (moto server here)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        storage = Storage()
+        storage.client.create_bucket(Bucket="via-endpoint")
+        storage.write_json("s3://via-endpoint/out/result.json", {"ok": True})
+        assert storage.read_json("s3://via-endpoint/out/result.json") == {"ok": True}
+        assert storage.client.meta.endpoint_url == f"http://{host}:{port}"
+    finally:
+        server.stop()
