@@ -1,0 +1,366 @@
+"""ecs mode against moto: the exact RunTask call, deferral, completion classification from
+S3, capacity refusals (rescheduled, never a failure) and stopping the container."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import boto3  # noqa: E402
+from airflow.providers.amazon.aws.exceptions import EcsOperatorError  # noqa: E402
+from airflow.providers.amazon.aws.utils.identifiers import generate_uuid  # noqa: E402
+from airflow.sdk.exceptions import (  # noqa: E402
+    AirflowFailException,
+    AirflowRescheduleException,
+    TaskDeferred,
+)
+from botocore.exceptions import ClientError  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from analysis_pipeline.launch_ecs import (  # noqa: E402
+    AnalysisEcsRunTaskOperator,
+    FargateCapacityUnavailable,
+    admission_backoff,
+    stop_running_analysis,
+)
+from analysis_pipeline.launchers import analysis_launch_task  # noqa: E402
+from analysis_pipeline.outcome import (  # noqa: E402
+    ALL_SEGMENTS_FAILED,
+    AllSegmentsFailed,
+    AnalysisCrashed,
+    AnalysisInvalidInput,
+)
+
+REGION = "us-east-1"
+CLUSTER = "analysis-pipeline"
+RUN_ID = "manual__2026-11-27T10:00:00+00:00"
+SCREEN = "s3://recordings/uploads/tasks/S-1/screen.mp4"
+PARAMS = {"submission_id": "S-1", "screenshare_uri": SCREEN, "task_brief": "Build an API"}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "ALLOWED_INPUT_PREFIXES": "s3://recordings/uploads/",
+        "RESULTS_URI": "s3://results/",
+        "GEMINI_MAP_MODEL": "gemini-2.5-flash-lite",
+        "GEMINI_API_KEY": "super-secret-gemini-key",
+    }.items():
+        monkeypatch.setenv(name, value)
+    unset = ("AWS_ENDPOINT_URL", "ANALYSIS_LAUNCHER", "GEMINI_BASE_URL", "ANALYSIS_ECS_CLUSTER")
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        sg = ec2.create_security_group(GroupName="tasks", Description="t", VpcId=vpc)["GroupId"]
+        monkeypatch.setenv("ANALYSIS_ECS_SUBNETS", subnet)
+        monkeypatch.setenv("ANALYSIS_ECS_SECURITY_GROUPS", sg)
+        ecs = boto3.client("ecs", region_name=REGION)
+        ecs.create_cluster(clusterName=CLUSTER)
+        for family, container, cpu in (
+            ("analysis-pipeline-task-analyzer", "task-analyzer", "4096"),
+            ("analysis-pipeline-proctor-video", "proctor-video", "2048"),
+        ):
+            ecs.register_task_definition(
+                family=family,
+                networkMode="awsvpc",
+                requiresCompatibilities=["FARGATE"],
+                cpu=cpu,
+                memory="8192",
+                containerDefinitions=[
+                    {"name": container, "image": f"{container}:latest", "memory": 8192}
+                ],
+            )
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="recordings")
+        s3.create_bucket(Bucket="results")
+        s3.put_object(Bucket="recordings", Key="uploads/tasks/S-1/screen.mp4", Body=b"x" * 10)
+        yield {"ecs": ecs, "s3": s3, "subnet": subnet, "sg": sg}
+
+
+def make_context(params: dict[str, Any] = PARAMS, **extra: Any) -> dict[str, Any]:
+    ti = SimpleNamespace(
+        dag_id="task_analysis",
+        task_id="launch",
+        run_id=RUN_ID,
+        map_index=-1,
+        try_number=1,
+        xcom_push=mock.Mock(),
+    )
+    return {"ti": ti, "params": params, "task_reschedule_count": 0, **extra}
+
+
+def launch_op() -> AnalysisEcsRunTaskOperator:
+    op = analysis_launch_task("task_analysis")
+    assert isinstance(op, AnalysisEcsRunTaskOperator)
+    return op
+
+
+def start(op: AnalysisEcsRunTaskOperator, context: dict[str, Any]) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    return deferred.value
+
+
+def test_run_task_gets_exactly_the_contract(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    with mock.patch.object(op.client, "run_task", wraps=op.client.run_task) as run_task:
+        start(op, make_context())
+    environment = [
+        {"name": "ANALYSIS_CONTEXT", "value": json.dumps({"task_brief": "Build an API"})},
+        {"name": "ANALYSIS_ID", "value": "S-1"},
+        {"name": "GEMINI_MAP_MODEL", "value": "gemini-2.5-flash-lite"},
+        {"name": "INPUT_URI", "value": SCREEN},
+        {"name": "OUTPUT_URI", "value": "s3://results/task_analysis/S-1/"},
+    ]
+    run_task.assert_called_once_with(
+        cluster=CLUSTER,
+        taskDefinition="analysis-pipeline-task-analyzer",
+        overrides={"containerOverrides": [{"name": "task-analyzer", "environment": environment}]},
+        startedBy=generate_uuid("task_analysis", "launch", RUN_ID, "-1"),
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {
+                "subnets": [aws["subnet"]],
+                "securityGroups": [aws["sg"]],
+                "assignPublicIp": "DISABLED",
+            }
+        },
+        tags=[
+            {"key": "analysis_id", "value": "S-1"},
+            {"key": "analysis_kind", "value": "task_analysis"},
+            {"key": "airflow_dag_id", "value": "task_analysis"},
+            {"key": "airflow_run_id", "value": RUN_ID},
+        ],
+        propagateTags="TASK_DEFINITION",
+    )
+    sent = json.dumps(run_task.call_args.kwargs)
+    assert "GEMINI_API_KEY" not in sent and "super-secret-gemini-key" not in sent
+
+
+def test_moto_task_carries_overrides_tags_and_fargate(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    start(op, make_context())
+    task = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[op.arn], include=["TAGS"])["tasks"][0]
+    assert task["launchType"] == "FARGATE"
+    env = {e["name"]: e["value"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
+    assert env["ANALYSIS_ID"] == "S-1" and env["OUTPUT_URI"] == "s3://results/task_analysis/S-1/"
+    assert {t["key"]: t["value"] for t in task["tags"]}["analysis_kind"] == "task_analysis"
+
+
+def test_deferral_is_bounded_by_execution_timeout(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    deferred = start(op, make_context())
+    assert deferred.timeout == timedelta(minutes=120)
+    assert deferred.method_name == "execute_complete"
+    assert deferred.kwargs["launched_at"] is not None
+    trigger = deferred.trigger
+    task_id = op.arn.rsplit("/", 1)[-1]
+    assert trigger.log_group == "/ecs/analysis-pipeline/task-analyzer"
+    assert trigger.log_stream == f"task-analyzer/task-analyzer/{task_id}"
+    assert trigger.cluster == CLUSTER and trigger.task_arn == op.arn
+
+
+def test_reattach_finds_the_running_task_instead_of_launching_again(aws: dict[str, Any]) -> None:
+    first = launch_op()
+    start(first, make_context())
+    second = launch_op()  # e.g. the worker died and the task instance runs again
+    with mock.patch.object(second.client, "run_task") as run_task:
+        deferred = start(second, make_context())
+    run_task.assert_not_called()
+    assert second.arn == first.arn
+    assert deferred.kwargs["launched_at"] is None  # its result may predate this attempt
+
+
+def put_result(aws: dict[str, Any], **fields: Any) -> None:
+    result = {
+        "schema_version": 1,
+        "kind": "task_analysis",
+        "analysis_id": "S-1",
+        "started_at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+    aws["s3"].put_object(
+        Bucket="results", Key="task_analysis/S-1/result.json", Body=json.dumps(result)
+    )
+
+
+def finish(aws: dict[str, Any]) -> tuple[AnalysisEcsRunTaskOperator, dict[str, Any]]:
+    """Launch, let the container stop (moto: exit 0), and return a fresh resumed operator."""
+    op = launch_op()
+    deferred = start(op, make_context())
+    aws["ecs"].stop_task(cluster=CLUSTER, task=op.arn, reason="done")
+    resumed = launch_op()
+    event = {"status": "success", "task_arn": op.arn, "cluster": CLUSTER}
+    return resumed, {"event": event, **deferred.kwargs}
+
+
+def test_complete_result_is_success(aws: dict[str, Any]) -> None:
+    put_result(aws, status="complete", error=None)
+    resumed, kwargs = finish(aws)
+    summary = resumed.execute_complete(make_context(), **kwargs)
+    assert summary["status"] == "complete" and summary["exit_code"] == 0
+    assert summary["output_uri"] == "s3://results/task_analysis/S-1/"
+
+
+def test_sentinel_is_retried_with_log_tail(aws: dict[str, Any]) -> None:
+    put_result(aws, status="failed", error=ALL_SEGMENTS_FAILED)
+    resumed, kwargs = finish(aws)
+    logs = boto3.client("logs", region_name=REGION)
+    group = "/ecs/analysis-pipeline/task-analyzer"
+    logs.create_log_group(logGroupName=group)
+    stream = f"task-analyzer/task-analyzer/{kwargs['event']['task_arn'].rsplit('/', 1)[-1]}"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": now, "message": "segment 3 failed: 429 RESOURCE_EXHAUSTED"},
+            {"timestamp": now + 1, "message": "task_analysis S-1 finished failed"},
+        ],
+    )
+    with pytest.raises(AllSegmentsFailed) as raised:
+        resumed.execute_complete(make_context(), **kwargs)
+    assert not isinstance(raised.value, AirflowFailException)
+    assert raised.value.last_lines[-1] == "task_analysis S-1 finished failed"
+
+
+def test_invalid_input_fails_at_once(aws: dict[str, Any]) -> None:
+    put_result(aws, status="invalid_input", error="INPUT_URI: not a video")
+    resumed, kwargs = finish(aws)
+    with pytest.raises(AnalysisInvalidInput) as raised:
+        resumed.execute_complete(make_context(), **kwargs)
+    assert isinstance(raised.value, AirflowFailException)
+    assert "not a video" in str(raised.value)
+
+
+def test_missing_or_stale_result_is_a_crash(aws: dict[str, Any]) -> None:
+    resumed, kwargs = finish(aws)
+    with pytest.raises(AnalysisCrashed, match=r"no result\.json"):
+        resumed.execute_complete(make_context(), **kwargs)
+    put_result(aws, status="complete", started_at="2026-01-01T00:00:00Z")  # an earlier run's
+    with pytest.raises(AnalysisCrashed, match=r"no result\.json"):
+        resumed.execute_complete(make_context(), **kwargs)
+
+
+def test_failed_trigger_event_is_a_crash(aws: dict[str, Any]) -> None:
+    with pytest.raises(AnalysisCrashed):
+        launch_op().execute_complete(make_context(), event={"status": "error", "message": "x"})
+
+
+CAPACITY_REASONS = [
+    "You've reached the limit on the number of vCPUs you can run concurrently",
+    "Capacity is unavailable at this time. Please try again later or in a different "
+    "availability zone",
+    "RESOURCE:MEMORY",
+    "RESOURCE:ENI",
+]
+
+
+@pytest.mark.parametrize("reason", CAPACITY_REASONS)
+def test_capacity_refusal_reschedules_without_failing(aws: dict[str, Any], reason: str) -> None:
+    op = launch_op()
+    refused = {"tasks": [], "failures": [{"arn": "arn:aws:ecs:cluster", "reason": reason}]}
+    before = datetime.now(UTC)
+    with (
+        mock.patch.object(op.client, "run_task", return_value=refused),
+        mock.patch("analysis_pipeline.alerts.alert_on_analysis_failure") as alert,
+        pytest.raises(FargateCapacityUnavailable) as raised,
+    ):
+        op.execute(make_context())
+    error = raised.value
+    # AirflowRescheduleException -> UP_FOR_RESCHEDULE: no retry spent, no failure callback.
+    assert isinstance(error, AirflowRescheduleException)
+    assert not isinstance(error, AirflowFailException)
+    assert before + timedelta(seconds=15) <= error.reschedule_date
+    assert error.reschedule_date <= before + timedelta(minutes=1, seconds=5)
+    alert.assert_not_called()
+
+
+def test_throttling_reschedules(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    throttled = ClientError(
+        {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask"
+    )
+    with (
+        mock.patch.object(op.client, "run_task", side_effect=throttled),
+        pytest.raises(FargateCapacityUnavailable),
+    ):
+        op.execute(make_context())
+
+
+def test_other_refusals_are_real_failures(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    refused = {"tasks": [], "failures": [{"arn": "x", "reason": "MISSING"}]}
+    with (
+        mock.patch.object(op.client, "run_task", return_value=refused),
+        pytest.raises(EcsOperatorError),
+    ):
+        op.execute(make_context())
+    denied = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "RunTask")
+    with mock.patch.object(op.client, "run_task", side_effect=denied), pytest.raises(ClientError):
+        op.execute(make_context())
+
+
+def test_admission_backoff_grows_and_is_capped() -> None:
+    assert timedelta(seconds=15) <= admission_backoff(0) <= timedelta(minutes=1)
+    assert timedelta(minutes=4) <= admission_backoff(3) <= timedelta(minutes=8)
+    assert admission_backoff(50) <= timedelta(minutes=15)
+
+
+def test_later_reschedules_wait_longer(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
+    before = datetime.now(UTC)
+    with (
+        mock.patch.object(op.client, "run_task", return_value=refused),
+        pytest.raises(FargateCapacityUnavailable) as raised,
+    ):
+        op.execute(make_context(task_reschedule_count=4))
+    assert raised.value.reschedule_date >= before + timedelta(minutes=7)
+
+
+def test_timeout_while_deferred_stops_the_container(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    start(op, make_context())
+    resumed = launch_op()
+    context = make_context()
+    context["ti"].task = resumed
+    with pytest.raises(Exception, match=r"(?i)timeout|timed out"):
+        resumed.resume_execution("__fail__", {"error": "Trigger/execution timeout"}, context)
+    task = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[op.arn])["tasks"][0]
+    assert task["desiredStatus"] == "STOPPED" or task["lastStatus"] == "STOPPED"
+
+
+def test_failure_callback_stop_never_raises(aws: dict[str, Any], monkeypatch) -> None:
+    context = make_context()
+    assert stop_running_analysis(context, reason="x") == []  # nothing running: no-op
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "nowhere-1")
+    assert stop_running_analysis({"ti": None}, reason="x") == []
+
+
+def test_on_kill_stops_the_container(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    start(op, make_context())
+    op.on_kill()
+    task = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[op.arn])["tasks"][0]
+    assert "STOPPED" in (task["desiredStatus"], task["lastStatus"])
