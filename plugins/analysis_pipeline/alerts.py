@@ -171,7 +171,39 @@ class DiscordError(Exception):
     """Discord refused or could not be reached; the message never carries the URL."""
 
 
+class _RedactingFilter(logging.Filter):
+    """urllib3 logs request lines (with the webhook path) at DEBUG: scrub them."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self.secrets):
+            record.msg, record.args = redact(message, self.secrets), None
+        return True
+
+
+@contextmanager
+def _scrubbed_http_logs(secrets: list[str]) -> Iterator[None]:
+    loggers = [logging.getLogger(n) for n in ("urllib3.connectionpool", "urllib3", "requests")]
+    scrubber = _RedactingFilter(secrets)
+    for logger in loggers:
+        logger.addFilter(scrubber)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(scrubber)
+
+
 def _send(method: str, url: str, payload: dict[str, Any]) -> requests.Response:
+    with _scrubbed_http_logs(_secrets(url)):
+        return _send_with_retries(method, url, payload)
+
+
+def _send_with_retries(method: str, url: str, payload: dict[str, Any]) -> requests.Response:
     for _attempt in range(MAX_ATTEMPTS):
         try:
             response = requests.request(method, url, json=payload, timeout=HTTP_TIMEOUT_SECONDS)
