@@ -19,7 +19,13 @@ from _proctor_fixtures import (
 )
 
 from analysis_engine.errors import InvalidInputError
-from analysis_engine.stitch import Chunk, chunk_index, order_chunks, stitch_chunks
+from analysis_engine.stitch import (
+    Chunk,
+    chunk_index,
+    order_chunks,
+    stitch_chunks,
+    stitch_from_storage,
+)
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +248,14 @@ def test_chunks_in_codecs_webm_cannot_hold_are_reencoded(tmp_path: Path):
     report = stitch_chunks(sorted(src.iterdir()), tmp_path / "video.webm")
     assert report.mode == "reencode" and not report.gaps
     assert near(probe_duration(tmp_path / "video.webm"), 9, 1)
+
+
+def test_stitch_from_storage_listing(media: dict[str, Path], tmp_path: Path):
+    from analysis_engine.storage import Storage
+
+    chunks = mediarecorder_chunks(media["main"])
+    write_chunks(chunks, tmp_path / "in", [f"{i}.webm" for i in range(len(chunks))])
+    storage = Storage()
+    refs = storage.list_chunks(f"file://{tmp_path / 'in'}/")
+    path, report = stitch_from_storage(storage, refs, tmp_path / "out" / "video.webm")
+    assert path.exists() and report.chunks_used == len(chunks) and not report.gaps

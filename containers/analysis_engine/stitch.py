@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
+from urllib.parse import unquote, urlsplit
 
 from analysis_engine.errors import InvalidInputError, MediaError
 from analysis_engine.models import Interval
@@ -1037,6 +1038,7 @@ def stitch_chunks(
     if not items:
         raise InvalidInputError("INPUT_URI", "the chunk prefix is empty (no chunks to stitch)")
     ordered, duplicates = order_chunks(items)
+    output.parent.mkdir(parents=True, exist_ok=True)
     remuxer = _Remuxer(output, ffmpeg=ffmpeg, threads=threads)
 
     def out(data: bytes) -> None:
@@ -1187,9 +1189,13 @@ def stitch_from_storage(
     dominates 600 small GETs) and each file is deleted as soon as it has been opened, so disk
     use stays at ~`prefetch` chunks and memory at one read buffer.
     """
+    refs = list(refs)
+    if all(ref.uri.startswith("file://") for ref in refs):  # local runs: read in place
+        paths = [Path(unquote(urlsplit(ref.uri).path)) for ref in refs]
+        return output, stitch_chunks(paths, output, chunk_seconds=chunk_seconds)
     scratch = output.parent / ".chunks"
     scratch.mkdir(parents=True, exist_ok=True)
-    with _Prefetcher(storage, list(refs), scratch, prefetch) as fetcher:
+    with _Prefetcher(storage, refs, scratch, prefetch) as fetcher:
         report = stitch_chunks(fetcher.chunks(), output, chunk_seconds=chunk_seconds)
     return output, report
 
