@@ -964,8 +964,6 @@ class _Remuxer:
         self.stderr: Any = None
         self.command: list[str] = []
         self.mode: Literal["copy", "reencode"] = "copy"
-        self.pending: list[bytes] = []
-        self.codecs: set[str] | None = None
 
     def start(self, codecs: set[str]) -> None:
         self.mode = "copy" if codecs <= WEBM_CODECS else "reencode"

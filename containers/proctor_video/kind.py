@@ -246,6 +246,7 @@ def _recording(run: RunContext, end_s: float) -> dict[str, Any]:
             bad_chunks=[{"name": p.name, "reason": p.reason} for p in report.bad_chunks],
             missing_chunks=list(report.missing_indices),
             runs=len(report.runs),
+            runs_reencoded=sum(1 for r in report.runs if r.reencoded),
             gap_seconds=report.gap_seconds,
             stitch_mode=report.mode,
         )
