@@ -81,6 +81,7 @@ def test_integrity_levels() -> None:
     # Sound without a model-confirmed voice stays a hint ...
     hint = [ev("other_voice", 0, 600, 0.3, "signal")]
     assert score_integrity(hint, 1800).level == "medium"
+    assert score_integrity(hint, 1800, model_reviewed=True).level == "low"
     # ... and a model-confirmed other voice is high.
     assert score_integrity([ev("other_voice", 10, 40, 0.8)], 1800).level == "high"
     gaps = [ev("recording_gap", 0, 600, 1.0, "signal")]

@@ -287,7 +287,9 @@ def _count(events: Iterable[Event], kind: str, *, min_conf: float = 0.0) -> int:
     return sum(1 for e in events if e.type == kind and e.confidence >= min_conf)
 
 
-def score_integrity(events: Sequence[Event], duration_s: float) -> Integrity:
+def score_integrity(
+    events: Sequence[Event], duration_s: float, *, model_reviewed: bool = False
+) -> Integrity:
     """Deterministic risk level from the merged events (the floor under the model's opinion).
 
     High: another person, a phone, a confirmed other voice, or the camera/recording missing
@@ -354,8 +356,9 @@ def score_integrity(events: Sequence[Event], duration_s: float) -> Integrity:
     away_n = _count(events, "looking_away", min_conf=0.5)
     if away >= 60 or away_n >= 5:
         medium.append(f"looking away {away_n} time(s), {share(away)}")
+    # Sound alone may be the candidate reading aloud: it only counts when no model listened.
     voice_signal = _total(events, "other_voice", source="signal")
-    if voice_signal >= max(60.0, 0.2 * duration_s) and voice_model == 0:
+    if voice_signal >= max(60.0, 0.2 * duration_s) and not model_reviewed:
         medium.append(
             f"sustained speech or sound for {share(voice_signal)} (speaker not confirmed)"
         )

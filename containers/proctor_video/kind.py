@@ -195,7 +195,7 @@ class ProctorVideoKind:
         events = merge_events([*self._signal_events, *model_events])
         events = [self._with_thumbnail(e, run) for e in events]
         duration = extras.get("recording", {}).get("duration_s", run.info.duration_s)
-        rules = score_integrity(events, duration)
+        rules = score_integrity(events, duration, model_reviewed=bool(analysed))
         integrity = (
             combine_levels(rules, reduced.integrity_level, reduced.integrity_reasons)
             if isinstance(reduced, ProctorSummary)
