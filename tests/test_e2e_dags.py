@@ -1,0 +1,156 @@
+"""Both DAGs end to end through `airflow dags test` in local launcher mode: real containers
+(`python -m task_analyzer` / `python -m proctor_video`), real ffmpeg, moto S3 server, the
+fake Gemini, a throwaway SQLite Airflow, and a fake Discord for the failure alert."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devtools import airflow_env as af
+from devtools.demo import RECORDINGS_BUCKET, RESULTS_BUCKET, _s3, upload_recordings
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+ANALYSIS_ID = "S-E2E-1"
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    s3_endpoint: str
+    uris: dict[str, str]
+    discord_posts: list[dict[str, Any]]
+
+
+def _fake_discord(posts: list[dict[str, Any]]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append({"path": self.path, "json": json.loads(body)})
+            data = json.dumps({"id": str(len(posts))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PATCH = do_POST
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("e2e")
+    posts: list[dict[str, Any]] = []
+    discord = _fake_discord(posts)
+    webhook = f"http://127.0.0.1:{discord.server_port}/api/webhooks/1/e2e-token"
+    with (
+        af.moto_s3(log_path=root / "moto.log") as s3_endpoint,
+        af.fake_gemini(log_path=root / "gemini.log") as gemini_url,
+    ):
+        uris = upload_recordings(s3_endpoint, root / "media", ANALYSIS_ID)
+        env = af.airflow_env(
+            root / "airflow",
+            s3_endpoint=s3_endpoint,
+            recordings_bucket=RECORDINGS_BUCKET,
+            results_bucket=RESULTS_BUCKET,
+            gemini_base_url=gemini_url,
+            extra={
+                "SEGMENT_SECONDS": "15",
+                "GEMINI_API_KEY": "e2e-fake-key",
+                "AIRFLOW_CONN_DISCORD_ALERTS": json.dumps({"conn_type": "http", "host": webhook}),
+            },
+        )
+        af.migrate(env)
+        af.ensure_pool(env)
+        yield Stack(env, s3_endpoint, uris, posts)
+    discord.shutdown()
+
+
+def read_result(stack: Stack, kind: str, analysis_id: str = ANALYSIS_ID) -> dict[str, Any]:
+    body = _s3(stack.s3_endpoint).get_object(
+        Bucket=RESULTS_BUCKET, Key=f"{kind}/{analysis_id}/result.json"
+    )["Body"]
+    return json.loads(body.read())
+
+
+def keys_under(stack: Stack, prefix: str) -> list[str]:
+    listed = _s3(stack.s3_endpoint).list_objects_v2(Bucket=RESULTS_BUCKET, Prefix=prefix)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def test_task_analysis_end_to_end(stack: Stack) -> None:
+    conf = {
+        "submission_id": ANALYSIS_ID,
+        **stack.uris,
+        "task_brief": "Build a REST API",
+        "rubric": "Correctness; tests",
+    }
+    outcome = af.dags_test("task_analysis", conf, stack.env)
+    assert outcome.succeeded, outcome.output[-4000:]
+    assert "[task-analyzer]" in outcome.output  # the container's log streamed into the task log
+    result = read_result(stack, "task_analysis")
+    assert result["status"] == "complete"
+    assert result["analysis_id"] == ANALYSIS_ID
+    assert result["coverage"]["segments_total"] >= 2
+    assert result["report"]
+    # The webcam stream also got its proctoring run, named by the same id (a repeat is refused).
+    runs = af.run_airflow(["dags", "list-runs", "proctor_video", "-o", "json"], stack.env)
+    listed = [json.loads(line) for line in runs.stdout.splitlines() if line.startswith("[")]
+    assert listed, runs.stdout[-2000:] + runs.stderr[-2000:]
+    assert ANALYSIS_ID in {r["run_id"] for r in listed[-1]}
+    assert stack.discord_posts == []
+
+
+def test_proctor_video_end_to_end(stack: Stack) -> None:
+    conf = {"attempt_id": ANALYSIS_ID, "webcam_uri": stack.uris["webcam_uri"]}
+    outcome = af.dags_test("proctor_video", conf, stack.env)
+    assert outcome.succeeded, outcome.output[-4000:]
+    result = read_result(stack, "proctor_video")
+    assert result["status"] in ("complete", "partial")
+    assert isinstance(result["report"]["events"], list)
+    assert f"proctor_video/{ANALYSIS_ID}/video.webm" in keys_under(stack, "proctor_video/")
+
+
+def test_missing_recording_fails_at_validate_and_alerts(stack: Stack) -> None:
+    conf = {
+        "submission_id": "S-E2E-MISSING",
+        "screenshare_uri": f"s3://{RECORDINGS_BUCKET}/tasks/S-E2E-MISSING/screen.mp4",
+    }
+    before = len(stack.discord_posts)
+    outcome = af.dags_test("task_analysis", conf, stack.env)
+    assert outcome.state == "failed", outcome.output[-4000:]
+    assert "[task-analyzer]" not in outcome.output  # no container time spent
+    assert keys_under(stack, "task_analysis/S-E2E-MISSING/") == []
+    new = stack.discord_posts[before:]
+    assert len(new) == 1
+    fields = {f["name"]: f["value"] for f in new[0]["json"]["embeds"][0]["fields"]}
+    assert fields["Failed step"] == "validate" and fields["ID"] == "S-E2E-MISSING"
+    assert "e2e-token" not in json.dumps(new[0]["json"])
+
+
+def test_bad_params_are_refused_before_a_run_starts(stack: Stack) -> None:
+    conf = {"submission_id": "../etc", "screenshare_uri": "s3://elsewhere/x.mp4"}
+    outcome = af.dags_test("task_analysis", conf, stack.env, timeout=300)
+    assert not outcome.succeeded
+    assert "ParamValidationError" in outcome.output or "Invalid input for param" in outcome.output
+    assert "[DAG TEST] starting task_id=validate" not in outcome.output
+
+
+def test_outputs_land_under_results_uri(stack: Stack) -> None:
+    keys = keys_under(stack, "")
+    assert f"task_analysis/{ANALYSIS_ID}/result.json" in keys
+    assert all(k.split("/", 1)[0] in ("task_analysis", "proctor_video") for k in keys)
+    assert Path(stack.env["AIRFLOW_HOME"]).is_dir()
