@@ -173,6 +173,14 @@ def test_chrome_style_unknown_size_clusters_cut_anywhere(media: dict[str, Path],
     assert not report.gaps and not report.bad_chunks
     assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
 
+    # A piece lost mid-cluster: the rest of that cluster is unusable, the next one resyncs.
+    (tmp_path / "in" / "5.webm").unlink()
+    report = stitch_dir(tmp_path / "in", tmp_path / "lossy.webm")
+    (gap,) = report.gaps
+    assert gap.start_s < 12 and near(gap.end_s, 12, 1) and gap.end_s - gap.start_s < 6.5
+    assert [p.name for p in report.bad_chunks] in ([], ["6.webm"])
+    assert near(probe_duration(tmp_path / "lossy.webm"), 30, 1)
+
 
 @pytest.mark.parametrize(
     ("shape", "message"),

@@ -1123,6 +1123,7 @@ def _feed_all(
 def _feed_chunk(chunk: Chunk, parser: WebmParser, stats: _ChunkStats) -> str | None:
     """Stream one chunk into the parser; returns why the chunk is bad, or None."""
     blocks_before, discarded_before = parser.blocks, parser.discarded
+    after_loss = parser.state == "resync" and parser.have_header
     size = 0
     with chunk.opener() as stream:
         first = stream.read(READ_SIZE)
@@ -1148,6 +1149,8 @@ def _feed_chunk(chunk: Chunk, parser: WebmParser, stats: _ChunkStats) -> str | N
     if parser.blocks == blocks_before and parser.discarded - discarded_before >= size // 2:
         if not parser.have_header and CLUSTER_MAGIC in first:
             return "header-less clusters before any WebM header (the first chunk is missing)"
+        if after_loss:
+            return "continues a lost chunk's cluster (no cluster start to resync on)"
         return "unreadable (no WebM data found)"
     return None
 
