@@ -94,25 +94,35 @@ def gemini(log_dir: Path) -> Iterator[str | None]:
 
 
 def describe(kind: str, result: Mapping[str, Any] | None) -> list[str]:
+    """A few human lines about one result.json."""
     if result is None:
         return ["  no result.json"]
     coverage = result.get("coverage") or {}
     usage = result.get("usage") or {}
+    status = result.get("status")
     lines = [
-        f"  status: {result.get('status')}"
-        + (f" ({result.get('error')})" if result.get("error") else ""),
-        "  coverage: "
-        + ", ".join(f"{k}={v}" for k, v in coverage.items() if not isinstance(v, dict | list)),
+        f"  status: {status}" + (f" ({result.get('error')})" if result.get("error") else ""),
+        f"  coverage: {coverage.get('segments_analysed')}/{coverage.get('segments_total')} "
+        f"segments analysed, {coverage.get('seconds_analysed')} of "
+        f"{coverage.get('duration_s')} s",
         f"  model usage: {usage.get('calls')} calls, {usage.get('input_tokens')} input / "
         f"{usage.get('output_tokens')} output tokens",
     ]
-    report = result.get("report") or {}
-    if kind == "proctor_video" and isinstance(report, dict):
-        events = report.get("events") or []
-        kinds = sorted({str(e.get("type")) for e in events})
-        lines.append(f"  events: {len(events)} ({', '.join(kinds) or 'none'})")
-    elif isinstance(report, dict):
-        lines.append(f"  report sections: {', '.join(list(report)[:8]) or 'none'}")
+    report = result.get("report") if isinstance(result.get("report"), dict) else {}
+    if report.get("summary"):
+        lines.append(f"  summary: {str(report['summary'])[:160]}")
+    if kind == "proctor_video":
+        level = (report.get("integrity") or {}).get("level")
+        lines.append(f"  integrity level: {level}")
+        for event in (report.get("events") or [])[:6]:
+            lines.append(
+                f"  event {event.get('type')}: {event.get('start_s')}-{event.get('end_s')} s "
+                f"({event.get('source')}, confidence {event.get('confidence')})"
+            )
+    else:
+        flags = report.get("integrity_flags") or []
+        scores = report.get("rubric_scores") or []
+        lines.append(f"  rubric scores: {len(scores)}; integrity flags: {len(flags)}")
     return lines
 
 
