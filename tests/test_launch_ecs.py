@@ -30,8 +30,10 @@ from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from analysis_pipeline.launch_ecs import (  # noqa: E402
+    MAX_ADMISSION_RESCHEDULES,
     AnalysisEcsRunTaskOperator,
     FargateCapacityUnavailable,
+    FargateNotAdmittedForTooLong,
     admission_backoff,
     stop_running_analysis,
 )
@@ -337,6 +339,17 @@ def test_later_reschedules_wait_longer(aws: dict[str, Any]) -> None:
     ):
         op.execute(make_context(task_reschedule_count=4))
     assert raised.value.reschedule_date >= before + timedelta(minutes=7)
+
+
+def test_endless_refusals_eventually_fail_and_alert(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
+    with (
+        mock.patch.object(op.client, "run_task", return_value=refused),
+        pytest.raises(FargateNotAdmittedForTooLong) as raised,
+    ):
+        op.execute(make_context(task_reschedule_count=MAX_ADMISSION_RESCHEDULES))
+    assert not isinstance(raised.value, AirflowRescheduleException)
 
 
 def test_timeout_while_deferred_stops_the_container(aws: dict[str, Any]) -> None:

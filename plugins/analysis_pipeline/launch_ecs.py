@@ -28,7 +28,7 @@ from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
-from airflow.sdk.exceptions import AirflowRescheduleException
+from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
 from botocore.exceptions import ClientError
 
 from analysis_pipeline import config, storage
@@ -45,7 +45,14 @@ THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceededException"}
 )
 LOG_TAIL_LINES = 20
+# ~24 h of waiting at the 15-minute backoff cap: then a human should look (quota request
+# stuck, region outage), so the task fails normally and alerts.
+MAX_ADMISSION_RESCHEDULES = 96
 log = logging.getLogger(__name__)
+
+
+class FargateNotAdmittedForTooLong(AirflowException):
+    """Capacity refusals went on past MAX_ADMISSION_RESCHEDULES: worth a human look."""
 
 
 class FargateCapacityUnavailable(AirflowRescheduleException):
@@ -153,8 +160,12 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
                 raise self._not_admitted(f"{code}: {message}") from exc
             raise
 
-    def _not_admitted(self, reason: str) -> FargateCapacityUnavailable:
+    def _not_admitted(self, reason: str) -> AirflowException:
         count = int((self._context or {}).get("task_reschedule_count", 0) or 0)
+        if count >= MAX_ADMISSION_RESCHEDULES:
+            return FargateNotAdmittedForTooLong(
+                f"Fargate refused the task {count} times in a row; last: {reason}"
+            )
         when = datetime.now(UTC) + admission_backoff(count)
         self.log.warning("Not admitted by Fargate (%s); rescheduling for %s", reason, when)
         return FargateCapacityUnavailable(reason, reschedule_date=when)
