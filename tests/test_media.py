@@ -255,6 +255,9 @@ def test_argv_builders_are_pure_and_cheap() -> None:
     assert "ultrafast" in enc
     assert any(a.startswith("fps=2,scale=-2:'min(720,ih)'") for a in enc)
     assert enc[enc.index("-threads") + 1] == "1"
+    assert enc[enc.index("-c:a") + 1] == "aac"  # unknown source sound: cheap 16 kHz AAC
+    kept = media.reencode_segment_argv(Path("a.mp4"), [], Path("s-%05d.mp4"), audio_codec="aac")
+    assert kept[kept.index("-c:a") + 1] == "copy"
     idle = media.idle_detect_argv(Path("x.mp4"), min_seconds=30, has_audio=False, start=5, end=9)
     assert idle[idle.index("-ss") + 1] == "5.000"
     assert "silencedetect" not in " ".join(idle)
