@@ -67,6 +67,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     unset = ("AWS_ENDPOINT_URL", "ANALYSIS_LAUNCHER", "GEMINI_BASE_URL", "ANALYSIS_ECS_CLUSTER")
     for name in unset:
         monkeypatch.delenv(name, raising=False)
+    # The deferral itself is exercised by the real-trigger test below (needs aiobotocore).
+    monkeypatch.setattr("analysis_pipeline.launch_ecs.async_aws_available", lambda: True)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -156,6 +158,17 @@ def test_run_task_gets_exactly_the_contract(aws: dict[str, Any]) -> None:
     )
     sent = json.dumps(run_task.call_args.kwargs)
     assert "GEMINI_API_KEY" not in sent and "super-secret-gemini-key" not in sent
+
+
+def test_without_aiobotocore_nothing_is_launched(aws: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.setattr("analysis_pipeline.launch_ecs.async_aws_available", lambda: False)
+    op = launch_op()
+    with (
+        mock.patch.object(op.client, "run_task") as run_task,
+        pytest.raises(AirflowFailException, match="aiobotocore"),
+    ):
+        op.execute(make_context())
+    run_task.assert_not_called()
 
 
 def test_moto_task_carries_overrides_tags_and_fargate(aws: dict[str, Any]) -> None:
@@ -377,3 +390,60 @@ def test_on_kill_stops_the_container(aws: dict[str, Any]) -> None:
     op.on_kill()
     task = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[op.arn])["tasks"][0]
     assert "STOPPED" in (task["desiredStatus"], task["lastStatus"])
+
+
+def test_deferred_wait_through_the_real_trigger_against_a_moto_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The provider's TaskDoneTrigger (aiobotocore) polls what our operator launched."""
+    import asyncio
+
+    pytest.importorskip(
+        "aiobotocore",
+        reason="needs apache-airflow-providers-amazon[aiobotocore] (aiobotocore 3.10 pins "
+        "botocore<1.43.118; pyproject pins boto3 1.44.8): see plugins/analysis_pipeline/README.md",
+    )
+
+    from devtools.airflow_env import moto_s3
+
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "ALLOWED_INPUT_PREFIXES": "s3://recordings/uploads/",
+        "RESULTS_URI": "s3://results/",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with moto_s3(log_path=tmp_path / "moto.log") as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        monkeypatch.setenv("ANALYSIS_ECS_SUBNETS", subnet)
+        ecs = boto3.client("ecs", region_name=REGION)
+        ecs.create_cluster(clusterName=CLUSTER)
+        ecs.register_task_definition(
+            family="analysis-pipeline-task-analyzer",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="4096",
+            memory="8192",
+            containerDefinitions=[{"name": "task-analyzer", "image": "x", "memory": 8192}],
+        )
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket="results")
+        op = launch_op()
+        deferred = start(op, make_context())
+        ecs.stop_task(cluster=CLUSTER, task=op.arn, reason="finished")
+        put_result({"s3": s3}, status="complete", error=None)
+
+        async def first_event() -> Any:
+            async for event in deferred.trigger.run():
+                return event.payload
+
+        payload = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+        assert payload == {"status": "success", "task_arn": op.arn, "cluster": CLUSTER}
+        summary = launch_op().execute_complete(make_context(), event=payload, **deferred.kwargs)
+        assert summary["status"] == "complete"

@@ -14,6 +14,7 @@ Added on top of the provider:
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 import re
@@ -28,7 +29,11 @@ from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR
-from airflow.sdk.exceptions import AirflowException, AirflowRescheduleException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowRescheduleException,
+)
 from botocore.exceptions import ClientError
 
 from analysis_pipeline import config, storage
@@ -64,6 +69,11 @@ class FargateCapacityUnavailable(AirflowRescheduleException):
 
     def __str__(self) -> str:
         return f"Fargate did not admit the task ({self.reason}); retry at {self.reschedule_date}"
+
+
+def async_aws_available() -> bool:
+    """The deferrable wait runs in the triggerer on aiobotocore (the provider's extra)."""
+    return importlib.util.find_spec("aiobotocore") is not None
 
 
 def is_capacity_refusal(reasons: Sequence[str]) -> bool:
@@ -124,6 +134,12 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
 
     # --- launch ---------------------------------------------------------------------------
     def execute(self, context: Any) -> Any:
+        if self.deferrable and not async_aws_available():
+            # Fail before RunTask: a container nobody can wait for would run unobserved.
+            raise AirflowFailException(
+                "ecs mode needs aiobotocore for the deferrable wait: install "
+                "apache-airflow-providers-amazon[aiobotocore] on workers and triggerer"
+            )
         self._context = context
         request = request_from_context(self.kind, context)
         self.overrides = {
