@@ -325,3 +325,20 @@ def test_detect_idle_with_sparse_or_5s_keyframes(tmp_path: Path, gop: float | No
 def test_keyframe_gap_counts_the_edges() -> None:
     assert media.keyframe_gap([10, 12], 0, 30) == 18
     assert media.keyframe_gap([], 5, 8) == 3
+
+
+def test_reencode_cuts_off_the_frame_grid_stay_aligned(sample_media: Make, tmp_path: Path) -> None:
+    """Regression: the encoder rounds forced keyframes to its 2 fps grid; the muxer must cut
+    at those same frames or every later segment shifts by one."""
+    from analysis_engine.models import Segment
+
+    path = sample_media("h264.mp4", duration=6, codec="h264")
+    bounds = [0.0, 2.037, 4.027, 6.0]
+    plan = SegmentPlan(
+        segments=tuple(Segment(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(bounds))),
+        mode="reencode",
+        duration_s=6.0,
+    )
+    out = media.cut_segments(path, plan, tmp_path / "segs")
+    durations = [media.probe(out[i]).duration_s for i in range(3)]
+    assert durations == pytest.approx([2.0, 2.0, 2.0], abs=0.3)

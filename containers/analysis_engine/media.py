@@ -175,14 +175,19 @@ def reencode_segment_argv(
     argv += ["-map", "0:v:0", "-map", "0:a:0?", "-vf", vf]
     argv += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-crf", "30"]
     argv += ["-g", str(fps * 60), *(["-threads", str(threads)] if threads else [])]
-    if cut_times:
-        argv += ["-force_key_frames", ",".join(f"{t:.3f}" for t in cut_times)]
+    # The encoder rounds forced keyframe times to its frame grid (1/fps) while the segment
+    # muxer compares exact times: a cut at 15.037 s got its keyframe at 15.0 s and the muxer
+    # then split one keyframe late, shifting every later segment. So both get grid times,
+    # the muxer's a quarter frame early.
+    grid = sorted({round(t * fps) / fps for t in cut_times if round(t * fps) > 0})
+    if grid:
+        argv += ["-force_key_frames", ",".join(f"{t:.3f}" for t in grid)]
     if audio_codec in COPYABLE_AUDIO:
         argv += ["-c:a", "copy"]
     else:
         argv += ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "32k", "-ac", "1", "-ar", "16000"]
     argv += ["-f", "segment"]
-    argv += _segment_opts(cut_times, "mp4")
+    argv += _segment_opts([t - 0.25 / fps for t in grid], "mp4")
     return [*argv, str(pattern)]
 
 
