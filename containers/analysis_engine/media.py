@@ -46,7 +46,7 @@ COPYABLE_AUDIO = {"aac", "mp3"}  # into a re-encoded MP4 segment without re-enco
 IMAGE_FORMATS = {"image2", "tty", "gif", "apng", "webp_pipe"}
 
 # Re-encode settings: Gemini samples video at 1 fps, so 2 fps keeps every sampled frame with
-# margin; <= 720p, ultrafast x264 and mono AAC make the re-encode cheap.
+# margin; <= 720p, ultrafast x264 and copied sound (or 16 kHz mono AAC) keep it cheap.
 REENCODE_FPS = 2
 REENCODE_MAX_HEIGHT = 720
 
