@@ -123,7 +123,9 @@ def main() -> int:
     found = sum(i.duration_s for i in idle)
     truth = sum(b - a for a, b in true_idle)
     load = os.getloadavg()
-    keyframes_desc = f"keyframe every {args.gop:g} s" if args.gop else "one keyframe (sparse)"
+    keyframes_desc = (
+        f"keyframe every {args.gop:g} s" if args.gop else "sparse keyframes (one per 10 minutes)"
+    )
     lines = [
         f"### {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — `make bench-preprocess`",
         "",
