@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,7 @@ class Stack:
     s3_endpoint: str
     uris: dict[str, str]
     discord_posts: list[dict[str, Any]]
+    gemini_url: str
 
 
 def _fake_discord(posts: list[dict[str, Any]]) -> ThreadingHTTPServer:
@@ -75,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         af.migrate(env)
         af.ensure_pool(env)
-        yield Stack(env, s3_endpoint, uris, posts)
+        yield Stack(env, s3_endpoint, uris, posts, gemini_url)
     discord.shutdown()
 
 
@@ -139,6 +141,47 @@ def test_missing_recording_fails_at_validate_and_alerts(stack: Stack) -> None:
     fields = {f["name"]: f["value"] for f in new[0]["json"]["embeds"][0]["fields"]}
     assert fields["Failed step"] == "validate" and fields["ID"] == "S-E2E-MISSING"
     assert "e2e-token" not in json.dumps(new[0]["json"])
+
+
+def _configure_gemini(stack: Stack, values: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        f"{stack.gemini_url}/_fake/config",
+        data=json.dumps(values).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+def test_quota_storm_sentinel_is_retried_then_alerts(stack: Stack) -> None:
+    """Every Gemini call 429s: the container writes the sentinel (exit 3), the launch is
+    retried after the sentinel backoff, then fails and alerts Discord once."""
+    env = {
+        **stack.env,
+        "ANALYSIS_LAUNCH_RETRIES": "1",
+        "ANALYSIS_SENTINEL_RETRY_SECONDS": "1",
+        "GEMINI_MAX_ATTEMPTS": "1",
+    }
+    conf = {"submission_id": "S-E2E-STORM", "screenshare_uri": stack.uris["screenshare_uri"]}
+    before = len(stack.discord_posts)
+    _configure_gemini(stack, {"rates": {"429": 1.0}})
+    try:
+        outcome = af.dags_test("task_analysis", conf, env)
+    finally:
+        _configure_gemini(stack, {"rates": {}})
+    assert outcome.state == "failed", outcome.output[-4000:]
+    assert outcome.output.count("task_analyzer exited with code 3") == 2  # first try + 1 retry
+    assert "all segments failed; waiting for quota" in outcome.output
+    result = read_result(stack, "task_analysis", "S-E2E-STORM")
+    assert result["status"] == "failed" and result["error"] == "All segments failed analysis"
+    new = stack.discord_posts[before:]
+    assert len(new) == 1, new
+    embed = new[0]["json"]["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert "All segments failed analysis" in embed["description"]
+    assert fields["Failed step"] == "launch" and fields["Exit code"] == "3"
+    assert fields["Try"] == "2" and fields["ID"] == "S-E2E-STORM"
+    assert "Last container log lines" in fields
 
 
 def test_bad_params_are_refused_before_a_run_starts(stack: Stack) -> None:

@@ -101,6 +101,14 @@ DEFAULT_POOL_VCPU = 64
 
 ANALYSIS_TIMEOUT_LEVER = "ANALYSIS_TIMEOUT_MINUTES"
 DEFAULT_ANALYSIS_TIMEOUT_MINUTES = 120
+# Launch retries: after the sentinel (quota storm) wait long, after a crash retry soon;
+# each delay doubles per try (outcome.AnalysisRetryPolicy).
+LAUNCH_RETRIES_LEVER = "ANALYSIS_LAUNCH_RETRIES"
+DEFAULT_LAUNCH_RETRIES = 3
+SENTINEL_RETRY_LEVER = "ANALYSIS_SENTINEL_RETRY_SECONDS"
+DEFAULT_SENTINEL_RETRY_SECONDS = 900
+CRASH_RETRY_LEVER = "ANALYSIS_CRASH_RETRY_SECONDS"
+DEFAULT_CRASH_RETRY_SECONDS = 120
 
 # --- deployment settings (plain environment of the Airflow processes) ---------------------
 DEFAULT_ALLOWED_INPUT_PREFIXES = "s3://analysis-pipeline-recordings/"
@@ -162,6 +170,9 @@ class Levers:
     max_active_runs: int
     vcpu: int
     timeout_minutes: int
+    launch_retries: int
+    sentinel_retry_seconds: int
+    crash_retry_seconds: int
 
 
 def levers_for(kind: Kind, *, env: Mapping[str, str] | None = None) -> Levers:
@@ -172,6 +183,11 @@ def levers_for(kind: Kind, *, env: Mapping[str, str] | None = None) -> Levers:
         timeout_minutes=read_lever(
             ANALYSIS_TIMEOUT_LEVER, DEFAULT_ANALYSIS_TIMEOUT_MINUTES, env=env
         ),
+        launch_retries=read_lever(LAUNCH_RETRIES_LEVER, DEFAULT_LAUNCH_RETRIES, env=env),
+        sentinel_retry_seconds=read_lever(
+            SENTINEL_RETRY_LEVER, DEFAULT_SENTINEL_RETRY_SECONDS, env=env
+        ),
+        crash_retry_seconds=read_lever(CRASH_RETRY_LEVER, DEFAULT_CRASH_RETRY_SECONDS, env=env),
     )
 
 

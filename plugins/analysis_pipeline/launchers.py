@@ -19,8 +19,6 @@ from analysis_pipeline import config
 from analysis_pipeline.alerts import alert_on_analysis_failure
 from analysis_pipeline.outcome import AnalysisRetryPolicy
 
-LAUNCH_RETRIES = 3
-
 
 def analysis_launch_task(
     kind: config.Kind,
@@ -38,8 +36,11 @@ def analysis_launch_task(
         "pool_slots": levers.vcpu,
         "priority_weight": spec.priority_weight,
         "weight_rule": "absolute",
-        "retries": LAUNCH_RETRIES,
-        "retry_policy": AnalysisRetryPolicy(),
+        "retries": levers.launch_retries,
+        "retry_policy": AnalysisRetryPolicy(
+            sentinel_delay=timedelta(seconds=levers.sentinel_retry_seconds),
+            crash_delay=timedelta(seconds=levers.crash_retry_seconds),
+        ),
     }
     if config.launcher_mode(env=env) == "local":
         from analysis_pipeline.launch_local import LocalAnalysisOperator
