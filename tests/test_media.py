@@ -342,3 +342,18 @@ def test_reencode_cuts_off_the_frame_grid_stay_aligned(sample_media: Make, tmp_p
     out = media.cut_segments(path, plan, tmp_path / "segs")
     durations = [media.probe(out[i]).duration_s for i in range(3)]
     assert durations == pytest.approx([2.0, 2.0, 2.0], abs=0.3)
+
+
+def test_detect_idle_far_from_a_keyframe_checks_packets_and_sound(tmp_path: Path) -> None:
+    """One keyframe, idle late in the file: decoding up to it would cost more than the idle
+    itself, so the still picture comes from packet sizes and only silencedetect runs."""
+    path = gen.make_screenshare(
+        tmp_path / "late.mp4", duration=150, fps=2, idle=[(100, 140)], gop_seconds=None
+    )
+    (found,) = media.detect_idle(path, media.probe(path), min_seconds=30)
+    assert (found.start_s, found.end_s) == pytest.approx((100, 140), abs=3)
+    audible = gen.make_screenshare(
+        tmp_path / "late-talk.mp4", duration=150, fps=2, idle=[(100, 140)], gop_seconds=None,
+        silent_idle=False,
+    )  # fmt: skip
+    assert media.detect_idle(audible, media.probe(audible), min_seconds=30) == []

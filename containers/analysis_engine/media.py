@@ -57,6 +57,9 @@ REENCODE_MAX_HEIGHT = 720
 QUIET_FRAME_BYTES_720P = 400
 # Idle verification decodes keyframes only when they are at most this far apart.
 KEYFRAME_VERIFY_MAX_GAP = 10.0
+# With sparse keyframes, a full decode verifies a candidate only if reaching it (from the
+# keyframe before it) decodes at most this many frames per frame of the candidate itself.
+FULL_DECODE_BUDGET = 2.0
 FREEZE_NOISE = 0.001  # freezedetect default (-60 dB): exact stills, compression noise ignored
 SILENCE_NOISE_DB = -50.0
 
@@ -801,9 +804,14 @@ def detect_idle(
          (`-skip_frame:v nokey`, ~20x cheaper than a full decode) and require consecutive
          keyframes to be identical; the in-between P-frames are already known to be tiny.
          Boundaries come from the packet run (1 s resolution), clipped by the keyframe freeze.
-       - keyframes sparse (MediaRecorder-style, one keyframe a minute or only one): full
-         decode of the candidate. Still stretches of such recorders usually carry few frames
-         (variable frame rate), so this stays cheap in practice.
+       - keyframes sparse (one a minute, or only one): a decode must start at the keyframe
+         before the candidate. When that costs at most FULL_DECODE_BUDGET x the candidate's
+         own frames, full decode + freezedetect. Otherwise (measured: 60-minute CFR file with
+         a keyframe per 10 minutes, ~110 s of CPU for 12 candidates = 33x realtime) the
+         picture check rests on the packet run alone (every P-frame tiny for >= min_seconds,
+         the same sensitivity as freezedetect at -60 dB, which also ignores a cursor blink or
+         one typed character) and only silencedetect runs (audio decodes without seeking
+         cost).
     """
     packets = read_packets(path, timeout=timeout)
     pixels = (info.width or 1280) * (info.height or 720)
@@ -815,10 +823,9 @@ def detect_idle(
         max_frame_bytes=max_frame_bytes,
         pad_s=0.0,
     )
-    keyframes = [p.time_s for p in packets if p.key]
     idle: list[Interval] = []
     for run in runs:
-        found = _verify_candidate(path, info, run, keyframes, min_seconds, threads, timeout)
+        found = _verify_candidate(path, info, run, packets, min_seconds, threads, timeout)
         idle.extend(i for i in found if i.duration_s >= min_seconds - 1e-6)
     log.debug("idle: %d candidates, %d idle stretches", len(runs), len(idle))
     return idle
@@ -828,16 +835,19 @@ def _verify_candidate(
     path: Path,
     info: MediaInfo,
     run: Interval,
-    keyframes: Sequence[float],
+    packets: Sequence[Packet],
     min_seconds: float,
     threads: int | None,
     timeout: float,
 ) -> list[Interval]:
     """Exact still+silent stretches inside one quiet packet run (see `detect_idle`)."""
     lo, hi = max(0.0, run.start_s - 1.0), min(info.duration_s, run.end_s + 1.0)
+    keyframes = [p.time_s for p in packets if p.key]
     inside = [k for k in keyframes if lo <= k <= hi]
     gap = keyframe_gap(inside, lo, hi)
     sparse = gap > KEYFRAME_VERIFY_MAX_GAP
+    if sparse and _seek_cost(packets, keyframes, lo, hi) > FULL_DECODE_BUDGET:
+        return _silent_part(path, info, run, min_seconds, threads, timeout)
     argv = idle_detect_argv(
         path,
         min_seconds=min_seconds,
@@ -858,6 +868,35 @@ def _verify_candidate(
         silent = parse_start_end(_events(_SILENCE_RE, stderr), offset=lo, open_end=hi)
         frozen = intersect(frozen, silent)
     return frozen
+
+
+def _seek_cost(
+    packets: Sequence[Packet], keyframes: Sequence[float], lo: float, hi: float
+) -> float:
+    """Frames decoded to check [lo, hi] (from the keyframe before lo) per frame inside it."""
+    start = max((k for k in keyframes if k <= lo + 1e-3), default=0.0)
+    decoded = sum(1 for p in packets if start - 1e-3 <= p.time_s < hi)
+    own = sum(1 for p in packets if lo <= p.time_s < hi)
+    return decoded / max(1, own)
+
+
+def _silent_part(
+    path: Path,
+    info: MediaInfo,
+    run: Interval,
+    min_seconds: float,
+    threads: int | None,
+    timeout: float,
+) -> list[Interval]:
+    """The packet run is the still stretch; keep the parts of it that are also silent."""
+    if not info.has_audio:
+        return [run]
+    argv = silence_detect_argv(
+        path, min_seconds=min_seconds, start=run.start_s, end=run.end_s, threads=threads
+    )
+    stderr = run_ffmpeg(argv, timeout=timeout).stderr
+    silent = parse_start_end(_events(_SILENCE_RE, stderr), offset=run.start_s, open_end=run.end_s)
+    return intersect([run], silent)
 
 
 def keyframe_gap(keyframes: Sequence[float], lo: float, hi: float) -> float:
