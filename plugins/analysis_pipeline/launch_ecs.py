@@ -56,8 +56,11 @@ MAX_ADMISSION_RESCHEDULES = 96
 log = logging.getLogger(__name__)
 
 
-class FargateNotAdmittedForTooLong(AirflowException):
-    """Capacity refusals went on past MAX_ADMISSION_RESCHEDULES: worth a human look."""
+class FargateNotAdmittedForTooLong(AirflowFailException):
+    """Capacity refusals went on past MAX_ADMISSION_RESCHEDULES: a human should look.
+
+    Not retried: a retry would restart the (per-try) reschedule count and wait another day.
+    """
 
 
 class FargateCapacityUnavailable(AirflowRescheduleException):

@@ -1,0 +1,126 @@
+"""Capacity refusals through Airflow's real task runner (in-process `dag.test`): the launch
+goes UP_FOR_RESCHEDULE (no retry spent, no alert) and, only when refusals never end, fails
+once with one Discord alert."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from analysis_pipeline import launch_ecs  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+SCREEN = "s3://recordings/uploads/S-CAP/screen.mp4"
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    """dag.test needs a metadata DB and the DAGs serialized from the repo's dags/ folder."""
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def discord(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[dict]]:
+    posts: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append(json.loads(body))
+            data = json.dumps({"id": str(len(posts))}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_PATCH = do_POST
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{server.server_port}/api/webhooks/9/tok"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DISCORD_ALERTS", json.dumps({"conn_type": "http", "host": hook})
+    )
+    monkeypatch.setenv("ANALYSIS_ALERT_STATE_FILE", str(tmp_path / "alerts.json"))
+    yield posts
+    server.shutdown()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ALLOWED_INPUT_PREFIXES": "s3://recordings/uploads/",
+        "RESULTS_URI": "s3://results/",
+        "ANALYSIS_ECS_SUBNETS": "subnet-1",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("ANALYSIS_LAUNCHER", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # settings.DAGS_FOLDER is computed when airflow is first imported: point it at the repo.
+    monkeypatch.setattr("airflow.settings.DAGS_FOLDER", str(REPO / "dags"))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="recordings")
+        s3.put_object(Bucket="recordings", Key="uploads/S-CAP/screen.mp4", Body=b"video")
+        yield
+
+
+def test_refusals_reschedule_silently_then_fail_once_with_one_alert(
+    airflow_db: None, aws: None, discord: list[dict]
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "task_analysis.py")).dags["task_analysis"]
+    refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
+    with (
+        mock.patch.object(launch_ecs, "admission_backoff", lambda count: timedelta(seconds=1)),
+        mock.patch.object(launch_ecs, "MAX_ADMISSION_RESCHEDULES", 2),
+        mock.patch.object(launch_ecs, "async_aws_available", lambda: True),
+        mock.patch.object(
+            launch_ecs.AnalysisEcsRunTaskOperator, "client", new_callable=mock.PropertyMock
+        ) as client,
+    ):
+        client.return_value.run_task.return_value = refused
+        client.return_value.list_tasks.return_value = {"taskArns": []}
+        run = dag.test(run_conf={"submission_id": "S-CAP", "screenshare_uri": SCREEN})
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    # Two refusals were reschedules inside the first try; the third ended it for good.
+    assert client.return_value.run_task.call_count == 3
+    assert states["launch"] == ("failed", 1)
+    assert states["check_result"][0] == "upstream_failed"
+    assert len(discord) == 1
+    embed = discord[0]["embeds"][0]
+    assert "refused the task 2 times" in embed["description"]
+    assert {f["name"]: f["value"] for f in embed["fields"]}["Failed step"] == "launch"
