@@ -338,6 +338,30 @@ def test_other_refusals_are_real_failures(aws: dict[str, Any]) -> None:
         op.execute(make_context())
 
 
+def test_capacity_failure_after_acceptance_also_reschedules(aws: dict[str, Any]) -> None:
+    resumed, kwargs = finish(aws)
+    stopped = {
+        "tasks": [
+            {
+                "stopCode": "TaskFailedToStart",
+                "stoppedReason": "Capacity is unavailable at this time.",
+                "containers": [{"name": "task-analyzer", "lastStatus": "STOPPED"}],
+            }
+        ]
+    }
+    with (
+        mock.patch.object(resumed.client, "describe_tasks", return_value=stopped),
+        pytest.raises(FargateCapacityUnavailable),
+    ):
+        resumed.execute_complete(make_context(), **kwargs)
+    stopped["tasks"][0]["stoppedReason"] = "CannotPullContainerError: image not found"
+    with (
+        mock.patch.object(resumed.client, "describe_tasks", return_value=stopped),
+        pytest.raises(AnalysisCrashed, match="CannotPullContainerError"),
+    ):
+        resumed.execute_complete(make_context(), **kwargs)
+
+
 def test_admission_backoff_grows_and_is_capped() -> None:
     assert timedelta(seconds=15) <= admission_backoff(0) <= timedelta(minutes=1)
     assert timedelta(minutes=4) <= admission_backoff(3) <= timedelta(minutes=8)

@@ -91,7 +91,7 @@ def admission_backoff(
     base: timedelta = timedelta(minutes=1),
     cap: timedelta = timedelta(minutes=15),
 ) -> timedelta:
-    """Exponential with full jitter: 12 refused launches must not retry in lockstep."""
+    """Exponential, jittered to 50-100%: 12 refused launches must not retry in lockstep."""
     ceiling = min(base * (2 ** min(reschedule_count, 16)), cap)
     return max(timedelta(seconds=15), ceiling * random.uniform(0.5, 1.0))
 
@@ -225,6 +225,9 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         exit_code = self._exit_code(task)
         last_lines = self._log_tail()
         if task.get("stopCode") == "TaskFailedToStart":
+            reason = str(task.get("stoppedReason", ""))
+            if is_capacity_refusal([reason]):  # accepted, then no capacity to place it
+                raise self._not_admitted(reason)
             raise AnalysisCrashed(
                 f"ECS task failed to start: {task.get('stoppedReason', 'unknown')}",
                 exit_code=exit_code,
