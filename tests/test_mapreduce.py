@@ -215,3 +215,27 @@ def test_prompt_clock(seconds: float, expected: str) -> None:
     from task_analyzer.prompts import clock
 
     assert clock(seconds) == expected
+
+
+def test_reduce_times_are_kept_inside_the_recording() -> None:
+    from task_analyzer.schemas import IntegrityFlag, RubricScore, TimelineEntry
+
+    reduced = TaskReport(
+        summary="s",
+        timeline=[TimelineEntry(start_s=-5, end_s=9999, description="overshoot")],
+        rubric_scores=[RubricScore(criterion="c", score=3, rationale="r", evidence_s=[50, 700])],
+        integrity_flags=[
+            IntegrityFlag(type="other", severity="low", description="d", evidence_s=[601])
+        ],
+        strengths=[],
+        concerns=[],
+    )
+    outcomes = run_map(ScriptedClient(), make_plan(2), MemoryCheckpoints())
+    report = assemble_report(reduced, analysed_outputs(outcomes), coverage_of(outcomes, 120))
+    assert report["timeline"][0] == {
+        "start_s": 0.0,
+        "end_s": 120.0,
+        "description": "overshoot",
+    }
+    assert report["rubric_scores"][0]["evidence_s"] == [50.0, 120.0]
+    assert report["integrity_flags"][0]["evidence_s"] == [120.0]

@@ -183,7 +183,12 @@ class ProctorVideoKind:
         extras: dict[str, Any],
     ) -> dict[str, Any]:
         if isinstance(reduced, ProctorSummary):
-            model_events = [_model_event(e.model_dump(), None) for e in reduced.timeline]
+            # REDUCE writes test-clock times itself; keep them inside the recording.
+            end_s = self._offset + run.info.duration_s
+            model_events = [
+                _model_event(_clamped(e.model_dump(), self._offset, end_s), None)
+                for e in reduced.timeline
+            ]
             source = "reduce"
         else:
             model_events = [
@@ -217,6 +222,13 @@ class ProctorVideoKind:
             " The model could not analyse the video: signal events only."
         )
         return _report("signals_only", events, rules, summary, extras, None, rules)
+
+
+def _clamped(data: dict[str, Any], start_s: float, end_s: float) -> dict[str, Any]:
+    for key in ("start_s", "end_s"):
+        data[key] = round(min(max(float(data[key]), start_s), end_s), 2)
+    data["end_s"] = max(data["end_s"], data["start_s"])
+    return data
 
 
 def _model_event(data: dict[str, Any], segment: int | None) -> Event:

@@ -95,7 +95,7 @@ def assemble_report(
         ],
     }
     if reduced is not None:
-        return {"source": "reduce", **reduced.model_dump(), **base}
+        return {"source": "reduce", **_within(reduced.model_dump(), coverage["duration_s"]), **base}
     return {
         "source": "map_only",
         "summary": " ".join(output["summary"] for _, output in analysed)
@@ -111,6 +111,20 @@ def assemble_report(
         "concerns": [],
         **base,
     }
+
+
+def _within(report: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """REDUCE writes recording times itself; keep every one inside the recording."""
+
+    def clamp(value: float) -> float:
+        return round(min(max(float(value), 0.0), duration_s), 2)
+
+    for entry in report["timeline"]:
+        entry["start_s"], entry["end_s"] = clamp(entry["start_s"]), clamp(entry["end_s"])
+        entry["end_s"] = max(entry["end_s"], entry["start_s"])
+    for item in (*report["rubric_scores"], *report["integrity_flags"]):
+        item["evidence_s"] = [clamp(t) for t in item["evidence_s"]]
+    return report
 
 
 def _tools(analysed: Sequence[tuple[Segment, dict[str, Any]]]) -> list[dict[str, Any]]:
