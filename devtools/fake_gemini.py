@@ -299,6 +299,24 @@ def _draw(rng: random.Random, rates: dict[str, float]) -> str:
     return "ok"
 
 
+def _clipped(seconds: float, video_metadata: dict[str, Any] | None) -> float:
+    """Seconds the model sees: the clip between startOffset and endOffset, like the real API."""
+    if not video_metadata:
+        return seconds
+    start = _offset_seconds(_field(video_metadata, "startOffset"), 0.0)
+    end = _offset_seconds(_field(video_metadata, "endOffset"), seconds)
+    return max(0.0, min(end, seconds) - max(start, 0.0))
+
+
+def _offset_seconds(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(str(value).rstrip("s"))
+    except ValueError:
+        return default
+
+
 def _ffprobe_duration(ffprobe: str | None, path: Path) -> float | None:
     if not ffprobe:
         return None
@@ -699,10 +717,12 @@ class _Handler(BaseHTTPRequestHandler):
                             f"The File {file_id} is not in an ACTIVE state and usage is "
                             "not allowed.",
                         )
-                    total += _seconds(stored.duration_s, stored.size_bytes)
+                    seconds = _seconds(stored.duration_s, stored.size_bytes)
+                    total += _clipped(seconds, _field(part, "videoMetadata"))
                 elif (inline := _field(part, "inlineData")) is not None:
                     raw = _b64decode(inline.get("data", ""))
-                    total += self._inline_seconds(raw)
+                    seconds = self._inline_seconds(raw)
+                    total += _clipped(seconds, _field(part, "videoMetadata"))
         return total, None
 
     def _inline_seconds(self, raw: bytes) -> float:

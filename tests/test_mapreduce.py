@@ -239,3 +239,29 @@ def test_reduce_times_are_kept_inside_the_recording() -> None:
     }
     assert report["rubric_scores"][0]["evidence_s"] == [50.0, 120.0]
     assert report["integrity_flags"][0]["evidence_s"] == [120.0]
+
+
+def test_clips_of_one_recording_share_a_single_upload() -> None:
+    from analysis_engine.models import Interval
+
+    client = ScriptedClient()
+    seen: list[Interval | None] = []
+    original = client.generate
+
+    async def recording_generate(**kwargs: Any) -> Any:
+        seen.append(kwargs["media"].clip)
+        return await original(**kwargs)
+
+    client.generate = recording_generate  # type: ignore[method-assign]
+    plan = make_plan(4, skipped={2})
+    clips = {
+        s.index: Clip(Path("rec.mp4"), "video/mp4", Interval(s.start_s, s.end_s))
+        for s in plan.to_analyse
+    }
+    runner = MapRunner(client=client, spec=TaskAnalysisKind(), clips=clips,
+                       config=MapConfig(model="m", concurrency=3, tokens_per_second=300),
+                       checkpoints=MemoryCheckpoints())  # fmt: skip
+    outcomes = asyncio.run(runner.run(plan))
+    assert [o.state for o in outcomes] == ["analysed", "analysed", "skipped", "analysed"]
+    assert client.uploaded == ["rec.mp4"] and client.deleted == ["rec.mp4"]
+    assert sorted(seen) == [Interval(0, 60), Interval(60, 120), Interval(180, 240)]

@@ -111,7 +111,13 @@ def test_every_recording_format_is_analysed(
     assert result["coverage"]["segments_analysed"] >= 2
     assert result["coverage"]["seconds_analysed"] == pytest.approx(70, abs=1)
     if options.get("gop_seconds", 2.0) is None:
-        assert "(reencode)" in run.stdout  # one keyframe: stream-copy cuts would be uneven
+        # One keyframe: stream-copy cuts would be uneven and exact cuts need a re-encode, so
+        # the recording goes up once and each segment is a clip of it.
+        assert "(reencode)" in run.stdout and "clip offsets" in run.stdout
+        # (a clip this small travels inline; a large recording would be one Files API upload)
+        assert fake_gemini.stats["uploads"] <= 1 and fake_gemini.stats["live_files"] == 0
+        seconds = [r["media_seconds"] for r in fake_gemini.stats["generate_requests"]]
+        assert sum(seconds) == pytest.approx(70, abs=2)  # each call saw only its clip
 
 
 def test_idle_stretch_is_skipped_and_reported(

@@ -458,10 +458,16 @@ def _media_parts(media: MediaHandle | None) -> list[types.Part]:
     if media is None:
         return []
     if media.uri:
-        return [types.Part.from_uri(file_uri=media.uri, mime_type=media.mime_type)]
-    if media.data is not None:
-        return [types.Part.from_bytes(data=media.data, mime_type=media.mime_type)]
-    raise ValueError("MediaHandle has neither uri nor data")
+        part = types.Part.from_uri(file_uri=media.uri, mime_type=media.mime_type)
+    elif media.data is not None:
+        part = types.Part.from_bytes(data=media.data, mime_type=media.mime_type)
+    else:
+        raise ValueError("MediaHandle has neither uri nor data")
+    if media.clip is not None:
+        part.video_metadata = types.VideoMetadata(
+            start_offset=f"{media.clip.start_s:.3f}s", end_offset=f"{media.clip.end_s:.3f}s"
+        )
+    return [part]
 
 
 def _api_failure(exc: genai_errors.APIError) -> _AttemptFailed:

@@ -14,14 +14,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from analysis_engine.errors import AnalysisError, ModelCallError
-from analysis_engine.models import MediaHandle, ModelReply, Segment, SegmentPlan
+from analysis_engine.models import Interval, MediaHandle, ModelReply, Segment, SegmentPlan
 from analysis_engine.result import SegmentOutcome
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,12 @@ class MapConfig:
 
 @dataclass(frozen=True)
 class Clip:
+    """The file the model reads for a segment: its own cut, or (`span` set) a stretch of a
+    whole recording that is uploaded once and shared by every segment."""
+
     path: Path
     mime_type: str
+    span: Interval | None = None
 
 
 def checkpoint_key(segment: Segment) -> str:
@@ -112,6 +116,8 @@ class MapRunner:
         self._checkpoints = checkpoints
         self._clips = clips
         self._progress = progress or (lambda outcome, done, total: None)
+        self._shared: dict[Path, MediaHandle | AnalysisError] = {}
+        self._shared_lock = asyncio.Lock()
 
     async def run(self, plan: SegmentPlan) -> list[SegmentOutcome]:
         todo = plan.to_analyse
@@ -126,7 +132,12 @@ class MapRunner:
             self._progress(outcome, done, len(todo))
             return outcome
 
-        analysed = await asyncio.gather(*(one(segment) for segment in todo))
+        try:
+            analysed = await asyncio.gather(*(one(segment) for segment in todo))
+        finally:
+            for handle in self._shared.values():
+                if isinstance(handle, MediaHandle):
+                    await self._client.delete(handle)
         by_index = {o.segment.index: o for o in analysed}
         skipped = {s.index: SegmentOutcome(segment=s) for s in plan.skipped}
         return [by_index.get(s.index) or skipped[s.index] for s in plan.segments]
@@ -171,20 +182,42 @@ class MapRunner:
     ) -> ModelReply[Any]:
         clip = self._clips[segment.index]
         prompt = self._spec.map_prompt(segment, total=total, duration_s=duration_s)
+        if clip.span is not None:
+            shared = await self._shared_upload(clip)
+            return await self._generate(segment, prompt, replace(shared, clip=clip.span))
         handle = await self._client.upload(clip.path, mime_type=clip.mime_type)
         try:
-            return await self._client.generate(
-                model=self._config.model,
-                prompt=prompt,
-                schema=self._spec.map_schema,
-                media=handle,
-                estimated_input_tokens=estimate_tokens(
-                    segment.duration_s, prompt, self._config.tokens_per_second
-                ),
-                media_resolution=self._config.media_resolution,
-            )
+            return await self._generate(segment, prompt, handle)
         finally:
             await self._client.delete(handle)
+
+    async def _generate(self, segment: Segment, prompt: str, media: MediaHandle) -> ModelReply[Any]:
+        return await self._client.generate(
+            model=self._config.model,
+            prompt=prompt,
+            schema=self._spec.map_schema,
+            media=media,
+            estimated_input_tokens=estimate_tokens(
+                segment.duration_s, prompt, self._config.tokens_per_second
+            ),
+            media_resolution=self._config.media_resolution,
+        )
+
+    async def _shared_upload(self, clip: Clip) -> MediaHandle:
+        """Upload a whole recording once; a failed upload fails every segment that needs it
+        without being retried per segment (the client already retried it)."""
+        async with self._shared_lock:
+            if clip.path not in self._shared:
+                try:
+                    self._shared[clip.path] = await self._client.upload(
+                        clip.path, mime_type=clip.mime_type
+                    )
+                except AnalysisError as exc:
+                    self._shared[clip.path] = exc
+            handle = self._shared[clip.path]
+        if isinstance(handle, AnalysisError):
+            raise handle
+        return handle
 
 
 async def run_reduce(

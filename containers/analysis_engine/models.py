@@ -88,6 +88,9 @@ class MediaHandle:
     uri: str | None = None
     name: str | None = None
     data: bytes | None = field(default=None, repr=False)
+    # Only this stretch of the file is shown to the model (Gemini `videoMetadata` offsets):
+    # one upload of a whole recording can serve every segment without cutting it.
+    clip: Interval | None = None
 
 
 @dataclass(frozen=True)

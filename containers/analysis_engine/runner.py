@@ -34,7 +34,7 @@ from analysis_engine.mapreduce import (
     analysed_outputs,
     run_reduce,
 )
-from analysis_engine.models import MediaInfo, Segment, SegmentPlan
+from analysis_engine.models import Interval, MediaInfo, Segment, SegmentPlan
 from analysis_engine.planning import plan_segments
 from analysis_engine.result import (
     Kind,
@@ -144,8 +144,7 @@ class _Run:
         with self.phase("plan"):
             plan = self._plan(run)
         with self.phase("cut"):
-            files = media.cut_segments(video, plan, work_dir / "segments")
-        clips = {i: Clip(path, media.mime_type_for(path)) for i, path in files.items()}
+            clips = segment_clips(run, plan)
         self.client = client = GeminiClient.from_settings(settings)
         outcomes = await self._map(plan, clips, client)
         return await self._reduce(outcomes, run, extras, client)
@@ -245,6 +244,33 @@ def fetch_recording(
     suffix = Path(settings.input_uri).suffix.lower() or ".bin"
     path = storage.download(settings.input_uri, work_dir / f"input{suffix}")
     return path, None
+
+
+# The Files API takes files up to 2 GB; stay clear of the edge.
+FILES_API_MAX_BYTES = 1_900_000_000
+
+
+def segment_clips(run: RunContext, plan: SegmentPlan) -> dict[int, Clip]:
+    """What the model reads per segment. With regular keyframes: stream-copied cuts (cheap,
+    uploaded and retried one by one). With sparse keyframes exact cuts would mean re-encoding
+    the whole recording (~27x realtime on one core), so the recording is uploaded once and
+    each segment is a `videoMetadata` clip of it instead."""
+    whole = _whole_file_mime(run.info)
+    if plan.mode == "reencode" and whole is not None:
+        log.info("sparse keyframes: one upload, segments as clip offsets (no re-encode)")
+        return {
+            s.index: Clip(run.video, whole, Interval(s.start_s, s.end_s)) for s in plan.to_analyse
+        }
+    files = media.cut_segments(run.video, plan, run.work_dir / "segments", info=run.info)
+    return {i: Clip(path, media.mime_type_for(path)) for i, path in files.items()}
+
+
+def _whole_file_mime(info: MediaInfo) -> str | None:
+    """The MIME type under which Gemini takes the recording as it is, or None."""
+    container = media.copy_container(info)
+    if info.size_bytes > FILES_API_MAX_BYTES or container is None:
+        return None
+    return f"video/{container}" if container in info.format_name else None
 
 
 def log_segment_progress(outcome: SegmentOutcome, done: int, total: int) -> None:
