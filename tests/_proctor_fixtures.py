@@ -8,26 +8,11 @@ the others are bare Clusters, exactly like `MediaRecorder.start(3000)` uploads.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _prefer_container_package() -> None:
-    """pytest puts dags/ on sys.path, where the DAG file dags/proctor_video.py would shadow the
-    container package `proctor_video`. Importing this module first puts containers/ ahead."""
-    module = sys.modules.get("proctor_video")
-    if module is not None and not hasattr(module, "__path__"):
-        del sys.modules["proctor_video"]
-    containers = str(REPO / "containers")
-    if sys.path[:1] != [containers]:
-        sys.path.insert(0, containers)
-
-
-_prefer_container_package()
 
 
 def make_recording(

@@ -102,7 +102,7 @@ def test_refusals_reschedule_silently_then_fail_once_with_one_alert(
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(REPO / "dags" / "task_analysis.py")).dags["task_analysis"]
+    dag = DagBag(dag_folder=str(REPO / "dags" / "task_analysis_dag.py")).dags["task_analysis"]
     refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
     with (
         mock.patch.object(launch_ecs, "admission_backoff", lambda count: timedelta(seconds=1)),

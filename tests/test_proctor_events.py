@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import _proctor_fixtures  # noqa: F401  (the container package, not dags/proctor_video.py)
-
 from analysis_engine.models import Interval, Segment
 from proctor_video import prompts
 from proctor_video.events import (
