@@ -127,6 +127,11 @@ def test_container_env_is_the_contract_without_the_key() -> None:
         "SEGMENT_SECONDS": "30",
         "AWS_ENDPOINT_URL": "http://moto",
         "UNRELATED": "x",
+        # Budgets are per container kind: the generic names are never passed on.
+        "GEMINI_RPM_BUDGET": "999",
+        "PROCTOR_VIDEO_GEMINI_RPM_BUDGET": "20",
+        "AIRFLOW_VAR_PROCTOR_VIDEO_GEMINI_TPM_BUDGET": "30000",
+        "TASK_ANALYZER_GEMINI_RPM_BUDGET": "60",
     }
     env = container_env(request(), environ=environ)
     assert env == {
@@ -136,6 +141,8 @@ def test_container_env_is_the_contract_without_the_key() -> None:
         "ANALYSIS_CONTEXT": "{}",
         "GEMINI_BASE_URL": "http://fake",
         "SEGMENT_SECONDS": "30",
+        "GEMINI_RPM_BUDGET": "20",
+        "GEMINI_TPM_BUDGET": "30000",
     }
     local = local_process_env(request(), environ=environ)
     assert local["GEMINI_API_KEY"] == "k-secret"  # local mode passes it by value

@@ -123,12 +123,24 @@ GEMINI_TUNABLES: tuple[str, ...] = (
     "GEMINI_REDUCE_MODEL",
     "GEMINI_MAX_ATTEMPTS",
     "GEMINI_TIMEOUT_SECONDS",
-    "GEMINI_RPM_BUDGET",
-    "GEMINI_TPM_BUDGET",
     "GEMINI_MEDIA_RESOLUTION",
     "SEGMENT_SECONDS",
     "MAP_CONCURRENCY",
 )
+
+
+# Each container kind has its own share of the project's Gemini quota (Terraform writes
+# <PREFIX>_GEMINI_RPM_BUDGET / _TPM_BUDGET and also bakes them into each task definition), so a
+# single deployment-wide GEMINI_RPM_BUDGET is never passed: it would give both kinds one value.
+GEMINI_BUDGETS: tuple[str, ...] = ("GEMINI_RPM_BUDGET", "GEMINI_TPM_BUDGET")
+
+
+def gemini_budgets(kind: Kind, *, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The container variables for this kind's budget levers that are set (else the task
+    definition's / the container's defaults apply)."""
+    prefix = CONTAINERS[kind].lever_prefix
+    found = {name: setting(f"{prefix}_{name}", env=env) for name in GEMINI_BUDGETS}
+    return {name: value for name, value in found.items() if value}
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:

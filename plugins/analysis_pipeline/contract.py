@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from analysis_pipeline.config import GEMINI_TUNABLES, output_uri_for
+from analysis_pipeline.config import GEMINI_TUNABLES, gemini_budgets, output_uri_for
 from analysis_pipeline.params import AnalysisRequest, validate_request
 
 # Local mode only: what a child process needs to reach moto/S3 and find its tools.
@@ -45,6 +45,7 @@ def container_env(
         "ANALYSIS_CONTEXT": json.dumps(request.context, sort_keys=True),
     }
     env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
+    env.update(gemini_budgets(request.kind, env=environ))
     return env
 
 
