@@ -126,6 +126,8 @@ def test_chunks_to_report_video_and_evidence(s3: tuple[str, Any], chunks: list[b
     thumbs = {e["evidence"]["thumbnail"] for e in events if e["evidence"].get("thumbnail")}
     assert thumbs and thumbs <= stored
     assert all(t.endswith(".jpg") for t in thumbs)
+    tags = client.get_object_tagging(Bucket="results", Key=f"att-ok/{min(thumbs)}")["TagSet"]
+    assert tags == [{"Key": "retention", "Value": "thumbnail"}]  # the lifecycle rule's match
 
     video = tmp_path / "video.webm"
     client.download_file("results", "att-ok/video.webm", str(video))

@@ -84,6 +84,8 @@ def test_complete_run_on_s3_writes_every_result_field(
     assert fake_gemini.stats["live_files"] == 0  # every uploaded clip was deleted
     checkpoints = moto_s3.keys("s3://results/task_analysis/sub-1/checkpoints/")
     assert len(checkpoints) == coverage["segments_analysed"]
+    tags = moto_s3.client.get_object_tagging(Bucket="results", Key=checkpoints[0])["TagSet"]
+    assert tags == [{"Key": "retention", "Value": "checkpoint"}]  # the lifecycle rule's match
     assert "finished complete" in run.last_line and "exit 0" in run.last_line
     assert "segment 0 done" in run.stdout
     assert SECRET not in run.stdout + run.stderr + json.dumps(result)

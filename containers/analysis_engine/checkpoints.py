@@ -28,4 +28,7 @@ class StorageCheckpoints:
         return value if isinstance(value, dict) else None
 
     def save(self, key: str, payload: dict[str, Any]) -> None:
-        self._storage.write_json(self._storage.join(self._base, key), payload)
+        # Tagged so the results bucket expires checkpoints long before results.
+        self._storage.write_json(
+            self._storage.join(self._base, key), payload, retention="checkpoint"
+        )

@@ -120,14 +120,18 @@ class Storage:
             raise self._error("download", uri, exc, field) from exc
         return dest
 
-    def upload_file(self, src: Path, uri: str, *, content_type: str) -> str:
-        """Copy a local file to `uri` (multipart for large files on S3). Returns `uri`."""
+    def upload_file(
+        self, src: Path, uri: str, *, content_type: str, retention: str | None = None
+    ) -> str:
+        """Copy a local file to `uri` (multipart for large files on S3). Returns `uri`.
+
+        `retention` becomes the S3 object tag the results bucket's lifecycle rules match
+        (e.g. "checkpoint", "thumbnail"); file:// ignores it."""
         if _is_s3(uri):
             bucket, key = _split_s3(uri)
+            extra = {"ContentType": content_type, **_tagging(retention)}
             try:
-                self.client.upload_file(
-                    str(src), bucket, key, ExtraArgs={"ContentType": content_type}
-                )
+                self.client.upload_file(str(src), bucket, key, ExtraArgs=extra)
             except Exception as exc:
                 raise self._error("upload", uri, exc, None) from exc
             return uri
@@ -140,11 +144,14 @@ class Storage:
             raise self._error("upload", uri, exc, None) from exc
         return uri
 
-    def write_bytes(self, uri: str, data: bytes, *, content_type: str) -> str:
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str, retention: str | None = None
+    ) -> str:
         if _is_s3(uri):
             bucket, key = _split_s3(uri)
+            extra = {"ContentType": content_type, **_tagging(retention)}
             try:
-                self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+                self.client.put_object(Bucket=bucket, Key=key, Body=data, **extra)
             except Exception as exc:
                 raise self._error("write", uri, exc, None) from exc
             return uri
@@ -175,9 +182,9 @@ class Storage:
         except OSError as exc:
             raise self._error("read", uri, exc, None) from exc
 
-    def write_json(self, uri: str, obj: Any) -> str:
+    def write_json(self, uri: str, obj: Any, *, retention: str | None = None) -> str:
         data = json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode()
-        return self.write_bytes(uri, data, content_type="application/json")
+        return self.write_bytes(uri, data, content_type="application/json", retention=retention)
 
     def read_json(self, uri: str) -> Any | None:
         """Parsed JSON, or None when the object does not exist."""
@@ -300,3 +307,8 @@ def _atomic_file(dest: Path) -> Iterator[BinaryIO]:
 
 
 __all__ = ["ObjectRef", "Storage", "natural_key"]
+
+
+def _tagging(retention: str | None) -> dict[str, str]:
+    """S3 `Tagging` for the lifecycle rules (terraform/main.tf, tag `retention`)."""
+    return {"Tagging": f"retention={retention}"} if retention else {}

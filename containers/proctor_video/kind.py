@@ -117,7 +117,7 @@ class ProctorVideoKind:
             try:
                 local = media.thumbnail(run.video, at - self._offset, run.work_dir / name)
                 uri = run.storage.upload_file(
-                    local, run.output_uri(name), content_type="image/jpeg"
+                    local, run.output_uri(name), content_type="image/jpeg", retention="thumbnail"
                 )
             except AnalysisError as exc:  # evidence is best effort; the event stands
                 log.warning("no thumbnail for %s at %.1f s: %s", event.type, at, exc)
