@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-test: install
+# `tools` too: the checkov test of terraform/ then runs in CI instead of skipping.
+test: install tools
 	$(BIN)/pytest -q
 
 test-fast: install
@@ -98,6 +99,11 @@ bench-preprocess: install
 bench-idle: install
 	$(BIN)/python bench/bench_idle.py --append
 
+# MAP concurrency: a 60-minute recording at MAP_CONCURRENCY=8 vs 1 against the fake Gemini
+# with a fixed per-call latency (results appended to bench/RESULTS.md).
+bench-map: install
+	$(BIN)/python bench/bench_map.py --append
+
 # Proctor video: 30-minute 600-chunk stitch on one core + a whole container run (session
 # cached in $BENCH_CACHE or /tmp/bench-cache; results appended to bench/RESULTS.md).
 bench-stitch: install
@@ -119,9 +125,4 @@ pool: install
 	$(BIN)/python -m devtools.airflow_env pool
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
-
-# MAP concurrency: a 60-minute recording at MAP_CONCURRENCY=8 vs 1 against the fake Gemini
-# with a fixed per-call latency (results appended to bench/RESULTS.md).
-bench-map: install
-	$(BIN)/python bench/bench_map.py --append
+	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache build *.egg-info
