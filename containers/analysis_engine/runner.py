@@ -144,7 +144,7 @@ class _Run:
         with self.phase("plan"):
             plan = self._plan(run)
         with self.phase("cut"):
-            clips = segment_clips(run, plan)
+            clips = segment_clips(video, info, plan, work_dir / "segments")
         self.client = client = GeminiClient.from_settings(settings)
         outcomes = await self._map(plan, clips, client)
         return await self._reduce(outcomes, run, extras, client)
@@ -250,18 +250,18 @@ def fetch_recording(
 FILES_API_MAX_BYTES = 1_900_000_000
 
 
-def segment_clips(run: RunContext, plan: SegmentPlan) -> dict[int, Clip]:
+def segment_clips(
+    video: Path, info: MediaInfo, plan: SegmentPlan, out_dir: Path, *, threads: int | None = None
+) -> dict[int, Clip]:
     """What the model reads per segment. With regular keyframes: stream-copied cuts (cheap,
     uploaded and retried one by one). With sparse keyframes exact cuts would mean re-encoding
     the whole recording (~27x realtime on one core), so the recording is uploaded once and
     each segment is a `videoMetadata` clip of it instead."""
-    whole = _whole_file_mime(run.info)
+    whole = _whole_file_mime(info)
     if plan.mode == "reencode" and whole is not None:
         log.info("sparse keyframes: one upload, segments as clip offsets (no re-encode)")
-        return {
-            s.index: Clip(run.video, whole, Interval(s.start_s, s.end_s)) for s in plan.to_analyse
-        }
-    files = media.cut_segments(run.video, plan, run.work_dir / "segments", info=run.info)
+        return {s.index: Clip(video, whole, Interval(s.start_s, s.end_s)) for s in plan.to_analyse}
+    files = media.cut_segments(video, plan, out_dir, info=info, threads=threads)
     return {i: Clip(path, media.mime_type_for(path)) for i, path in files.items()}
 
 
