@@ -291,3 +291,18 @@ def test_screenshare_chunk_prefix_is_stitched_then_analysed(
     assert result["status"] == "complete"
     assert result["coverage"]["duration_s"] == pytest.approx(45, abs=1)
     assert f"stitching {len(chunks)} chunks" in run.stdout
+
+
+def test_missing_api_key_fails_before_any_download_with_a_clear_reason(
+    tmp_path: Path, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-small.mp4", duration=20)
+    out = tmp_path / "out"
+    env = {**AWS_TEST_ENV, "ANALYSIS_ID": "nokey-1", "INPUT_URI": f"file://{clip}",
+           "OUTPUT_URI": f"file://{out}/"}  # fmt: skip
+    run = run_container("task_analyzer", env)
+    assert run.code == 1, run.stdout[-2000:]
+    result = read_result(out)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("GEMINI_API_KEY is not set")
+    assert "fetch_s" not in result["timings"]

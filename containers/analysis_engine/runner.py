@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from analysis_engine import media, stitch
 from analysis_engine.checkpoints import StorageCheckpoints
-from analysis_engine.errors import InvalidInputError
+from analysis_engine.errors import AnalysisError, InvalidInputError
 from analysis_engine.gemini import GeminiClient
 from analysis_engine.mapreduce import (
     Clip,
@@ -126,6 +126,8 @@ class _Run:
 
     async def analyse(self, work_dir: Path) -> Outcome:
         settings = self.settings
+        # First, so a missing key fails before any download (it makes no call yet).
+        self.client = client = GeminiClient.from_settings(settings)
         with self.phase("fetch"):
             video, stitch_report = fetch_recording(settings, self.storage, work_dir)
         with self.phase("probe"):
@@ -145,7 +147,6 @@ class _Run:
             plan = self._plan(run)
         with self.phase("cut"):
             clips = segment_clips(video, info, plan, work_dir / "segments")
-        self.client = client = GeminiClient.from_settings(settings)
         outcomes = await self._map(plan, clips, client)
         return await self._reduce(outcomes, run, extras, client)
 
@@ -320,6 +321,9 @@ def _execute(run: _Run, work_dir: Path) -> Outcome:
         return asyncio.run(go())
     except InvalidInputError as exc:
         return Outcome("invalid_input", str(exc))
+    except AnalysisError as exc:  # configuration, storage or ffmpeg trouble: says what failed
+        log.exception("analysis failed")
+        return Outcome("failed", str(exc))
     except Exception as exc:
         log.exception("analysis crashed")
         return Outcome("failed", f"unexpected error: {type(exc).__name__}: {exc}")
