@@ -4,48 +4,26 @@ Gemini MAP/REDUCE → result.json, video.webm and evidence thumbnails in S3."""
 from __future__ import annotations
 
 import json
-import logging
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from _proctor_fixtures import (
-    REPO,
     make_recording,
     mediarecorder_chunks,
     probe_cues,
     probe_duration,
 )
-from moto.server import ThreadedMotoServer
+from conftest import AWS_TEST_ENV, MotoS3, run_container
 
 from devtools.fake_gemini import FakeGemini
 
 pytestmark = pytest.mark.slow
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[tuple[str, Any]]:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
-    client.create_bucket(Bucket="recordings")
-    client.create_bucket(Bucket="results")
-    yield endpoint, client
-    server.stop()
+def s3(moto_s3: MotoS3) -> tuple[str, Any]:
+    """The session's moto S3 server (conftest): buckets `recordings` and `results`."""
+    return moto_s3.endpoint, moto_s3.client
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +38,9 @@ def upload(client: Any, prefix: str, items: dict[str, bytes]) -> None:
         client.put_object(Bucket="recordings", Key=f"{prefix}/{name}", Body=data)
 
 
-def run_container(endpoint: str, fake: FakeGemini, attempt: str, **extra: str) -> int:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GEMINI_"))},
-        **AWS_ENV,
+def run_proctor(endpoint: str, fake: FakeGemini, attempt: str, **extra: str) -> int:
+    run = run_container("proctor_video", {
+        **AWS_TEST_ENV,
         "AWS_ENDPOINT_URL": endpoint,
         "ANALYSIS_ID": attempt,
         "INPUT_URI": f"s3://recordings/{attempt}/",
@@ -73,12 +50,10 @@ def run_container(endpoint: str, fake: FakeGemini, attempt: str, **extra: str) -
         "SEGMENT_SECONDS": "20",
         "GEMINI_MAX_ATTEMPTS": "2",
         **extra,
-    }
-    proc = subprocess.run([sys.executable, "-m", "proctor_video"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240)  # fmt: skip
-    print(proc.stdout[-3000:], proc.stderr[-3000:])
-    assert proc.stdout.strip(), proc.stderr
-    return proc.returncode
+    }, timeout=240)  # fmt: skip
+    print(run.stdout[-3000:], run.stderr[-3000:])
+    assert run.stdout.strip(), run.stderr
+    return run.code
 
 
 def result(client: Any, attempt: str) -> dict[str, Any]:
@@ -102,7 +77,7 @@ def test_chunks_to_report_video_and_evidence(s3: tuple[str, Any], chunks: list[b
     items["3-retry.webm"] = chunks[3]
     upload(client, "att-ok", items)
     with FakeGemini() as fake:
-        code = run_container(endpoint, fake, "att-ok")
+        code = run_proctor(endpoint, fake, "att-ok")
     assert code == 0
     res = result(client, "att-ok")
     assert res["kind"] == "proctor_video" and res["status"] == "complete" and res["error"] is None
@@ -140,7 +115,7 @@ def test_all_model_calls_rate_limited_still_publish_signals(
     endpoint, client = s3
     upload(client, "att-429", {f"{i}.webm": c for i, c in enumerate(chunks) if i != 7})
     with FakeGemini(rates={"429": 1.0}, retry_delay="0.1s") as fake:
-        code = run_container(endpoint, fake, "att-429")
+        code = run_proctor(endpoint, fake, "att-429")
     assert code == 3
     res = result(client, "att-429")
     assert res["status"] == "failed" and res["error"] == "All segments failed analysis"
@@ -166,7 +141,7 @@ def test_bad_input_is_exit_2_invalid_input(
     endpoint, client = s3
     upload(client, attempt, items)
     with FakeGemini() as fake:
-        code = run_container(endpoint, fake, attempt)
+        code = run_proctor(endpoint, fake, attempt)
     assert code == 2
     res = result(client, attempt)
     assert res["status"] == "invalid_input" and res["report"] is None
