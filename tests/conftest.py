@@ -115,3 +115,57 @@ def run_container(module: str, env: dict[str, str], *, timeout: float = 300) -> 
         cwd=REPO_ROOT,
     )
     return ContainerRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+Responder = Callable[[str, str, bytes], tuple[int, Any]]
+
+
+@dataclass
+class FakeDiscord:
+    """A local Discord webhook endpoint: records every request; `respond` may script answers
+    (e.g. a 429 with `retry_after`). Default: 200 with a message id, for POST and PATCH."""
+
+    url: str
+    requests: list[dict[str, Any]]
+    server: Any
+
+    def posted(self) -> list[dict[str, Any]]:
+        return [r["json"] for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_fake_discord(respond: Responder | None = None, *, token: str = "tok") -> FakeDiscord:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlparse
+
+    requests: list[dict[str, Any]] = []
+
+    def default(method: str, path: str, body: bytes) -> tuple[int, Any]:
+        return 200, {"id": str(len(requests))}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _do(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = urlparse(self.path).path
+            requests.append({"method": self.command, "path": path, "json": json.loads(body)})
+            status, payload = (respond or default)(self.command, path, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_PATCH = _do
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/api/webhooks/9/{token}"
+    return FakeDiscord(url=url, requests=requests, server=server)

@@ -5,15 +5,14 @@ fake Gemini, a throwaway SQLite Airflow, and a fake Discord for the failure aler
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import start_fake_discord
 
 from devtools import airflow_env as af
 from devtools.demo import RECORDINGS_BUCKET, RESULTS_BUCKET, _s3, upload_recordings
@@ -31,33 +30,11 @@ class Stack:
     gemini_url: str
 
 
-def _fake_discord(posts: list[dict[str, Any]]) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            posts.append({"path": self.path, "json": json.loads(body)})
-            data = json.dumps({"id": str(len(posts))}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_PATCH = do_POST
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("e2e")
-    posts: list[dict[str, Any]] = []
-    discord = _fake_discord(posts)
-    webhook = f"http://127.0.0.1:{discord.server_port}/api/webhooks/1/e2e-token"
+    discord = start_fake_discord(token="e2e-token")
+    webhook = discord.url
     with (
         af.moto_s3(log_path=root / "moto.log") as s3_endpoint,
         af.fake_gemini(log_path=root / "gemini.log") as gemini_url,
@@ -77,8 +54,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         af.migrate(env)
         af.ensure_pool(env)
-        yield Stack(env, s3_endpoint, uris, posts, gemini_url)
-    discord.shutdown()
+        yield Stack(env, s3_endpoint, uris, discord.requests, gemini_url)
+    discord.close()
 
 
 def read_result(stack: Stack, kind: str, analysis_id: str = ANALYSIS_ID) -> dict[str, Any]:

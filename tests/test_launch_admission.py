@@ -8,15 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pytest
+from conftest import FakeDiscord, start_fake_discord
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -45,33 +43,14 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def discord(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[dict]]:
-    posts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            posts.append(json.loads(body))
-            data = json.dumps({"id": str(len(posts))}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_PATCH = do_POST
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    hook = f"http://127.0.0.1:{server.server_port}/api/webhooks/9/tok"
+def discord(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeDiscord]:
+    fake = start_fake_discord()
     monkeypatch.setenv(
-        "AIRFLOW_CONN_DISCORD_ALERTS", json.dumps({"conn_type": "http", "host": hook})
+        "AIRFLOW_CONN_DISCORD_ALERTS", json.dumps({"conn_type": "http", "host": fake.url})
     )
     monkeypatch.setenv("ANALYSIS_ALERT_STATE_FILE", str(tmp_path / "alerts.json"))
-    yield posts
-    server.shutdown()
+    yield fake
+    fake.close()
 
 
 @pytest.fixture
@@ -98,7 +77,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_refusals_reschedule_silently_then_fail_once_with_one_alert(
-    airflow_db: None, aws: None, discord: list[dict]
+    airflow_db: None, aws: None, discord: FakeDiscord
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -120,7 +99,8 @@ def test_refusals_reschedule_silently_then_fail_once_with_one_alert(
     assert client.return_value.run_task.call_count == 3
     assert states["launch"] == ("failed", 1)
     assert states["check_result"][0] == "upstream_failed"
-    assert len(discord) == 1
-    embed = discord[0]["embeds"][0]
+    posts = discord.posted()
+    assert len(posts) == 1
+    embed = posts[0]["embeds"][0]
     assert "refused the task 2 times" in embed["description"]
     assert {f["name"]: f["value"] for f in embed["fields"]}["Failed step"] == "launch"
