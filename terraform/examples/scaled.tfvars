@@ -1,11 +1,10 @@
 # Scaled setting: the three levers moved together (decision record §07: "Fargate vCPU 64 → 128").
 #
-# ASSUMPTION (not yet measured): bench/RESULTS.md does not hold the containers' measured
-# vCPU/memory needs yet. The task analyzer is sized at 2 vCPU / 4 GiB on the argument that
-# with MAP_CONCURRENCY=8 it mostly waits on Gemini (ffmpeg segments by stream copy); the
-# proctor video at 2 vCPU / 4 GiB for stitching plus blackdetect/freezedetect decoding.
-# Replace both with the measured figures (and minutes_per_analysis with measured durations)
-# before applying; `make capacity TFVARS=terraform/examples/scaled.tfvars` shows the effect.
+# Task sizes are MEASURED (bench/RESULTS.md): a whole task-analyzer run on a 60-minute
+# 720p30 recording used 16 CPU-s and 237 MB peak RSS (ffmpeg stream-copy cuts; the rest is
+# waiting on Gemini), and a 30-minute proctor session 72 CPU-s and 182 MB; neither uses more
+# than one core. So 1 vCPU / 2 GiB each: the same vCPU quota runs 4x the containers of the
+# decision record's 4-vCPU setting, and the Gemini quota, not Fargate, becomes the limit.
 #
 # Placeholders (replace before a real plan): Region, VPC, subnets, bucket names, secret ARN.
 
@@ -31,8 +30,8 @@ workloads = {
   "task-analyzer" = {
     image_tag             = "2026.06.16"
     max_concurrent        = 32
-    vcpu                  = 2
-    memory_mib            = 4096
+    vcpu                  = 1
+    memory_mib            = 2048
     ephemeral_storage_gib = 50
     map_concurrency       = 8
     avg_recording_minutes = 30
@@ -41,8 +40,8 @@ workloads = {
   "proctor-video" = {
     image_tag             = "2026.06.16"
     max_concurrent        = 16
-    vcpu                  = 2
-    memory_mib            = 4096
+    vcpu                  = 1
+    memory_mib            = 2048
     ephemeral_storage_gib = 30
     # Webcam frames need little detail: low media resolution costs ~100 tokens/s, not 300.
     media_resolution      = "low"
