@@ -43,23 +43,25 @@ AWS_TEST_ENV = {
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[MotoS3]:
     """A moto S3 server on 127.0.0.1 (the containers run as subprocesses and reach it through
-    AWS_ENDPOINT_URL, exactly as they would reach S3); buckets `recordings` and `results`."""
-    import logging
+    AWS_ENDPOINT_URL, exactly as they would reach S3); buckets `recordings` and `results`.
 
+    It runs in its own process: an in-process `mock_aws()` elsewhere in the session resets
+    moto's backends when it exits, which would wipe a server thread's buckets too."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto logs every request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
-    for bucket in ("recordings", "results"):
-        client.create_bucket(Bucket=bucket)
-    yield MotoS3(endpoint=endpoint, client=client)
-    server.stop()
+    from devtools.airflow_env import moto_s3 as moto_server
+
+    with moto_server() as endpoint:
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for bucket in ("recordings", "results"):
+            client.create_bucket(Bucket=bucket)
+        yield MotoS3(endpoint=endpoint, client=client)
 
 
 @dataclass
