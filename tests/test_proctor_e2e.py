@@ -147,3 +147,23 @@ def test_bad_input_is_exit_2_invalid_input(
     assert res["status"] == "invalid_input" and res["report"] is None
     assert res["error"].startswith("INPUT_URI") and message in res["error"]
     assert "\n" not in res["error"]
+
+
+def test_lost_first_chunks_keep_the_test_clock(s3: tuple[str, Any], tmp_path):
+    """The first recording's header chunk never arrived; the recorder restarted at 12 s. The
+    video then starts at 12 s on the test clock, and every time must stay on that clock."""
+    endpoint, client = s3
+    first = mediarecorder_chunks(make_recording(tmp_path / "a.webm", 12))
+    second = mediarecorder_chunks(make_recording(tmp_path / "b.webm", 15, black=(6, 12)))
+    items = {f"{i}.webm": c for i, c in enumerate([*first, *second]) if i != 0}
+    upload(client, "att-late", items)
+    with FakeGemini() as fake:
+        code = run_proctor(endpoint, fake, "att-late", SEGMENT_SECONDS="10")
+    assert code == 0
+    res = result(client, "att-late")
+    assert res["status"] == "complete"
+    assert near(res["coverage"]["duration_s"], 15, 1)  # the file's length, not its end time
+    events = res["report"]["events"]
+    covered = [e for e in events if e["type"] == "camera_covered" and e["source"] == "signal"]
+    assert covered and near(covered[0]["start_s"], 18, 3)
+    assert all(e["end_s"] <= 27.5 for e in events), events

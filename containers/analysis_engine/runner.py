@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
@@ -132,6 +132,10 @@ class _Run:
             video, stitch_report = fetch_recording(settings, self.storage, work_dir)
         with self.phase("probe"):
             info = media.probe(video, field="INPUT_URI")
+            if stitch_report is not None and stitch_report.start_s > 0:
+                # A stitched file keeps test-clock timestamps, so when the test's first chunks
+                # were lost its container duration is the end time; planning needs the length.
+                info = replace(info, duration_s=stitch_report.duration_s - stitch_report.start_s)
             media.validate_duration(info, settings.max_duration_seconds)
         log.info(
             "recording: %.1f s, %s video%s, %.1f MB",
