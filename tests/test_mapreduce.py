@@ -4,6 +4,7 @@ covered end to end in test_task_analyzer_e2e.py against the fake Gemini server).
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,22 @@ def test_clips_of_one_recording_share_a_single_upload() -> None:
     assert [o.state for o in outcomes] == ["analysed", "analysed", "skipped", "analysed"]
     assert client.uploaded == ["rec.mp4"] and client.deleted == ["rec.mp4"]
     assert sorted(seen) == [Interval(0, 60), Interval(60, 120), Interval(180, 240)]
+
+
+def test_a_checkpoint_that_cannot_be_saved_does_not_fail_the_segment() -> None:
+    from analysis_engine.errors import StorageError
+
+    class BrokenStore(MemoryCheckpoints):
+        def save(self, key: str, payload: dict[str, Any]) -> None:
+            raise StorageError("s3://results/x/checkpoints: SlowDown")
+
+    outcomes = run_map(ScriptedClient(), make_plan(3), BrokenStore())
+    assert [o.state for o in outcomes] == ["analysed"] * 3
+
+
+def test_the_api_key_is_scrubbed_from_every_result_field() -> None:
+    from analysis_engine.runner import _scrubbed
+
+    result = {"error": "x", "coverage": {"failed_ranges": [{"reason": "bad key sk-123 in url"}]}}
+    assert "sk-123" not in json.dumps(_scrubbed(result, "sk-123"))
+    assert _scrubbed(result, "") is result

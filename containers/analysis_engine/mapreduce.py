@@ -146,7 +146,8 @@ class MapRunner:
         self, segment: Segment, *, total: int, plan: SegmentPlan
     ) -> SegmentOutcome:
         expected = fingerprint(segment, self._spec, self._config)
-        cached = self._checkpoints.load(checkpoint_key(segment))
+        # Checkpoint I/O is blocking (S3): keep it off the event loop and its deadlines.
+        cached = await asyncio.to_thread(self._checkpoints.load, checkpoint_key(segment))
         if cached and cached.get("fingerprint") == expected:
             return SegmentOutcome(segment=segment, output=cached["output"], from_checkpoint=True)
         try:
@@ -156,19 +157,16 @@ class MapRunner:
         except AnalysisError as exc:  # e.g. a clip that could not be cut or uploaded
             return SegmentOutcome(segment=segment, error=str(exc), attempts=1)
         output = self._spec.to_absolute(reply.parsed, segment)
-        self._checkpoints.save(
-            checkpoint_key(segment),
-            {
-                "fingerprint": expected,
-                "segment": {
-                    "index": segment.index,
-                    "start_s": segment.start_s,
-                    "end_s": segment.end_s,
-                },
-                "output": output,
-                "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
-            },
-        )
+        payload = {
+            "fingerprint": expected,
+            "segment": {"index": segment.index, "start_s": segment.start_s, "end_s": segment.end_s},
+            "output": output,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+        }
+        try:
+            await asyncio.to_thread(self._checkpoints.save, checkpoint_key(segment), payload)
+        except AnalysisError as exc:  # the answer is paid for and still used; only a rerun loses
+            log.warning("segment %d: checkpoint not saved: %s", segment.index, exc)
         return SegmentOutcome(
             segment=segment,
             output=output,

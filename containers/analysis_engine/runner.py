@@ -9,6 +9,7 @@ start-up. The last log line states the outcome in one sentence.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -147,12 +148,17 @@ class _Run:
         run = RunContext(settings, self.storage, work_dir, video, info, stitch_report)
         with self.phase("prepare"):
             extras = self.kind.prepare(run)
-        with self.phase("plan"):
-            plan = self._plan(run)
-        with self.phase("cut"):
-            clips = segment_clips(video, info, plan, work_dir / "segments")
-        outcomes = await self._map(plan, clips, client)
-        return await self._reduce(outcomes, run, extras, client)
+        try:
+            with self.phase("plan"):
+                plan = self._plan(run)
+            with self.phase("cut"):
+                clips = segment_clips(video, info, plan, work_dir / "segments")
+            outcomes = await self._map(plan, clips, client)
+            return await self._reduce(outcomes, run, extras, client)
+        except AnalysisError as exc:
+            # What was found without the model (the proctor's signals) is still the report.
+            log.exception("analysis failed after preparation")
+            return Outcome("failed", str(exc), self.kind.fallback_report(run=run, extras=extras))
 
     def _plan(self, run: RunContext) -> SegmentPlan:
         settings, info = run.settings, run.info
@@ -306,9 +312,12 @@ def run_analysis(kind: AnalysisKind, env: Mapping[str, str]) -> int:
         return _reject_at_startup(kind, env, storage, exc, started_at)
     run = _Run(kind, settings, storage)
     clock = time.monotonic()
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{kind.name}-") as work:
-        outcome = _execute(run, Path(work))
+    try:
+        settings.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{kind.name}-") as work:
+            outcome = _execute(run, Path(work))
+    except OSError as exc:  # scratch space missing, read-only or full
+        outcome = Outcome("failed", f"scratch space {settings.work_dir}: {exc}")
     run.timings["total_s"] = time.monotonic() - clock
     return _publish(run, outcome, started_at)
 
@@ -335,12 +344,11 @@ def _execute(run: _Run, work_dir: Path) -> Outcome:
 
 def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
     settings = run.settings
-    error = _scrub(outcome.error, settings.gemini_api_key)
     result = build_result(
         kind=run.kind.name,
         analysis_id=settings.analysis_id,
         status=outcome.status,
-        error=error,
+        error=outcome.error,
         report=outcome.report,
         coverage=outcome.coverage,
         usage=run.client.usage() if run.client else {},
@@ -348,8 +356,9 @@ def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
         models={"map": settings.map_model, "reduce": settings.reduce_model},
         started_at=started_at,
     )
+    result = _scrubbed(result, settings.gemini_api_key)
     uri = run.storage.join(settings.output_uri, "result.json")
-    code = exit_code_for(outcome.status, error)
+    code = exit_code_for(outcome.status, result["error"])
     try:
         run.storage.write_json(uri, result)
     except Exception as exc:
@@ -410,10 +419,12 @@ def outcome_sentence(result: Mapping[str, Any], uri: str, code: int) -> str:
     return "; ".join(parts)
 
 
-def _scrub(text: str | None, secret: str) -> str | None:
-    if text is None or not secret:
-        return text
-    return text.replace(secret, "***")
+def _scrubbed(result: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The key must never reach an output, whichever error text or report field carries it."""
+    if not secret:
+        return result
+    text = json.dumps(result, ensure_ascii=False, default=str)
+    return json.loads(text.replace(secret, "***")) if secret in text else result
 
 
 def configure_logging() -> None:
