@@ -17,7 +17,11 @@ from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 from airflow.sdk.exceptions import ParamValidationError  # noqa: E402
 from airflow.serialization.serialized_objects import DagSerialization  # noqa: E402
 
-from analysis_pipeline.params import InvalidRequestError, validate_request  # noqa: E402
+from analysis_pipeline.params import (  # noqa: E402
+    InvalidRequestError,
+    context_json,
+    validate_request,
+)
 
 PREFIXES = "s3://recordings/uploads/,file:///data/rec"
 SCREEN = "s3://recordings/uploads/tasks/S-1/screen.mp4"
@@ -96,8 +100,9 @@ BAD_TASK = {
     "brief too long": {
         "submission_id": "S-1",
         "screenshare_uri": SCREEN,
-        "task_brief": "x" * 20001,
+        "task_brief": "x" * 3001,
     },
+    "dot segment": {"submission_id": "S-1", "screenshare_uri": "s3://recordings/uploads/./x.mp4"},
 }
 
 GOOD_PROCTOR = [
@@ -112,6 +117,7 @@ BAD_PROCTOR = {
     "webcam object": {"attempt_id": "A-77", "webcam_uri": "s3://recordings/uploads/w/0.webm"},
     "webcam outside": {"attempt_id": "A-77", "webcam_uri": "s3://recordings/other/w/"},
     "webcam dotdot": {"attempt_id": "A-77", "webcam_uri": "s3://recordings/uploads/w/../../"},
+    "allowed root itself": {"attempt_id": "A-77", "webcam_uri": "file:///data/rec/./"},
 }
 
 
@@ -169,3 +175,14 @@ def test_prefix_without_trailing_slash_is_not_a_wildcard(monkeypatch) -> None:
 
 def _prefixes() -> list[str]:
     return [p if p.endswith("/") else p + "/" for p in PREFIXES.split(",")]
+
+
+def test_brief_and_rubric_together_must_fit_the_ecs_overrides(dags: dict[str, Any]) -> None:
+    conf = {"submission_id": "S-1", "screenshare_uri": SCREEN,
+            "task_brief": "é" * 3000, "rubric": "r" * 3000}  # fmt: skip
+    validate(dags["task_analysis"], conf)  # each field alone is within the form's limit
+    with pytest.raises(InvalidRequestError, match="8192"):
+        validate_request("task_analysis", conf, prefixes=tuple(_prefixes()))
+    conf["rubric"] = "r" * 2900
+    request = validate_request("task_analysis", conf, prefixes=tuple(_prefixes()))
+    assert len(context_json(request.context)) <= 6000

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from analysis_pipeline.config import GEMINI_TUNABLES, gemini_budgets, output_uri_for
-from analysis_pipeline.params import AnalysisRequest, validate_request
+from analysis_pipeline.params import AnalysisRequest, context_json, validate_request
 
 # Local mode only: what a child process needs to reach moto/S3 and find its tools.
 LOCAL_PASSTHROUGH: tuple[str, ...] = (
@@ -42,7 +41,7 @@ def container_env(
         "ANALYSIS_ID": request.analysis_id,
         "INPUT_URI": request.input_uri,
         "OUTPUT_URI": output_uri_for(request.kind, request.analysis_id, env=environ),
-        "ANALYSIS_CONTEXT": json.dumps(request.context, sort_keys=True),
+        "ANALYSIS_CONTEXT": context_json(request.context),
     }
     env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
     env.update(gemini_budgets(request.kind, env=environ))

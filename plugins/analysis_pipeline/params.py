@@ -9,6 +9,7 @@ in the browser too.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,8 +23,12 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # After the allowed prefix: no leading '/', no '..' anywhere, no '//' (empty segment), no
 # '%' (encoded tricks), no backslash or whitespace (not even the trailing newline a bare `$`
 # lets through); only characters S3 keys from TUS actually use.
-_KEY_TAIL = r"(?!/)(?!.*\.\.)(?!.*//)(?!.*\s)[A-Za-z0-9_.=+/-]+"
-MAX_TEXT = 20_000
+# No '.' path segment either ('a/./b', a bare '.'), which would name the allowed root itself.
+_KEY_TAIL = r"(?!/)(?!.*\.\.)(?!.*//)(?!(?:.*/)?\.(?:/|$))(?!.*\s)[A-Za-z0-9_.=+/-]+"
+# ECS refuses RunTask when containerOverrides exceed 8192 characters, and ANALYSIS_CONTEXT
+# travels there: the brief and rubric together must leave room for the rest.
+MAX_TEXT = 3_000
+MAX_CONTEXT = 6_000
 
 
 class InvalidRequestError(ValueError):
@@ -145,6 +150,11 @@ def validate_request(
     if kind == "task_analysis":
         webcam = params.get("webcam_uri") or None
         context = {k: _check_text(params[k], k) for k in ("task_brief", "rubric") if params.get(k)}
+        if len(context_json(context)) > MAX_CONTEXT:
+            raise InvalidRequestError(
+                f"task_brief and rubric together must stay under {MAX_CONTEXT} characters "
+                "(they travel in the ECS task overrides, limited to 8192)"
+            )
         return AnalysisRequest(
             kind=kind,
             analysis_id=_check_id(params.get("submission_id"), "submission_id"),
@@ -160,3 +170,8 @@ def validate_request(
         input_uri=_check_uri(params.get("webcam_uri"), "webcam_uri", prefixes, prefix_only=True),
         context={},
     )
+
+
+def context_json(context: Mapping[str, Any]) -> str:
+    """ANALYSIS_CONTEXT as the container receives it (non-ASCII kept as is: shorter)."""
+    return json.dumps(context, sort_keys=True, ensure_ascii=False)
