@@ -257,3 +257,22 @@ def test_broken_context_never_raises() -> None:
 def test_uri_style_connection_is_understood(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_DISCORD_ALERTS", f"https://discord.com/api/webhooks/1/{TOKEN}")
     assert alerts.webhook_url() == f"https://discord.com/api/webhooks/1/{TOKEN}"
+
+
+def test_unwritable_grouping_state_still_posts_the_alert(
+    discord: tuple[FakeDiscord, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake, _url = discord
+    monkeypatch.setenv("ANALYSIS_ALERT_STATE_FILE", "/proc/no-such-dir/state.json")
+    alerts.alert_on_analysis_failure(context("S-1"))
+    assert len(fake.sent("POST")) == 1
+
+
+def test_webhook_urls_keep_their_own_query() -> None:
+    url = "https://discord.example/api/webhooks/1/tok?thread_id=42"
+    assert alerts._webhook(url, query={"wait": "true"}) == (
+        "https://discord.example/api/webhooks/1/tok?thread_id=42&wait=true"
+    )
+    assert alerts._webhook(url, path="/messages/7") == (
+        "https://discord.example/api/webhooks/1/tok/messages/7?thread_id=42"
+    )

@@ -146,6 +146,9 @@ def test_container_env_is_the_contract_without_the_key() -> None:
     }
     local = local_process_env(request(), environ=environ)
     assert local["GEMINI_API_KEY"] == "k-secret"  # local mode passes it by value
+    assert local["GEMINI_RPM_BUDGET"] == "20"  # the kind's lever wins over the generic one
+    del environ["PROCTOR_VIDEO_GEMINI_RPM_BUDGET"]
+    assert local_process_env(request(), environ=environ)["GEMINI_RPM_BUDGET"] == "999"
     assert local["AWS_ENDPOINT_URL"] == "http://moto"
     assert "UNRELATED" not in local
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -232,15 +233,25 @@ def _retry_after(response: requests.Response) -> float:
 
 
 def post_message(url: str, embed: dict[str, Any]) -> str | None:
-    response = _send("POST", f"{url}?wait=true", {"embeds": [embed]})
+    """Post; the message id (for later edits) when Discord returned one."""
+    response = _send("POST", _webhook(url, query={"wait": "true"}), {"embeds": [embed]})
     try:
-        return str(response.json().get("id")) or None
+        data = response.json()
     except ValueError:
         return None
+    message_id = data.get("id") if isinstance(data, dict) else None
+    return str(message_id) if message_id else None
 
 
 def edit_message(url: str, message_id: str, embed: dict[str, Any]) -> None:
-    _send("PATCH", f"{url}/messages/{message_id}", {"embeds": [embed]})
+    _send("PATCH", _webhook(url, path=f"/messages/{message_id}"), {"embeds": [embed]})
+
+
+def _webhook(url: str, *, path: str = "", query: Mapping[str, str] | None = None) -> str:
+    """The webhook URL with a sub-path and query added (it may carry a query of its own)."""
+    parts = urlsplit(url)
+    params = [*parse_qsl(parts.query), *(query or {}).items()]
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/") + path, query=urlencode(params)))
 
 
 # --- aggregation store -------------------------------------------------------------------
@@ -255,8 +266,14 @@ def _state_path() -> Path:
 @contextmanager
 def _locked_state(path: Path) -> Iterator[dict[str, dict[str, Any]] | None]:
     """Yield the state dict under an exclusive lock; None when the lock is unavailable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "a+") as lock:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_suffix(".lock"), "a+")  # noqa: SIM115 - closed by `with` below
+    except OSError as exc:  # better an ungrouped message than a lost alert
+        log.warning("alert grouping unavailable (%s); posting without it", exc)
+        yield None
+        return
+    with lock:
         deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
         while True:
             try:
@@ -270,7 +287,10 @@ def _locked_state(path: Path) -> Iterator[dict[str, dict[str, Any]] | None]:
         try:
             state = _load(path)
             yield state
-            _save(path, state)
+            try:
+                _save(path, state)
+            except OSError as exc:  # the message went out; only the grouping is lost
+                log.warning("alert grouping state not saved: %s", exc)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

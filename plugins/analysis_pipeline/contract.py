@@ -11,7 +11,6 @@ from analysis_pipeline.params import AnalysisRequest, context_json, validate_req
 
 # Local mode only: what a child process needs to reach moto/S3 and find its tools.
 LOCAL_PASSTHROUGH: tuple[str, ...] = (
-    "GEMINI_API_KEY",
     "AWS_ENDPOINT_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -55,5 +54,9 @@ def local_process_env(
     environ = os.environ if environ is None else environ
     env = container_env(request, environ=environ)
     env.update({name: environ[name] for name in LOCAL_PASSTHROUGH if environ.get(name)})
+    # DESIGN: in local mode every GEMINI_* setting passes through (the key included)...
+    env.update({k: v for k, v in environ.items() if k.startswith("GEMINI_") and v})
+    # ...while this kind's own budget levers, when set, still win over a generic value.
+    env.update(gemini_budgets(request.kind, env=environ))
     env["PYTHONUNBUFFERED"] = "1"
     return env
