@@ -582,6 +582,7 @@ locals {
     { for k, c in local.containers : c.cap_lever => tostring(module.capacity.effective_caps[k]) },
     { for k, c in local.containers : c.vcpu_lever => tostring(var.workloads[k].vcpu) },
     { for k, c in local.containers : "${c.lever_prefix}_TASK_DEFINITION" => local.task_family[k] },
+    { for k, c in local.containers : "${c.lever_prefix}_LOG_GROUP" => local.log_group[k] },
     { for k, c in local.containers : "${c.lever_prefix}_GEMINI_RPM_BUDGET" => tostring(module.capacity.gemini_rpm_budget[k]) },
     { for k, c in local.containers : "${c.lever_prefix}_GEMINI_TPM_BUDGET" => tostring(module.capacity.gemini_tpm_budget[k]) },
     {

@@ -475,3 +475,11 @@ def test_deferred_wait_through_the_real_trigger_against_a_moto_server(
         assert payload == {"status": "success", "task_arn": op.arn, "cluster": CLUSTER}
         summary = launch_op().execute_complete(make_context(), event=payload, **deferred.kwargs)
         assert summary["status"] == "complete"
+
+
+def test_log_group_follows_the_terraform_lever() -> None:
+    from analysis_pipeline import config
+
+    assert config.log_group("task_analysis", env={}) == "/ecs/analysis-pipeline/task-analyzer"
+    env = {"AIRFLOW_VAR_TASK_ANALYZER_LOG_GROUP": "/ecs/other-project/task-analyzer"}
+    assert config.log_group("task_analysis", env=env) == "/ecs/other-project/task-analyzer"

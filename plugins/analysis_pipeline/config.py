@@ -264,6 +264,13 @@ def ecs_cluster(*, env: Mapping[str, str] | None = None) -> str:
     return setting("ANALYSIS_ECS_CLUSTER", env=env) or ECS_CLUSTER
 
 
+def log_group(kind: Kind, *, env: Mapping[str, str] | None = None) -> str:
+    """Terraform writes <PREFIX>_LOG_GROUP (it follows its `project` variable); the default
+    matches the default project."""
+    spec = CONTAINERS[kind]
+    return setting(f"{spec.lever_prefix}_LOG_GROUP", env=env) or spec.log_group
+
+
 def task_definition(kind: Kind, *, env: Mapping[str, str] | None = None) -> str:
     """Family name (latest ACTIVE revision); Terraform also writes <PREFIX>_TASK_DEFINITION."""
     spec = CONTAINERS[kind]

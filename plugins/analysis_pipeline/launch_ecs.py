@@ -115,7 +115,7 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             overrides={},  # built per run from the validated params, see execute()
             launch_type="FARGATE",
             network_configuration=config.ecs_network(env=env).as_network_configuration(),
-            awslogs_group=spec.log_group,
+            awslogs_group=config.log_group(kind, env=env),
             awslogs_stream_prefix=spec.log_stream_prefix,
             container_name=spec.container_name,
             propagate_tags="TASK_DEFINITION",
