@@ -42,6 +42,12 @@ output "caps_limited_by_quota" {
 output "pool_vcpu" {
   description = "Size of the Airflow pool in vCPUs: sum of effective cap x vcpu (never more than the applied quota allows)."
   value       = local.pool_vcpu
+
+  precondition {
+    # Caps never drop below 1, so a tiny applied quota could still be oversubscribed.
+    condition     = local.pool_vcpu <= local.available_vcpu
+    error_message = "The applied Fargate vCPU quota (less headroom_vcpu) cannot run even one task of every workload: ${local.pool_vcpu} vCPU needed, ${local.available_vcpu} available. Wait for the quota increase or lower headroom_vcpu."
+  }
 }
 
 output "gemini_rpm_budget" {

@@ -166,3 +166,17 @@ run "whole_gemini_quota_reserved" {
   }
   expect_failures = [var.gemini_reserved_fraction]
 }
+
+run "applied_quota_cannot_hold_one_task_of_each" {
+  command = plan
+  variables {
+    workloads = {
+      "task-analyzer" = { max_concurrent = 12, vcpu = 4, memory_mib = 8192, minutes_per_analysis = 35 }
+      "proctor-video" = { max_concurrent = 8, vcpu = 2, memory_mib = 4096 }
+    }
+    fargate_vcpu_quota         = 80
+    fargate_vcpu_quota_applied = 6
+    headroom_vcpu              = 2
+  }
+  expect_failures = [output.pool_vcpu]
+}
