@@ -213,7 +213,7 @@ def test_map_only_report_keeps_the_findings_when_reduce_failed() -> None:
 
 @pytest.mark.parametrize("seconds, expected", [(0, "00:00:00"), (3725.4, "01:02:05")])
 def test_prompt_clock(seconds: float, expected: str) -> None:
-    from task_analyzer.prompts import clock
+    from analysis_engine.timecode import clock
 
     assert clock(seconds) == expected
 

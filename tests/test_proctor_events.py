@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analysis_engine.models import Interval, Segment
+from analysis_engine.timecode import clip_to_clock
 from proctor_video import prompts
 from proctor_video.events import (
     Event,
@@ -13,7 +14,6 @@ from proctor_video.events import (
     score_integrity,
     shift,
     signal_events,
-    to_test_clock,
 )
 from proctor_video.signals import parse_detector_log
 
@@ -98,9 +98,9 @@ def test_model_can_raise_but_not_lower_the_rules_level() -> None:
 
 def test_clip_times_map_to_the_test_clock() -> None:
     # Clip 120-240 s of a video whose first frame is at test time 6 s.
-    assert to_test_clock(10, 120, 240, 6) == 136
-    assert to_test_clock(-5, 120, 240, 6) == 126  # clamped to the clip
-    assert to_test_clock(500, 120, 240, 6) == 246
+    assert clip_to_clock(10, 120, 240, 6) == 136
+    assert clip_to_clock(-5, 120, 240, 6) == 126  # clamped to the clip
+    assert clip_to_clock(500, 120, 240, 6) == 246
     assert shift([Interval(1, 2)], 6) == [Interval(7, 8)]
     assert complement([Interval(2, 3), Interval(2.5, 5)], 0, 10) == [
         Interval(0, 2),

@@ -411,11 +411,6 @@ def combine_levels(
 # --------------------------------------------------------------------------- clip ↔ test clock
 
 
-def to_test_clock(value: float, clip_start_s: float, clip_end_s: float, offset_s: float) -> float:
-    """Clip-relative seconds from the model → test clock, clamped to the clip (models overshoot)."""
-    return round(offset_s + min(max(clip_start_s + value, clip_start_s), clip_end_s), 2)
-
-
 def summary_from_events(events: Sequence[Event], integrity: Integrity, duration_s: float) -> str:
     """A short plain summary when the model could not write one."""
     if not events:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from analysis_engine.errors import AnalysisError
 from analysis_engine.models import Segment
 from analysis_engine.result import Kind
+from analysis_engine.timecode import clip_to_clock
 from proctor_video import prompts
 from proctor_video.events import (
     Event,
@@ -28,7 +29,6 @@ from proctor_video.events import (
     score_integrity,
     signal_events,
     summary_from_events,
-    to_test_clock,
 )
 from proctor_video.schemas import ProctorSummary, SegmentObservations
 
@@ -148,7 +148,7 @@ class ProctorVideoKind:
         data = output.model_dump()
         for obs in data["observations"]:
             for key in ("start_s", "end_s"):
-                obs[key] = to_test_clock(obs[key], segment.start_s, segment.end_s, self._offset)
+                obs[key] = clip_to_clock(obs[key], segment.start_s, segment.end_s, self._offset)
             obs["end_s"] = max(obs["end_s"], obs["start_s"])
             obs["confidence"] = round(min(1.0, max(0.0, float(obs["confidence"]))), 2)
         data["candidate_visible_fraction"] = round(

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analysis_engine.models import Segment
+from analysis_engine.timecode import clock
 
 PROMPT_VERSION = "proctor-v1"
 
@@ -29,11 +30,6 @@ _TAXONOMY = (
     "talking to someone), camera_covered (the image is black or blocked), camera_frozen (the "
     "image does not change at all), other (anything else a proctor should see)."
 )
-
-
-def clock(seconds: float) -> str:
-    whole = round(seconds)
-    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def map_prompt(

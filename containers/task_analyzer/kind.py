@@ -9,16 +9,12 @@ from pydantic import BaseModel
 
 from analysis_engine.models import Segment
 from analysis_engine.result import Kind
+from analysis_engine.timecode import clip_to_clock
 from task_analyzer import prompts
 from task_analyzer.schemas import SegmentAnalysis, TaskReport
 
 if TYPE_CHECKING:  # the runner pulls in every adapter; the kind itself stays pure
     from analysis_engine.runner import RunContext
-
-
-def _shift(value: float, segment: Segment) -> float:
-    """Clip-relative seconds → recording seconds, clamped to the clip (models overshoot)."""
-    return round(min(max(segment.start_s + value, segment.start_s), segment.end_s), 2)
 
 
 class TaskAnalysisKind:
@@ -43,10 +39,10 @@ class TaskAnalysisKind:
     def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]:
         data = output.model_dump()
         for activity in data["activities"]:
-            activity["start_s"] = _shift(activity["start_s"], segment)
-            activity["end_s"] = _shift(activity["end_s"], segment)
+            activity["start_s"] = clip_to_clock(activity["start_s"], segment.start_s, segment.end_s)
+            activity["end_s"] = clip_to_clock(activity["end_s"], segment.start_s, segment.end_s)
         for event in data["notable_events"]:
-            event["at_s"] = _shift(event["at_s"], segment)
+            event["at_s"] = clip_to_clock(event["at_s"], segment.start_s, segment.end_s)
         return data
 
     def reduce_prompt(
