@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 
 from analysis_pipeline import config, storage
 from analysis_pipeline.contract import container_env, request_from_context
-from analysis_pipeline.outcome import AnalysisCrashed, classify, drop_stale
+from analysis_pipeline.outcome import LOG_TAIL_LINES, AnalysisCrashed, classify, drop_stale
 
 CAPACITY_REASON_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^RESOURCE:", re.IGNORECASE),
@@ -49,7 +49,6 @@ CAPACITY_REASON_PATTERNS: tuple[re.Pattern[str], ...] = (
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceededException"}
 )
-LOG_TAIL_LINES = 20
 # ~24 h of waiting at the 15-minute backoff cap: then a human should look (quota request
 # stuck, region outage), so the task fails normally and alerts.
 MAX_ADMISSION_RESCHEDULES = 96

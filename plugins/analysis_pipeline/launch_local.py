@@ -19,9 +19,8 @@ from airflow.sdk import BaseOperator
 
 from analysis_pipeline import config, storage
 from analysis_pipeline.contract import local_process_env, request_from_context
-from analysis_pipeline.outcome import classify, drop_stale
+from analysis_pipeline.outcome import LOG_TAIL_LINES, classify, drop_stale
 
-LOG_TAIL_LINES = 20
 KILL_GRACE_SECONDS = 10
 
 

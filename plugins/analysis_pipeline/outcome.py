@@ -21,6 +21,8 @@ ALL_SEGMENTS_FAILED = "All segments failed analysis"
 SUCCESS_STATUSES = frozenset({"complete", "partial"})
 EXIT_INVALID_INPUT = 2
 EXIT_ALL_SEGMENTS_FAILED = 3
+# Container log lines kept for the alert, whichever launcher ran the container.
+LOG_TAIL_LINES = 20
 # A result.json that started this long before the launch belongs to an earlier run.
 STALE_RESULT_GRACE = timedelta(minutes=5)
 
