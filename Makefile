@@ -11,9 +11,17 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 install: $(STAMP)
 
+# System tools the product and its tests use (Debian packages), installed when missing:
+# ffmpeg (media), redis-server (the shared Gemini budget store), espeak-ng (speech in test
+# media), postgresql (Airflow's production metadata database), chromium (browser tests).
+APT_TOOLS := ffmpeg:ffmpeg redis-server:redis-server espeak-ng:espeak-ng \
+	pg_ctlcluster:postgresql chromium:chromium
+
 $(STAMP): pyproject.toml
-	@command -v ffmpeg >/dev/null 2>&1 || { echo "installing ffmpeg (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg; }
+	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 \
+		|| missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
