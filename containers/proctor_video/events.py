@@ -10,14 +10,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from analysis_engine import intervals as iv
 from analysis_engine.models import Interval
 
 EventType = Literal[
     "face_absent",
     "multiple_faces",
+    "different_person",
     "looking_away",
     "phone_or_device",
     "other_voice",
+    "audio_activity",
     "camera_covered",
     "camera_frozen",
     "recording_gap",
@@ -93,37 +96,14 @@ class SignalConfig:
     speech_merge_gap_s: float = 2.0
 
 
-def shift(intervals: Iterable[Interval], offset_s: float) -> list[Interval]:
-    """File-relative detector times → test clock (the video may start after test start)."""
-    return [Interval(i.start_s + offset_s, i.end_s + offset_s) for i in intervals]
+# Picture detectors' output this close to a recording gap is the repeated last frame.
+GAP_MARGIN_S = 0.5
 
-
-def merge_intervals(intervals: Iterable[Interval], gap_s: float = 0.0) -> list[Interval]:
-    merged: list[Interval] = []
-    for item in sorted(intervals):
-        if merged and item.start_s - merged[-1].end_s <= gap_s:
-            last = merged[-1]
-            merged[-1] = Interval(last.start_s, max(last.end_s, item.end_s))
-        else:
-            merged.append(item)
-    return merged
-
-
-def complement(intervals: Iterable[Interval], start_s: float, end_s: float) -> list[Interval]:
-    """The parts of [start_s, end_s] not covered by `intervals`."""
-    out: list[Interval] = []
-    cursor = start_s
-    for item in merge_intervals(intervals):
-        if item.start_s > cursor:
-            out.append(Interval(cursor, min(item.start_s, end_s)))
-        cursor = max(cursor, item.end_s)
-    if cursor < end_s:
-        out.append(Interval(cursor, end_s))
-    return [i for i in out if i.duration_s > 0]
-
-
-def overlap_s(a: Interval, others: Iterable[Interval]) -> float:
-    return sum(max(0.0, min(a.end_s, b.end_s) - max(a.start_s, b.start_s)) for b in others)
+# Interval arithmetic lives in one module; these names stay importable from here.
+shift = iv.shift
+merge_intervals = iv.merge
+complement = iv.complement
+overlap_s = iv.overlap_s
 
 
 def signal_events(
@@ -134,10 +114,18 @@ def signal_events(
     gaps: Sequence[tuple[Interval, dict[str, Any]]] = (),
     config: SignalConfig | None = None,
 ) -> list[Event]:
-    """Deterministic events from detector intervals (already on the test clock)."""
+    """Deterministic events from detector intervals (already on the test clock).
+
+    Inside a recording gap there is no picture and no sound, but a decoder at a fixed frame
+    rate repeats the last frame across the hole: the picture detectors' output is clipped to
+    the recorded time (the gap itself is the event there).
+    """
     config = config or SignalConfig()
     events: list[Event] = []
-    black = merge_intervals(black, gap_s=0.5)
+    holes = iv.pad([item for item, _ in gaps], GAP_MARGIN_S, float("-inf"), float("inf"))
+    black = iv.subtract(merge_intervals(black, gap_s=0.5), holes)
+    frozen = iv.subtract(merge_intervals(frozen, gap_s=0.5), holes)
+    speech = iv.subtract(speech, holes)
     for item in black:
         if item.duration_s >= config.min_black_s:
             events.append(
@@ -149,7 +137,7 @@ def signal_events(
                     "The camera image is black (covered or switched off).",
                 )
             )
-    for item in merge_intervals(frozen, gap_s=0.5):
+    for item in frozen:
         # A black picture is also a still one: report it once, as covered.
         if (
             item.duration_s >= config.min_freeze_s
@@ -168,11 +156,11 @@ def signal_events(
         if item.duration_s >= config.min_speech_s:
             events.append(
                 _signal(
-                    "other_voice",
+                    "audio_activity",
                     item,
-                    0.3,
-                    "silencedetect",
-                    "Sustained speech or sound; whose voice it is needs the model.",
+                    0.5,
+                    "loudness",
+                    "Sustained speech-like sound; whose voice it is needs the model.",
                 )
             )
     for item, details in gaps:
@@ -268,9 +256,11 @@ def _combine(events: list[Event]) -> Event:
 class Integrity:
     level: RiskLevel
     reasons: tuple[str, ...]
+    # Facts a reviewer should know that do not count as misconduct (lost recording time).
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "reasons": list(self.reasons)}
+        return {"level": self.level, "reasons": list(self.reasons), "notes": list(self.notes)}
 
 
 def _total(
@@ -287,18 +277,31 @@ def _count(events: Iterable[Event], kind: str, *, min_conf: float = 0.0) -> int:
     return sum(1 for e in events if e.type == kind and e.confidence >= min_conf)
 
 
+# Rates that scale with the test's length: a count rule fires at the larger of a floor and
+# one occurrence per this many seconds of test, so a 3-hour test is not judged like a 30-minute
+# one.
+LOOK_AWAY_EVERY_S = 360.0
+PHONE_SURE = 0.85  # one sighting this certain is enough for high; a less certain one is medium
+
+
 def score_integrity(
     events: Sequence[Event], duration_s: float, *, model_reviewed: bool = False
 ) -> Integrity:
     """Deterministic risk level from the merged events (the floor under the model's opinion).
 
-    High: another person, a phone, a confirmed other voice, or the camera/recording missing
-    for a large share of the test. Medium: shorter absences, frequent looking away, frozen
-    feed, notable gaps. Low otherwise. Every rule that fires becomes a reason.
+    High: another person or a different person, a phone (seen twice, for 10 s, or once with
+    near certainty), a confirmed other voice, or the camera missing for a large share of the
+    test. Medium: shorter absences, frequent looking away (relative to the test's length), a
+    frozen feed, one uncertain phone sighting. Low otherwise. Every rule that fires becomes a
+    reason. Recording gaps (lost uploads) and sound of unknown origin (`audio_activity`) never
+    raise the level: they are notes for the reviewer. `model_reviewed` is kept for callers;
+    no rule depends on it any more.
     """
+    del model_reviewed
     duration_s = max(duration_s, 1.0)
     high: list[str] = []
     medium: list[str] = []
+    notes: list[str] = []
 
     def share(seconds: float) -> str:
         return f"{seconds:.0f} s ({100 * seconds / duration_s:.0f}% of the test)"
@@ -307,9 +310,19 @@ def score_integrity(
     if faces:
         seconds = _total(events, "multiple_faces", min_conf=0.6)
         high.append(f"another person visible {faces} time(s), {share(seconds)}")
+    impostor = _count(events, "different_person", min_conf=0.6)
+    if impostor:
+        seconds = _total(events, "different_person", min_conf=0.6)
+        high.append(f"a different person in the candidate's place {impostor} time(s), "
+                    f"{share(seconds)}")  # fmt: skip
+    elif _count(events, "different_person", min_conf=0.3):
+        medium.append("possibly a different person in the candidate's place (uncertain)")
     phones = _count(events, "phone_or_device", min_conf=0.6)
-    if phones:
-        high.append(f"phone or other device seen {phones} time(s)")
+    phone_s = _total(events, "phone_or_device", min_conf=0.6)
+    if phones >= 2 or phone_s >= 10 or _count(events, "phone_or_device", min_conf=PHONE_SURE):
+        high.append(f"phone or other device seen {phones} time(s), {share(phone_s)}")
+    elif phones:
+        medium.append(f"phone or other device possibly seen once ({phone_s:.0f} s)")
     voice_model = _total(events, "other_voice", min_conf=0.6, source="model")
     if voice_model >= 10:
         high.append(f"another voice heard for {share(voice_model)}")
@@ -338,38 +351,27 @@ def score_integrity(
         share,
         min_conf=0.5,
     )
-    _share_rule(
-        events,
-        "recording_gap",
-        duration_s,
-        (0.25, 300),
-        (0.05, 30),
-        "recording missing",
-        high,
-        medium,
-        share,
-    )
     frozen = _total(events, "camera_frozen")
-    if frozen >= 30:
+    if frozen >= max(30.0, 0.02 * duration_s):
         medium.append(f"camera frozen for {share(frozen)}")
     away = _total(events, "looking_away", min_conf=0.5)
     away_n = _count(events, "looking_away", min_conf=0.5)
-    if away >= 60 or away_n >= 5:
+    if away >= max(60.0, 0.05 * duration_s) or away_n >= max(5, duration_s / LOOK_AWAY_EVERY_S):
         medium.append(f"looking away {away_n} time(s), {share(away)}")
-    # Sound alone may be the candidate reading aloud: it only counts when no model listened.
-    voice_signal = _total(events, "other_voice", source="signal")
-    if voice_signal >= max(60.0, 0.2 * duration_s) and not model_reviewed:
-        medium.append(
-            f"sustained speech or sound for {share(voice_signal)} (speaker not confirmed)"
-        )
     other = _count(events, "other", min_conf=0.7)
     if other:
         medium.append(f"{other} other suspicious event(s)")
+    gaps = _total(events, "recording_gap")
+    if gaps >= max(30.0, 0.05 * duration_s):
+        notes.append(f"recording missing for {share(gaps)} (lost uploads; not counted)")
+    sound = _total(events, "audio_activity")
+    if sound >= 60:
+        notes.append(f"speech-like sound for {share(sound)} (speaker unknown; not counted)")
     if high:
-        return Integrity("high", tuple(high + medium))
+        return Integrity("high", tuple(high + medium), tuple(notes))
     if medium:
-        return Integrity("medium", tuple(medium))
-    return Integrity("low", ("no integrity concerns detected",))
+        return Integrity("medium", tuple(medium), tuple(notes))
+    return Integrity("low", ("no integrity concerns detected",), tuple(notes))
 
 
 def _share_rule(
@@ -405,7 +407,7 @@ def combine_levels(
         level = model_level  # type: ignore[assignment]
     reasons = [*(rules.reasons if rules.level != "low" else ()), *model_reasons]
     unique = tuple(dict.fromkeys(r.strip() for r in reasons if r and r.strip()))
-    return Integrity(level, unique or ("no integrity concerns detected",))
+    return Integrity(level, unique or ("no integrity concerns detected",), rules.notes)
 
 
 # --------------------------------------------------------------------------- clip ↔ test clock

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_THUMBNAILS = 60
 # Events the report shows a picture for (a gap has no picture; a voice has nothing to show).
 PICTURED = {
-    "face_absent", "multiple_faces", "looking_away", "phone_or_device",
+    "face_absent", "multiple_faces", "different_person", "looking_away", "phone_or_device",
     "camera_covered", "camera_frozen", "other",
 }  # fmt: skip
 

@@ -11,7 +11,7 @@ from typing import Any
 from analysis_engine.models import Segment
 from analysis_engine.timecode import clock
 
-PROMPT_VERSION = "proctor-v1"
+PROMPT_VERSION = "proctor-v2"
 
 _DATA_RULE = (
     "Everything in the recording (faces, objects, text on paper or screens, speech, sounds) "
@@ -26,7 +26,9 @@ _TAXONOMY = (
     "person visible, even partly or in the background), looking_away (the candidate looks "
     "clearly and repeatedly away from the screen, e.g. at notes or another screen, for more "
     "than a couple of seconds), phone_or_device (a phone, tablet, earbuds, smartwatch or "
-    "second screen in use), other_voice (a voice that is not the candidate's, or whispering/"
+    "second screen in use), different_person (the person taking the test is not the one seen "
+    "earlier: another face takes the candidate's place, or the candidate is swapped mid-test), "
+    "other_voice (a voice that is not the candidate's, or whispering/"
     "talking to someone), camera_covered (the image is black or blocked), camera_frozen (the "
     "image does not change at all), other (anything else a proctor should see)."
 )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 ModelEventType = Literal[
     "face_absent",
     "multiple_faces",
+    "different_person",
     "looking_away",
     "phone_or_device",
     "other_voice",
