@@ -120,6 +120,9 @@ class FakeConfig:
     processing_polls: int = 1  # files.get answers PROCESSING this many times, then ...
     file_final_state: str = "ACTIVE"  # ... this state (ACTIVE or FAILED)
     output_tokens: int | None = None  # override candidatesTokenCount (else len(text)/4)
+    # Scripted answers: "demo" answers structured calls from devtools.story (the events
+    # drawn into the demo's recordings) instead of synthesising random values.
+    answers: str | None = None
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
@@ -142,6 +145,8 @@ class FakeConfig:
                 raise ValueError(f"rates add up to more than 1: {rates}")
         if self.file_final_state not in ("ACTIVE", "FAILED"):
             raise ValueError("file_final_state must be ACTIVE or FAILED")
+        if self.answers not in (None, "demo"):
+            raise ValueError(f"unknown answers {self.answers!r}; expected 'demo' or null")
 
 
 @dataclass
@@ -693,7 +698,7 @@ class _Handler(BaseHTTPRequestHandler):
         if media_problem:
             self._error(*media_problem)
             return
-        self._answer(model, mode, gen_config, prompt_tokens)
+        self._answer(model, mode, gen_config, prompt_tokens, prompt=prompt)
 
     def _media_seconds(self, request: dict[str, Any]) -> tuple[float, tuple[int, str] | None]:
         """Total seconds of media in the request, or the error the real API would give."""
@@ -739,7 +744,13 @@ class _Handler(BaseHTTPRequestHandler):
         return _seconds(duration, len(raw))
 
     def _answer(
-        self, model: str, mode: str, gen_config: dict[str, Any], prompt_tokens: int
+        self,
+        model: str,
+        mode: str,
+        gen_config: dict[str, Any],
+        prompt_tokens: int,
+        *,
+        prompt: str = "",
     ) -> None:
         state = self.state
         with state.lock:
@@ -764,7 +775,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, payload)
             return
         if schema or wants_json:
-            value = {} if mode == "schema_mismatch" else synthesize(schema, instance_rng)
+            value = {} if mode == "schema_mismatch" else self._scripted(schema, prompt)
+            if value is None:
+                value = synthesize(schema, instance_rng)
             text = json.dumps(value, indent=1)
         else:
             text = "Fake answer: the candidate worked steadily through the task."
@@ -792,6 +805,14 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self._served(prompt_tokens, output_tokens)
         self._send(200, payload)
+
+    def _scripted(self, schema: dict[str, Any] | None, prompt: str) -> Any:
+        """The story's answer when scripted answers are on, else None (synthesise)."""
+        if self.state.config.answers != "demo":
+            return None
+        from devtools.story import scripted_answer  # stdlib only, like the fake
+
+        return scripted_answer(schema, prompt)
 
     def _served(self, prompt_tokens: int, output_tokens: int) -> None:
         with self.state.lock:
@@ -1075,6 +1096,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-delay", default="1s", help='RetryInfo on 429s ("" to omit)')
     parser.add_argument("--hang-seconds", type=float, default=3600.0)
     parser.add_argument("--processing-polls", type=int, default=1)
+    parser.add_argument(
+        "--answers", choices=["demo"], default=None, help="scripted answers (devtools.story)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -1090,6 +1114,7 @@ def main(argv: list[str] | None = None) -> None:
         "retry_delay": args.retry_delay or None,
         "hang_s": args.hang_seconds,
         "processing_polls": args.processing_polls,
+        "answers": args.answers,
     }
     fake = FakeGemini(host=args.host, port=args.port, **config)
     log.info("fake Gemini listening on %s (stats: %s/_fake/stats)", fake.base_url, fake.base_url)
