@@ -329,3 +329,123 @@ def make_long_screenshare(
     concat_copies(cycle, tmp, times=times)
     tmp.replace(dest)
     return dest, idle
+
+
+# ------------------------------------------------------------------ the demo's story
+def _lines(x: int, y0: int, step: int, widths: Sequence[int], times: Sequence[float],
+           color: str) -> list[str]:  # fmt: skip
+    """One drawbox per "line of code", each shown from its time on."""
+    return [
+        f"drawbox=x={x}:y={y0 + i * step}:w={w}:h={max(2, step // 2)}:color={color}:t=fill:"
+        f"enable='gte(t,{t:g})'"
+        for i, (w, t) in enumerate(zip(widths, times, strict=True))
+    ]
+
+
+def make_scripted_screenshare(dest: Path, *, size: str = "480x270", fps: int = 5) -> Path:
+    """The demo's screen recording, drawn from `devtools.story` (boxes, no fonts needed):
+    an editor whose lines appear as they are typed, a terminal that turns red on the error and
+    green when the tests pass, an AI-assistant browser window, a large block pasted in one
+    frame, and idle minutes when nothing moves and the sound stops."""
+    from devtools import story
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    w, h = (int(x) for x in size.split("x"))
+    screen = story.TASK_SCREEN
+    typed = [t for a, b in screen["typing"] for t in _steps(a, b, 3.0)]
+    step = max(4, h // 40)
+    editor_x, editor_y = w // 20, h // 12
+    widths = [(w // 6) + (i * 37) % (w // 3) for i in range(len(typed))]
+    paste_at = float(screen["large_paste_at"])
+    paste = [paste_at] * 10
+    err_a, _ = screen["terminal_error"]
+    ok_a, _ = screen["tests_pass"]
+    chat_a, chat_b = screen["assistant_page"]
+    idle = list(story.TASK_IDLE)
+    active = f"not({_idle_expr(idle)})"
+    term_y = h * 7 // 10
+    filters = [
+        f"drawbox=x={editor_x}:y={editor_y}:w={w * 3 // 5}:h={h // 2 + h // 10}:"
+        "color=0x2b2b2b:t=fill",
+        f"drawbox=x={editor_x}:y={term_y}:w={w * 9 // 10}:h={h // 4}:color=0x101828:t=fill",
+        *_lines(editor_x + 6, editor_y + 6, step, widths[:12], typed[:12], "0x9cdcfe"),
+        *_lines(editor_x + 6, editor_y + 6 + 12 * step, step, [w // 3] * 10, paste, "0xce9178"),
+        *_lines(editor_x + w // 3, editor_y + 6, step, widths[12:22], typed[12:22], "0x9cdcfe"),
+        # The terminal: a red traceback from the failing run until the next one, then green.
+        f"drawbox=x={editor_x + 6}:y={term_y + 6}:w={w // 2}:h={h // 10}:color=0xd04040:t=fill:"
+        f"enable='between(t,{err_a:g},{ok_a:g})'",
+        f"drawbox=x={editor_x + 6}:y={term_y + 6}:w={w // 4}:h={h // 20}:color=0x40c060:t=fill:"
+        f"enable='gte(t,{ok_a:g})'",
+        # The AI-assistant page: a light browser window with chat bubbles.
+        f"drawbox=x={w // 2}:y={h // 20}:w={w * 9 // 20}:h={h * 3 // 5}:color=0xf4f4f4:t=fill:"
+        f"enable='between(t,{chat_a:g},{chat_b:g})'",
+        f"drawbox=x={w // 2 + 10}:y={h // 10}:w={w // 4}:h={h // 12}:color=0xd0d7e2:t=fill:"
+        f"enable='between(t,{chat_a:g},{chat_b:g})'",
+        f"drawbox=x={w // 2 + w // 8}:y={h // 4}:w={w // 4}:h={h // 5}:color=0x10a37f:t=fill:"
+        f"enable='between(t,{chat_a + 2:g},{chat_b:g})'",
+        # A text cursor that moves while the candidate is there: never still outside idle.
+        f"drawbox=x='{editor_x}+mod(t*{w // 10},{w // 2})':y={h - step * 2}:w=3:h={step}:"
+        f"color=white:t=fill:enable='{active}'",
+    ]
+    duration = story.TASK_DURATION_S
+    argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", f"color=c=0x1e1e1e:s={size}:r={fps}:d={duration:g}"]
+    argv += ["-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={duration:g}"]
+    graph = f"[0:v]{','.join(filters)}[v];[1:a]volume=0.3,volume=0:enable='{_idle_expr(idle)}'[a]"
+    argv += ["-filter_complex", graph, "-map", "[v]", "-map", "[a]", *_AUDIO_ARGS["h264"]]
+    argv += [*_VIDEO_ARGS["h264"], *_gop_args("h264", fps, 2.0), "-t", f"{duration:g}"]
+    argv += ["-movflags", "+faststart", str(dest)]
+    _run(argv)
+    return dest
+
+
+def _steps(start: float, end: float, every: float) -> list[float]:
+    count = max(1, int((end - start) // every))
+    return [round(start + i * every, 2) for i in range(count)]
+
+
+def make_scripted_webcam(dest: Path, *, size: str = "320x240", fps: int = 10) -> Path:
+    """The demo's webcam session from `devtools.story`: a live WebM with 3-second clusters;
+    the camera is covered (black) for a while, and a second voice (espeak-ng) speaks in an
+    otherwise quiet room. The lost chunk is the uploader's business (`story.WEBCAM_LOST_CHUNKS`)."""
+    from devtools import story
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    voice = dest.with_name(dest.stem + "-voice.wav")
+    espeak = shutil.which("espeak-ng") or "espeak-ng"
+    proc = subprocess.run([espeak, "-s", "125", "-w", str(voice), story.SECOND_VOICE_TEXT],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"espeak-ng failed ({proc.returncode}): {proc.stderr.strip()}")
+    duration = story.WEBCAM_DURATION_S
+    cover_a, cover_b = story.WEBCAM_COVERED
+    delay_ms = int(story.WEBCAM_SECOND_VOICE[0] * 1000)
+    gop = max(1, round(fps * story.WEBCAM_CHUNK_S))
+    argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", f"testsrc2=s={size}:r={fps}:d={duration:g},"
+             f"drawbox=c=black:t=fill:enable='between(t,{cover_a:g},{cover_b:g})'"]  # fmt: skip
+    # A quiet room (faint noise) with the other person's voice mixed in at its time.
+    argv += ["-f", "lavfi", "-i", f"anoisesrc=a=0.003:c=pink:r=48000:d={duration:g}"]
+    argv += ["-i", str(voice)]
+    graph = (
+        f"[2:a]aresample=48000,adelay={delay_ms}:all=1[voice];"
+        "[1:a][voice]amix=inputs=2:duration=first:normalize=0[a]"
+    )
+    argv += ["-filter_complex", graph, "-map", "0:v", "-map", "[a]", *_AUDIO_ARGS["vp8"]]
+    argv += [*_VIDEO_ARGS["vp8"], "-g", str(gop), "-keyint_min", str(gop)]
+    argv += [
+        "-f",
+        "webm",
+        "-live",
+        "1",
+        "-cluster_time_limit",
+        str(int(story.WEBCAM_CHUNK_S * 1000)),
+    ]
+    argv += ["-cluster_size_limit", str(64 * 1024 * 1024), "-t", f"{duration:g}", str(dest)]
+    try:
+        _run(argv)
+    finally:
+        voice.unlink(missing_ok=True)
+    return dest
