@@ -25,6 +25,7 @@ def make_recording(
     fps: int = 10,
     size: str = "320x240",
     codec: str = "libvpx",
+    gop_s: float = 3,
 ) -> Path:
     """A moving test pattern with a tone; optional black, frozen and silent stretches."""
     video = [f"testsrc2=size={size}:rate={fps}", "format=yuv420p"]
@@ -41,7 +42,7 @@ def make_recording(
         "-f", "lavfi", "-i", ",".join(video),
         "-f", "lavfi", "-i", ",".join(audio),
         "-t", str(seconds), "-threads", "1",
-        "-c:v", codec, "-b:v", "200k", "-g", str(3 * fps), "-deadline", "realtime",
+        "-c:v", codec, "-b:v", "200k", "-g", str(round(gop_s * fps)), "-deadline", "realtime",
         "-cpu-used", "16" if codec == "libvpx" else "8",
         "-c:a", "libopus", "-b:a", "32k",
         "-f", "webm", "-live", "1", "-cluster_time_limit", "3000",

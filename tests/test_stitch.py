@@ -209,7 +209,7 @@ def test_bad_inputs_are_invalid_input(
     assert "\n" not in str(caught.value)
 
 
-def test_headerless_chunks_before_the_first_header_are_a_gap(
+def test_a_later_header_rescues_the_first_recording_whose_header_was_lost(
     media: dict[str, Path], tmp_path: Path
 ):
     first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
@@ -218,13 +218,93 @@ def test_headerless_chunks_before_the_first_header_are_a_gap(
     (tmp_path / "in" / "0.webm").unlink()
     report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
 
-    assert len(report.runs) == 1 and report.runs[0].first_chunk == f"{len(first)}.webm"
-    assert all("first chunk is missing" in p.reason for p in report.bad_chunks)
+    # The same browser's later header decodes the first recording's clusters.
+    assert [(r.first_chunk, r.header) for r in report.runs] == [
+        ("1.webm", "borrowed"),
+        (f"{len(first)}.webm", "own"),
+    ]
+    assert not report.bad_chunks
     (gap,) = report.gaps
-    assert gap.reason == "no_header" and gap.start_s == 0 and near(gap.end_s, 12, 1)
-    assert near(report.start_s, 12, 1)
+    assert gap.reason == "no_header" and gap.start_s == 0 and near(gap.end_s, 3, 0.5)
+    assert near(report.start_s, 3, 0.5) and near(report.duration_s, 21, 1)
     (black,) = black_intervals(tmp_path / "video.webm")
     assert near(black[0], 15, 3)
+
+
+def test_random_tags_before_the_index_do_not_reorder_chunks(media: dict[str, Path], tmp_path: Path):
+    chunks = mediarecorder_chunks(media["main"])
+    rng = random.Random(3)
+    names = [f"{rng.getrandbits(16):04x}_{i}.webm" for i in range(len(chunks))]
+    assert sorted(names) != names  # the full names sort differently from the indices
+    report = stitch_chunks(write_chunks(chunks, tmp_path / "in", names), tmp_path / "v.webm")
+
+    assert not report.gaps and not report.duplicates and len(report.runs) == 1
+    assert report.chunks_used == len(chunks) and near(report.duration_s, 30, 1)
+    (black,) = black_intervals(tmp_path / "v.webm")
+    assert near(black[0], 12, 3) and near(black[1], 18, 3)
+
+
+def test_per_recorder_names_are_not_duplicates(media: dict[str, Path], tmp_path: Path):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    names = [f"rec1_{i}.webm" for i in range(len(first))]
+    names += [f"rec2_{i}.webm" for i in range(len(second))]
+    paths = write_chunks([*first, *second], tmp_path / "in", names)
+    report = stitch_chunks(paths, tmp_path / "video.webm")
+
+    assert not report.duplicates and not report.gaps
+    assert [r.first_chunk for r in report.runs] == ["rec1_0.webm", "rec2_0.webm"]
+    assert near(report.runs[1].start_s, 12, 1) and near(report.duration_s, 21, 1)
+    # A lost header chunk of the second recorder is its own index 0, counted once.
+    (tmp_path / "in" / "rec2_0.webm").unlink()
+    report = stitch_dir(tmp_path / "in", tmp_path / "lossy.webm")
+    assert report.missing_indices == (0,) and [r.header for r in report.runs] == [
+        "own",
+        "borrowed",
+    ]
+    (gap,) = report.gaps
+    assert near(gap.start_s, 12, 1) and near(gap.end_s, 15, 1)
+
+
+def test_a_chunk_reuploaded_under_a_new_index_is_not_replayed(
+    media: dict[str, Path], tmp_path: Path
+):
+    chunks = mediarecorder_chunks(media["main"])
+    uploaded = [*chunks[:5], chunks[4], *chunks[5:]]  # chunk 4 sent again as 5, then 6, ...
+    write_chunks(uploaded, tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert report.duplicates == ("5.webm",)
+    assert not report.gaps and len(report.runs) == 1
+    assert near(report.duration_s, 30, 1)
+    assert near(probe_duration(tmp_path / "video.webm"), 30, 1)
+    (black,) = black_intervals(tmp_path / "video.webm")
+    assert near(black[0], 12, 3) and near(black[1], 18, 3)
+
+
+def test_a_gap_ends_where_the_picture_resumes(tmp_path: Path):
+    # Keyframes every 6 s, clusters every 3 s: losing the 6-9 s chunk (with the keyframe at
+    # 6 s) leaves no picture until the keyframe at 12 s, although sound resumes at 9 s.
+    recording = make_recording(tmp_path / "g6.webm", 18, gop_s=6)
+    chunks = mediarecorder_chunks(recording)
+    kept = [i for i in range(len(chunks)) if i != 2]
+    write_chunks([chunks[i] for i in kept], tmp_path / "in", [f"{i}.webm" for i in kept])
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    (gap,) = report.gaps
+    assert near(gap.start_s, 6, 0.5) and near(gap.end_s, 12, 0.5)
+
+
+def test_a_zero_byte_chunk_does_not_force_a_resync(media: dict[str, Path], tmp_path: Path):
+    # Chrome-style pieces cut mid-cluster, and an empty blob between two of them.
+    header, clusters = split_clusters(media["main"].read_bytes())
+    stream = header + b"".join(clusters)
+    pieces = [stream[i : i + 50_000] for i in range(0, len(stream), 50_000)]
+    pieces.insert(4, b"")
+    write_chunks(pieces, tmp_path / "in")
+    report = stitch_dir(tmp_path / "in", tmp_path / "video.webm")
+
+    assert [(p.name, p.reason) for p in report.bad_chunks] == [("4.webm", "empty (0 bytes)")]
+    assert not report.gaps and near(report.duration_s, 30, 1)
 
 
 def test_restart_in_another_codec_is_reencoded_alone(media: dict[str, Path], tmp_path: Path):

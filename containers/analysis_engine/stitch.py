@@ -3,8 +3,11 @@
 
 How it works, streaming (one chunk, read 64 KiB at a time, is ever in memory):
 
-- Chunks are ordered naturally by the index in their name (`2.webm` < `10.webm`); duplicate
-  uploads of one index (`9.webm`, `9-retry.webm`) count once (the largest copy wins).
+- Chunks are ordered by the numeric index in their name (`2.webm` < `10.webm`, and a random
+  tag in front, `c9f2_0.webm`, does not reorder them); names that identify several recorders
+  (`rec1_0 … rec1_9, rec2_0 …`) are ordered recorder by recorder. Duplicate uploads of one
+  index (`9.webm`, `9-retry.webm`) count once (the largest copy wins); a chunk re-uploaded
+  under a new index is recognised by its media (same timecode, same bytes) and dropped.
 - A minimal EBML parser walks the byte-ordered concatenation of each recorder "run" (an EBML
   header starts a run: chunk 0, a recorder restart, or every chunk of a complete-file client).
   Header-less chunks are bare Cluster bytes that only make sense after their run's header.
@@ -16,12 +19,16 @@ How it works, streaming (one chunk, read 64 KiB at a time, is ever in memory):
   the next Cluster/EBML ID. Time lost shows up as a jump of the cluster timecodes and is kept
   as a hole in the timeline *and* reported as a `RecordingGap` (seconds from test start).
   Where timecodes cannot tell (a restart, a run whose header was lost), missing chunks count
-  `chunk_seconds` (3 s) each.
+  `chunk_seconds` (3 s) each. A gap ends where the picture resumes (the next video keyframe).
+  If the first recording's header chunk was lost, a later header (a restart of the same
+  browser) decodes it; an empty chunk (MediaRecorder's empty blob) is reported but the stream
+  goes on without a resync.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import subprocess
@@ -126,25 +133,69 @@ def natural_key(name: str) -> tuple[Any, ...]:
     return tuple(key)
 
 
+def recorder_key(name: str) -> str:
+    """The name without its index (and retry suffix): `rec2_0009-retry.webm` → `rec2_`."""
+    stem = _RETRY_SUFFIX.sub("", name.rsplit("/", 1)[-1].split(".", 1)[0])
+    numbers = list(_DIGITS.finditer(stem))
+    if not numbers:
+        return stem
+    return stem[: numbers[-1].start()] + stem[numbers[-1].end() :]
+
+
+def recorder_groups(names: Iterable[str]) -> dict[str, int] | None:
+    """{recorder key: rank} when the names identify several recorders, else None.
+
+    `rec1_0, rec1_1, rec2_0, rec2_1` are two recorders (each numbers its own chunks from 0):
+    a key shared by chunks of different indices is a recorder's id. `c9f2_0, 1ab7_1` are one
+    recorder whose uploader puts a random tag on every chunk: no key has two indices, so the
+    tags mean nothing and only the index orders them. Recorders rank in natural name order.
+    """
+    indices: dict[str, set[int]] = {}
+    for name in names:
+        index = chunk_index(name)
+        if index is not None:
+            indices.setdefault(recorder_key(name), set()).add(index)
+    if len(indices) < 2 or all(len(found) < 2 for found in indices.values()):
+        return None
+    return {key: rank for rank, key in enumerate(sorted(indices, key=natural_key))}
+
+
 def order_chunks(chunks: Iterable[Chunk]) -> tuple[list[tuple[int | None, Chunk]], list[str]]:
-    """Natural order by index; one chunk per index (the largest copy); returns (kept, dups)."""
-    ordered = sorted(chunks, key=lambda c: (chunk_index(c.name) is None, natural_key(c.name)))
+    """Order by recorder (when names identify several, see `recorder_groups`), then by the
+    numeric index (never the full name: a per-chunk tag in front must not reorder them); one
+    chunk per (recorder, index): the largest copy. Returns (kept, duplicates)."""
+    items = list(chunks)
+    groups = recorder_groups(c.name for c in items)
+
+    def slot(chunk: Chunk) -> tuple[int, int | None]:
+        rank = groups.get(recorder_key(chunk.name), 0) if groups else 0
+        return rank, chunk_index(chunk.name)
+
+    ordered = sorted(
+        items,
+        key=lambda c: (
+            chunk_index(c.name) is None,
+            slot(c)[0],
+            slot(c)[1] or 0,
+            natural_key(c.name),
+        ),
+    )
     kept: list[tuple[int | None, Chunk]] = []
     duplicates: list[str] = []
-    by_index: dict[int, int] = {}
+    by_slot: dict[tuple[int, int], int] = {}
     for chunk in ordered:
-        index = chunk_index(chunk.name)
-        if index is None or index not in by_index:
+        rank, index = slot(chunk)
+        if index is None or (rank, index) not in by_slot:
             if index is not None:
-                by_index[index] = len(kept)
+                by_slot[(rank, index)] = len(kept)
             kept.append((index, chunk))
             continue
-        slot = by_index[index]
-        current = kept[slot][1]
+        at = by_slot[(rank, index)]
+        current = kept[at][1]
         # A retry is a full re-upload; the original may be the truncated one.
         if (chunk.size or 0) > (current.size or 0):
             duplicates.append(current.name)
-            kept[slot] = (index, chunk)
+            kept[at] = (index, chunk)
         else:
             duplicates.append(chunk.name)
     return kept, duplicates
@@ -721,6 +772,20 @@ class Timeline:
         self.current_position = 0.0  # nominal test time of the current chunk (index × 3 s)
         self.skipped_runs: list[str] = []
         self.codecs: set[str] = set()
+        self.borrowing: str | None = None  # a later chunk lending its header to the first run
+        # Re-uploads: a cluster whose (input) timecode this run already had, and whose first
+        # block is byte-identical, is the same media again: dropped, not a restart.
+        self.seen: dict[int, bytes] = {}
+        self.cluster_input_tc: int | None = None
+        self.first_block = False
+        self.maybe_replay: int | None = None
+        self.opening = hashlib.blake2b(digest_size=16)
+        self.held: list[tuple[Any, ...]] = []
+        self.replaying = False
+        self.replayed: list[str] = []
+        # A gap ends where the picture resumes (the next video keyframe), not at the first
+        # sound: (start units, reason, chunks) until then.
+        self.open_gap: tuple[int, GapReason, tuple[str, ...]] | None = None
 
     # -- units
     def seconds(self, units: int) -> float:
@@ -744,7 +809,8 @@ class Timeline:
         if self.base_tracks is None:
             self._open_stream(ebml, timescale, tracks, tracks_raw)
             self.anchor_s = self.current_position
-            self._start_run("own", self.current_position, "no_header")
+            header: Literal["own", "borrowed"] = "borrowed" if self.borrowing else "own"
+            self._start_run(header, self.current_position, "no_header")
             return
         self.end_cluster()
         self.finish_divert()
@@ -858,10 +924,16 @@ class Timeline:
         self.offset = None
         self.anchor_s = anchor_s
         self.need_key = set(self.run_video)
+        self.seen = {}
         self.runs.append(_Run(self.current_chunk, header, reason))
 
     def on_cluster(self, timecode: int) -> None:
         self.end_cluster()
+        self.replaying = False
+        self.maybe_replay = None
+        self.cluster_input_tc, self.first_block = timecode, True
+        self.opening = hashlib.blake2b(digest_size=16)
+        self.held = []
         if self.track_map is None:  # a dropped run: its time becomes part of the next gap
             self.cluster_tc = None
             return
@@ -872,22 +944,86 @@ class Timeline:
             ts = timecode + self.offset
             tolerance = self.units(GAP_THRESHOLD_S)
             if ts < self.frontier - tolerance:
-                # The clock went back: a new recorder session whose header chunk was lost.
-                # Same browser, same settings: its clusters decode with the tracks we have.
-                self._start_run("borrowed", self._expected_start(), "restart")
-                self.offset = self.units(self.anchor_s) - timecode
-                self._gap_to(self.units(self.anchor_s), "restart")
+                if timecode in self.seen:
+                    self.maybe_replay = timecode  # decided by the cluster's first block
+                else:
+                    self._restart_without_header(timecode)
             elif ts > self.frontier + tolerance:
                 self._gap_to(ts, self.lost_reason if self.lost_chunks else "timecode_jump")
         self.cluster_tc = timecode + self.offset
         self.out_cluster_tc = self.cluster_tc
 
+    def _restart_without_header(self, timecode: int) -> None:
+        """The clock went back: a new recorder session whose header chunk was lost. Same
+        browser, same settings: its clusters decode with the tracks we have."""
+        self._start_run("borrowed", self._expected_start(), "restart")
+        self.offset = self.units(self.anchor_s) - timecode
+        self._gap_to(self.units(self.anchor_s), "restart")
+        self.cluster_tc = self.out_cluster_tc = timecode + self.offset
+
     def _gap_to(self, ts: int, reason: GapReason) -> None:
+        """Open a gap from the end of the media so far; it closes at `ts` or, when the run has
+        video, at the first video keyframe written after it (see `_close_gap`)."""
         start = self.frontier if self.first_ts is not None else 0
-        if ts - start >= self.units(0.5) or (self.lost_chunks and ts > start):
-            start_s, end_s = round(self.seconds(start), 3), round(self.seconds(ts), 3)
-            self.gaps.append(RecordingGap(start_s, end_s, reason, tuple(self.lost_chunks)))
+        chunks = tuple(self.lost_chunks)
+        if self.open_gap is not None:  # still no picture since the last gap: one gap
+            start, reason, chunks = self.open_gap[0], self.open_gap[1], self.open_gap[2] + chunks
         self.lost_chunks = []
+        if ts <= start:
+            return
+        self.open_gap = (start, reason, chunks)
+        if not self.run_video:
+            self._close_gap(ts)
+
+    def _close_gap(self, ts: int) -> None:
+        if self.open_gap is None:
+            return
+        start, reason, chunks = self.open_gap
+        self.open_gap = None
+        if ts - start >= self.units(0.5) or (chunks and ts > start):
+            start_s, end_s = round(self.seconds(start), 3), round(self.seconds(ts), 3)
+            self.gaps.append(RecordingGap(start_s, end_s, reason, chunks))
+
+    def finish(self) -> None:
+        """End of input: a gap still waiting for a video keyframe ends with the media."""
+        self._close_gap(self.frontier)
+
+    def _is_replay(self, raw: bytes, track: int, block: tuple[Any, ...]) -> bool:
+        """Called for every block. Remembers each cluster's opening (its blocks up to and
+        including the first video block: sound alone may be identical digital silence), and
+        for a cluster that went back in time holds its blocks until that opening is known:
+        identical to the one this run had at that timecode → a re-upload, dropped; otherwise
+        a recorder restart whose header was lost. Returns True when the block is consumed."""
+        if not self.first_block:
+            return self.replaying
+        self.opening.update(raw)
+        is_video = self.track_map is not None and self.track_map.get(track) in self.run_video
+        opening_done = is_video or not self.run_video
+        if self.maybe_replay is not None:
+            self.held.append(block)
+            if not opening_done:
+                return True
+        if not opening_done:
+            return False
+        self.first_block = False
+        digest = self.opening.digest()
+        if self.maybe_replay is None:
+            if self.cluster_input_tc is not None:
+                self.seen.setdefault(self.cluster_input_tc, digest)
+            return False
+        timecode, self.maybe_replay = self.maybe_replay, None
+        held, self.held = self.held, []
+        if self.seen.get(timecode) == digest:
+            self.replaying = True
+            if self.current_chunk not in self.replayed:
+                self.replayed.append(self.current_chunk)
+                log.warning("chunk %s repeats media already stitched; dropped",
+                            self.current_chunk)  # fmt: skip
+            return True
+        self._restart_without_header(timecode)
+        for args in held:
+            self.on_block(*args)
+        return True
 
     def on_block(self, raw: bytes, track_at: int, track: int, rel: int, key: bool) -> None:
         if self.track_map is None:
@@ -896,11 +1032,15 @@ class Timeline:
             return
         if self.cluster_tc is None or track not in self.track_map:
             return
+        if self._is_replay(raw, track, (raw, track_at, track, rel, key)):
+            return
         out_track = self.track_map[track]
         if out_track in self.need_key:
             if not key:
                 return  # inter frames after a loss reference frames we do not have
             self.need_key.discard(out_track)
+        if self.open_gap is not None and out_track in self.run_video:
+            self._close_gap(self.cluster_tc + rel)
         if out_track != track:  # same vint length (checked when the run was mapped)
             raw = retrack(raw, track_at, track, out_track)
         ts = self.cluster_tc + rel
@@ -1052,6 +1192,7 @@ def stitch_chunks(
     try:
         _feed_all(ordered, parser, timeline, stats, problems, missing, chunk_seconds)
         parser.discontinuity()
+        timeline.finish()
         timeline.finish_divert()
         if parser.blocks == 0 or timeline.first_ts is None:
             raise InvalidInputError("INPUT_URI", _no_media_reason(stats, parser, timeline))
@@ -1063,7 +1204,7 @@ def stitch_chunks(
         output=output,
         chunks_total=len(items),
         chunks_used=len(set().union(*(r.chunks for r in timeline.runs))),
-        duplicates=tuple(duplicates),
+        duplicates=(*duplicates, *timeline.replayed),
         bad_chunks=tuple(problems),
         missing_indices=tuple(missing),
         runs=timeline.run_reports(),
@@ -1094,11 +1235,17 @@ def _feed_all(
     chunk_seconds: float,
 ) -> None:
     previous: int | None = None
+    groups = recorder_groups(c.name for _, c in ordered)
+    recorder = recorder_key(ordered[0][1].name) if ordered else ""
     for position, (index, chunk) in enumerate(ordered):
+        if groups and recorder_key(chunk.name) != recorder:
+            # The next recorder numbers its chunks from 0 again.
+            recorder, previous = recorder_key(chunk.name), -1
         if index is not None and previous is not None and index > previous + 1:
             lost = list(range(previous + 1, index))
             missing.extend(lost)
-            timeline.note_lost([str(i) for i in lost], "missing_chunks")
+            prefix = recorder if groups else ""
+            timeline.note_lost([f"{prefix}{i}" for i in lost], "missing_chunks")
             parser.discontinuity()
         previous = index if index is not None else previous
         timeline.current_chunk = chunk.name
@@ -1109,18 +1256,68 @@ def _feed_all(
             0.0 if position == 0 else (index if index is not None else position) * chunk_seconds
         )
         truncated_before = parser.truncated
-        problem = _feed_chunk(chunk, parser, stats)
+
+        def borrow(first: bytes) -> None:
+            if first.startswith(CLUSTER_MAGIC):
+                _borrow_header(ordered, parser, timeline, chunk_seconds)
+
+        problem = _feed_chunk(chunk, parser, stats, borrow if position == 0 else None)
         if parser.truncated > truncated_before and position > 0:
             name = ordered[position - 1][1].name
             problems.append(ChunkProblem(name, "truncated (ends inside an element)"))
             timeline.note_lost([name], "bad_chunks")
-        if problem:
+        if problem == EMPTY_CHUNK:
+            # MediaRecorder hands out empty blobs (nothing was recorded in that slice); the
+            # stream goes on in the next chunk, so no resync. If media was really lost, the
+            # next cluster's timecode jumps and that is the gap.
+            problems.append(ChunkProblem(chunk.name, problem))
+        elif problem:
             problems.append(ChunkProblem(chunk.name, problem))
             timeline.note_lost([chunk.name], "bad_chunks")
             parser.discontinuity()
 
 
-def _feed_chunk(chunk: Chunk, parser: WebmParser, stats: _ChunkStats) -> str | None:
+EMPTY_CHUNK = "empty (0 bytes)"
+
+
+def _borrow_header(
+    ordered: Sequence[tuple[int | None, Chunk]],
+    parser: WebmParser,
+    timeline: Timeline,
+    chunk_seconds: float,
+) -> bool:
+    """When the first chunk we have is header-less (the header chunk was lost), prime the
+    parser with the first later chunk's header (EBML … Tracks): the same browser restarted
+    with the same settings writes the same tracks, so the first recording's clusters decode
+    with it instead of being dropped. Returns True when a header was borrowed."""
+    for _, chunk in ordered[1:]:
+        with chunk.opener() as stream:
+            head = stream.read(MAX_HEADER_ELEMENT)
+        cluster = head.find(CLUSTER_MAGIC)
+        if not head.startswith(EBML_MAGIC) or cluster < 0:
+            continue
+        index = ordered[0][0]
+        timeline.borrowing = chunk.name
+        timeline.current_chunk = ordered[0][1].name
+        timeline.current_position = (index if index is not None else 1) * chunk_seconds
+        parser.feed(head[:cluster])
+        parser.discontinuity()
+        timeline.borrowing = None
+        if timeline.base_tracks is not None:
+            log.warning(
+                "the first recording's header chunk is missing; decoding with %s's header",
+                chunk.name,
+            )
+            return True
+    return False
+
+
+def _feed_chunk(
+    chunk: Chunk,
+    parser: WebmParser,
+    stats: _ChunkStats,
+    before: Callable[[bytes], None] | None = None,
+) -> str | None:
     """Stream one chunk into the parser; returns why the chunk is bad, or None."""
     blocks_before, discarded_before = parser.blocks, parser.discarded
     after_loss = parser.state == "resync" and parser.have_header
@@ -1129,8 +1326,10 @@ def _feed_chunk(chunk: Chunk, parser: WebmParser, stats: _ChunkStats) -> str | N
         first = stream.read(READ_SIZE)
         if not first:
             stats.empty += 1
-            return "empty (0 bytes)"
+            return EMPTY_CHUNK
         stats.first_bytes.setdefault(chunk.name, first[:8])
+        if before is not None:
+            before(first)
         if first.startswith((EBML_MAGIC, CLUSTER_MAGIC)):
             stats.magic_seen = True
             if parser.mid_element:
@@ -1211,6 +1410,7 @@ class _Prefetcher:
         self.order: dict[str, int] = {}
         self.rank_to_ref: dict[int, int] = {}
         self.submitted: set[int] = set()
+        self.reopened = 0
 
     def __enter__(self) -> _Prefetcher:
         return self
@@ -1239,7 +1439,12 @@ class _Prefetcher:
             rank = self.order[self.refs[i].name]
             for ahead in range(rank, rank + self.depth + 1):
                 self._submit(ahead)
-            path = self.futures.pop(rank).result()
+            future = self.futures.pop(rank, None)
+            if future is None:  # opened before (a header borrowed ahead of its turn)
+                self.reopened += 1
+                target = self.scratch / f"{rank:06d}.again{self.reopened}"
+                future = self.pool.submit(self.storage.download, self.refs[i].uri, target)
+            path = future.result()
             handle = path.open("rb")
             path.unlink()  # the open handle keeps the data readable
             return handle
