@@ -1,12 +1,16 @@
 """``make demo``: both DAGs end to end on local stand-ins, from a fresh clone.
 
 1. starts a moto S3 server on a free port and creates a recordings and a results bucket;
-2. generates a screenshare MP4 and a chunked webcam session with ffmpeg
-   (``devtools.media``) and uploads them the way TUS leaves them;
-3. starts the local fake Gemini, unless ``GEMINI_API_KEY`` is set (then the real API);
+2. generates the story's recordings with ffmpeg and espeak-ng (``devtools.story``: a
+   screenshare with typing, a terminal error, an AI-assistant page, a large paste and idle
+   minutes; a webcam session with a covered camera and a second voice) and uploads them the
+   way TUS leaves them, one webcam chunk lost on the way;
+3. starts the local fake Gemini answering from the same story, unless ``GEMINI_API_KEY`` is
+   set (then the real API); the fake's answers say they are scripted;
 4. runs ``task_analysis`` and ``proctor_video`` through ``airflow dags test`` in local
    launcher mode, with a throwaway Airflow home under ``.demo/``;
-5. copies the outputs to ``.demo/results/`` and prints a short summary; stops everything.
+5. copies the outputs to ``.demo/results/``, prints a short summary and the two
+   ``report.html`` paths; stops everything.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +37,8 @@ RESULTS_BUCKET = "demo-results"
 SUBMISSION_ID = "S-1001"
 TASK_BRIEF = "Build a small REST API with one endpoint and a unit test."
 RUBRIC = "Correctness; test coverage; clarity of commits; use of documentation."
+# Short enough that every part of the story lands in its own segment; 240 s in total.
+DEMO_SEGMENT_SECONDS = "30"
 
 
 def _s3(endpoint: str) -> Any:
@@ -49,11 +56,12 @@ def _boto_credentials() -> dict[str, str]:
 
 
 def upload_recordings(endpoint: str, media_dir: Path, analysis_id: str) -> dict[str, str]:
-    """Generate and upload one screenshare and one chunked webcam session; return their URIs."""
-    from devtools import media
+    """Generate and upload the story's screenshare and chunked webcam session (one chunk lost
+    on the way, as an unreliable upload would); return their URIs."""
+    from devtools import media, story
 
-    screen = media.make_screenshare(media_dir / "screen.mp4", duration=45, idle=[(30, 40)])
-    webcam = media.make_live_webcam(media_dir / "webcam.webm", duration=12)
+    screen = media.make_scripted_screenshare(media_dir / "screen.mp4")
+    webcam = media.make_scripted_webcam(media_dir / "webcam.webm")
     chunks = media.split_clusters(webcam, media_dir / "chunks")
     s3 = _s3(endpoint)
     for bucket in (RECORDINGS_BUCKET, RESULTS_BUCKET):
@@ -63,6 +71,8 @@ def upload_recordings(endpoint: str, media_dir: Path, analysis_id: str) -> dict[
     for chunk in chunks:
         # Zero-padded like the TUS hook names them, so lexical order is time order.
         index = int(chunk.stem)
+        if index in story.WEBCAM_LOST_CHUNKS:
+            continue
         s3.upload_file(str(chunk), RECORDINGS_BUCKET, f"webcam/{analysis_id}/{index:06d}.webm")
     return {
         "screenshare_uri": f"s3://{RECORDINGS_BUCKET}/{screen_key}",
@@ -89,8 +99,24 @@ def gemini(log_dir: Path) -> Iterator[str | None]:
         yield None
         return
     with af.fake_gemini(log_path=log_dir / "fake_gemini.log") as url:
-        print(f"GEMINI_API_KEY is not set: using the local fake Gemini at {url}.")
+        scripted_answers(url)
+        print(
+            f"GEMINI_API_KEY is not set: using the local fake Gemini at {url}, answering from "
+            "the demo's script (devtools/story.py)."
+        )
         yield url
+
+
+def scripted_answers(url: str) -> None:
+    """Make the fake answer from the story instead of synthesising random values."""
+    request = urllib.request.Request(
+        f"{url}/_fake/config",
+        data=json.dumps({"answers": "demo"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
 
 
 def describe(kind: str, result: Mapping[str, Any] | None) -> list[str]:
@@ -106,7 +132,12 @@ def describe(kind: str, result: Mapping[str, Any] | None) -> list[str]:
         f"segments analysed, {coverage.get('seconds_analysed')} of "
         f"{coverage.get('duration_s')} s",
         f"  model usage: {usage.get('calls')} calls, {usage.get('input_tokens')} input / "
-        f"{usage.get('output_tokens')} output tokens",
+        f"{usage.get('output_tokens')} output tokens"
+        + (
+            f", estimated ${usage['estimated_usd']:.4f} at list prices"
+            if isinstance(usage.get("estimated_usd"), int | float)
+            else ""
+        ),
     ]
     report = result.get("report") if isinstance(result.get("report"), dict) else {}
     if report.get("summary"):
@@ -147,7 +178,7 @@ def run(keep_airflow_home: bool = False) -> int:
             recordings_bucket=RECORDINGS_BUCKET,
             results_bucket=RESULTS_BUCKET,
             gemini_base_url=gemini_url,
-            extra={"SEGMENT_SECONDS": "15"},
+            extra={"SEGMENT_SECONDS": DEMO_SEGMENT_SECONDS},
         )
         print("preparing a throwaway Airflow (SQLite) under .demo/airflow ...")
         af.migrate(env)
@@ -189,6 +220,10 @@ def _summary(results_dir: Path, outcomes: list[af.DagTestOutcome], elapsed: floa
         lines.extend(describe(outcome.dag_id, result))
         if outcome.dag_id == "proctor_video" and (folder / "video.webm").is_file():
             lines.append(f"  stitched video: {(folder / 'video.webm').relative_to(af.REPO)}")
+    lines += ["", "Open the reports in a browser:"]
+    for outcome in outcomes:
+        report = results_dir / outcome.dag_id / SUBMISSION_ID / "report.html"
+        lines.append(f"  {report if report.is_file() else f'(no report.html) {report}'}")
     return "\n".join(lines)
 
 
@@ -211,7 +246,7 @@ def standalone() -> int:
             results_bucket=RESULTS_BUCKET,
             gemini_base_url=gemini_url,
             extra={
-                "SEGMENT_SECONDS": "15",
+                "SEGMENT_SECONDS": DEMO_SEGMENT_SECONDS,
                 "AIRFLOW__API__PORT": str(port),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
