@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from analysis_engine.errors import ModelCallError
-from analysis_engine.gemini import GeminiClient, retry_delay_seconds
+from analysis_engine.gemini import GeminiClient, retry_delay_seconds, sdk_transport
 from analysis_engine.models import MediaHandle
 from analysis_engine.settings import Settings
 from devtools.fake_gemini import FakeGemini
@@ -404,6 +404,43 @@ def test_sdk_retries_are_fully_off(clock: FakeClock, caplog: pytest.LogCaptureFi
     assert elapsed[0] < 1.9  # that retry sleeps >= 1 s per attempt
     assert info.value.attempts == 2 and info.value.retryable
     assert len(clock.sleeps) == 1  # our backoff, once
+
+
+def test_the_sdk_sends_through_the_pinned_transport(fake: FakeGemini, clock: FakeClock) -> None:
+    """containers/requirements.txt pins aiohttp because the SDK picks it whenever installed."""
+    client = client_for(fake, clock)
+    assert sdk_transport() == "aiohttp"
+    assert client._sdk._api_client._use_aiohttp()  # the SDK's own decision agrees
+    run(client.aclose())
+
+
+def test_network_errors_of_the_fallback_transport_are_retried(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without aiohttp the SDK falls back to httpx2, whose errors are not httpx's: a refused
+    connection there is a network error worth a retry, not an unexpected final failure."""
+    from google.genai import _api_client
+
+    monkeypatch.setattr(_api_client, "has_aiohttp", False)  # as if it were not installed
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings = Settings(
+        analysis_id="t",
+        input_uri="file:///i",
+        output_uri="file:///o/",
+        gemini_base_url=f"http://127.0.0.1:{closed_port}",
+        gemini_max_attempts=2,
+    )
+
+    async def scenario() -> None:
+        async with GeminiClient.from_settings(settings, sleep=clock.sleep, clock=clock) as client:
+            assert not client._sdk._api_client._use_aiohttp()
+            await ask(client)
+
+    with pytest.raises(ModelCallError, match="network error: ConnectError") as info:
+        run(scenario())
+    assert info.value.attempts == 2 and info.value.retryable
 
 
 # -- configuration ------------------------------------------------------------------------

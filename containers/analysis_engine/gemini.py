@@ -27,9 +27,11 @@ The API key is never logged: log lines carry model, attempt, reason and wait onl
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import time
@@ -38,8 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
-import httpx
 import pydantic
 from google import genai
 from google.genai import errors as genai_errors
@@ -75,11 +75,43 @@ MEDIA_RESOLUTIONS = {
     "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
 }
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s\s*$")
+# The SDK's async transport is aiohttp when installed (the image pins it: see
+# containers/requirements.txt), else its httpx2 fallback (or httpx, when asked to by
+# GOOGLE_GENAI_HTTP_CLIENT). Whichever one runs, its network errors are worth a retry.
+_TRANSPORT_ERRORS = {
+    "aiohttp": "ClientError",
+    "httpx2": "TransportError",
+    "httpx": "TransportError",
+}
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The network-error base classes of every SDK transport installed here."""
+    found: list[type[BaseException]] = []
+    for module_name, class_name in _TRANSPORT_ERRORS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue  # not installed: the SDK cannot use it either
+        found.append(getattr(module, class_name))
+    return tuple(found)
+
+
+def sdk_transport() -> str:
+    """The library the SDK's async calls go through: aiohttp whenever it is importable
+    (and no httpx client is injected, which we never do), else the SDK's httpx default."""
+    try:
+        importlib.import_module("aiohttp")
+    except ImportError:
+        chosen = os.environ.get("GOOGLE_GENAI_HTTP_CLIENT", "").strip().lower()
+        return chosen if chosen == "httpx" else "httpx2"
+    return "aiohttp"
+
+
 _TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
-    aiohttp.ClientError,
-    httpx.TransportError,
     ConnectionError,
+    *transport_errors(),
 )
 
 
@@ -177,6 +209,7 @@ class GeminiClient:
             retry_options=types.HttpRetryOptions(attempts=1),  # see the module doc
         )
         sdk = genai.Client(api_key=api_key, vertexai=False, http_options=http_options)
+        log.info("Gemini transport: %s", sdk_transport())
         budget = Budget(
             settings.gemini_rpm_budget, settings.gemini_tpm_budget, clock=clock, sleep=sleep
         )
