@@ -2,14 +2,14 @@
 
 settings → fetch (download one object, or stitch a chunk prefix) → probe → kind.prepare
 (deterministic work that never needs the model) → plan (idle skipping) → cut → MAP
-(checkpointed) → REDUCE → `result.json`, written atomically whatever happens after
-start-up. The last log line states the outcome in one sentence.
+(checkpointed) → REDUCE → `result.json` (publish.py), written whatever happens after
+start-up. SIGTERM and `RUN_DEADLINE_SECONDS` stop new work from starting (stopping.py). The
+last log line states the outcome in one sentence.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -19,27 +19,27 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
-from pydantic import BaseModel
-
-from analysis_engine import media, stitch
+from analysis_engine import media
 from analysis_engine.checkpoints import StorageCheckpoints
+from analysis_engine.clips import segment_clips
 from analysis_engine.errors import AnalysisError, InvalidInputError
 from analysis_engine.gemini import GeminiClient
+from analysis_engine.kinds import AnalysisKind, RunContext
 from analysis_engine.mapreduce import (
     Clip,
     MapConfig,
     MapRunner,
-    MapSpec,
-    analysed_outputs,
-    run_reduce,
-)
-from analysis_engine.models import Interval, MediaInfo, Segment, SegmentPlan
-from analysis_engine.planning import plan_segments
-from analysis_engine.result import (
-    Kind,
     SegmentOutcome,
+    analysed_outputs,
+)
+from analysis_engine.models import Segment, SegmentPlan
+from analysis_engine.planning import plan_segments
+from analysis_engine.publish import outcome_sentence, publish_result
+from analysis_engine.recording import fetch_recording
+from analysis_engine.reduce import ReduceStage, reduce_findings
+from analysis_engine.result import (
     Status,
     build_result,
     coverage_of,
@@ -47,58 +47,14 @@ from analysis_engine.result import (
     map_status,
     utc_now,
 )
-from analysis_engine.settings import Settings, output_uri_from_env
+from analysis_engine.settings import Settings
+from analysis_engine.startup import reject_at_startup
+from analysis_engine.stopping import STOPPED, RunStop, Stopped
 from analysis_engine.storage import Storage
 
 log = logging.getLogger("analysis")
 
-
-@dataclass
-class RunContext:
-    """What a kind's hooks may use: settings, storage, scratch space and the recording."""
-
-    settings: Settings
-    storage: Storage
-    work_dir: Path
-    video: Path
-    info: MediaInfo
-    stitch_report: stitch.StitchReport | None = None
-
-    def output_uri(self, name: str) -> str:
-        return self.storage.join(self.settings.output_uri, name)
-
-
-class AnalysisKind(MapSpec, Protocol):
-    """What a container supplies on top of MAP: REDUCE and report assembly."""
-
-    name: Kind
-    reduce_schema: type[BaseModel]
-    skip_idle: bool
-
-    def prepare(self, run: RunContext) -> dict[str, Any]: ...
-
-    def reduce_prompt(
-        self,
-        analysed: Sequence[tuple[Segment, dict[str, Any]]],
-        *,
-        coverage: dict[str, Any],
-        run: RunContext,
-        extras: dict[str, Any],
-    ) -> str: ...
-
-    def assemble_report(
-        self,
-        *,
-        reduced: BaseModel | None,
-        analysed: Sequence[tuple[Segment, dict[str, Any]]],
-        coverage: dict[str, Any],
-        run: RunContext,
-        extras: dict[str, Any],
-    ) -> dict[str, Any]: ...
-
-    def fallback_report(self, *, run: RunContext, extras: dict[str, Any]) -> dict[str, Any] | None:
-        """The report when no segment could be analysed (what was found without the model)."""
-        ...
+__all__ = ["AnalysisKind", "RunContext", "main", "run_analysis"]
 
 
 @dataclass
@@ -114,25 +70,35 @@ class _Run:
     kind: AnalysisKind
     settings: Settings
     storage: Storage
+    stop: RunStop
     timings: dict[str, float] = field(default_factory=dict)
     client: GeminiClient | None = None
+    input_identity: str | None = None
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str, *, blocking: bool = True) -> Iterator[None]:
+        """A timed phase; blocking ones are interrupted by SIGTERM on the spot."""
         started = time.monotonic()
         try:
-            yield
+            if blocking:
+                with self.stop.blocking():
+                    yield
+            else:
+                self.stop.check()
+                yield
         finally:
             self.timings[f"{name}_s"] = time.monotonic() - started
 
     async def analyse(self, work_dir: Path) -> Outcome:
         settings = self.settings
         # First, so a missing key fails before any download (it makes no call yet).
-        self.client = client = GeminiClient.from_settings(settings)
+        self.client = client = GeminiClient.from_settings(settings, kind=self.kind.name)
         with self.phase("fetch"):
-            video, stitch_report = fetch_recording(settings, self.storage, work_dir)
+            recording = fetch_recording(settings, self.storage, work_dir)
+        self.input_identity = recording.identity
+        stitch_report = recording.stitch_report
         with self.phase("probe"):
-            info = media.probe(video, field="INPUT_URI")
+            info = media.probe(recording.path, field="INPUT_URI")
             if stitch_report is not None and stitch_report.start_s > 0:
                 # A stitched file keeps test-clock timestamps, so when the test's first chunks
                 # were lost its container duration is the end time; planning needs the length.
@@ -145,19 +111,22 @@ class _Run:
             f" + {info.audio_codec} audio" if info.audio_codec else ", no audio",
             info.size_bytes / 1e6,
         )
-        run = RunContext(settings, self.storage, work_dir, video, info, stitch_report)
+        run = RunContext(settings, self.storage, work_dir, recording.path, info, stitch_report)
         with self.phase("prepare"):
             extras = self.kind.prepare(run)
         try:
             with self.phase("plan"):
                 plan = self._plan(run)
             with self.phase("cut"):
-                clips = segment_clips(video, info, plan, work_dir / "segments")
+                clips = segment_clips(recording.path, info, plan, work_dir / "segments")
             outcomes = await self._map(plan, clips, client)
             return await self._reduce(outcomes, run, extras, client)
-        except AnalysisError as exc:
+        except (AnalysisError, Stopped) as exc:
             # What was found without the model (the proctor's signals) is still the report.
-            log.exception("analysis failed after preparation")
+            if isinstance(exc, Stopped):
+                log.warning("stopped after preparation")
+            else:
+                log.exception("analysis failed after preparation")
             return Outcome("failed", str(exc), self.kind.fallback_report(run=run, extras=extras))
 
     def _plan(self, run: RunContext) -> SegmentPlan:
@@ -191,9 +160,17 @@ class _Run:
         settings = self.settings
         config = MapConfig(
             model=settings.map_model,
-            concurrency=settings.map_concurrency,
+            # A shared (fleet) budget admits as many calls as its window holds, and queues
+            # the fleet in order; a per-container share keeps MAP_CONCURRENCY.
+            concurrency=client.budget.in_flight_bound(
+                settings.map_model,
+                round(settings.segment_seconds * settings.tokens_per_second),
+                settings.map_concurrency,
+            ),
             tokens_per_second=settings.tokens_per_second,
             media_resolution=settings.media_resolution,
+            input_identity=self.input_identity or "",
+            context=settings.analysis_context,
         )
         runner = MapRunner(
             client=client,
@@ -202,8 +179,9 @@ class _Run:
             checkpoints=StorageCheckpoints(self.storage, settings.output_uri),
             clips=clips,
             progress=log_segment_progress,
+            stop=self.stop,
         )
-        with self.phase("map"):
+        with self.phase("map", blocking=False):
             return await runner.run(plan)
 
     async def _reduce(
@@ -221,73 +199,62 @@ class _Run:
             )
         analysed = analysed_outputs(outcomes)
         reduced = None
-        if analysed:
-            prompt = self.kind.reduce_prompt(analysed, coverage=coverage, run=run, extras=extras)
-            with self.phase("reduce"):
-                reduced, reduce_error = await run_reduce(
-                    client=client,
-                    model=self.settings.reduce_model,
-                    prompt=prompt,
-                    schema=self.kind.reduce_schema,
-                )
+        if analysed and self.stop.terminated:
+            error = _joined(error, "REDUCE skipped: stopped")
+        elif analysed:
+            reduced, reduce_error = await self._reduce_call(analysed, coverage, run, extras, client)
             if reduce_error:
                 # The MAP findings still make a report; say what is missing.
-                status, error = "partial", "; ".join(e for e in (error, reduce_error) if e)
+                status, error = "partial", _joined(error, reduce_error)
         report = self.kind.assemble_report(
             reduced=reduced, analysed=analysed, coverage=coverage, run=run, extras=extras
         )
         return Outcome(status, error, report, coverage)
 
+    async def _reduce_call(
+        self,
+        analysed: Sequence[tuple[Segment, dict[str, Any]]],
+        coverage: dict[str, Any],
+        run: RunContext,
+        extras: dict[str, Any],
+        client: GeminiClient,
+    ) -> tuple[Any, str | None]:
+        def build(findings: Sequence[tuple[Segment, dict[str, Any]]], stage: ReduceStage) -> str:
+            return self.kind.reduce_prompt(
+                findings, coverage=coverage, run=run, extras=extras, stage=stage
+            )
 
-def fetch_recording(
-    settings: Settings, storage: Storage, work_dir: Path
-) -> tuple[Path, stitch.StitchReport | None]:
-    """One object is downloaded as is; a chunk prefix is stitched into one WebM."""
-    if settings.input_is_prefix:
-        chunks = storage.list_chunks(settings.input_uri)
-        if not chunks:
-            raise InvalidInputError("INPUT_URI", f"no chunks under prefix {settings.input_uri}")
-        log.info("stitching %d chunks from %s", len(chunks), settings.input_uri)
-        return stitch.stitch_from_storage(storage, chunks, work_dir / "stitched.webm")
-    ref = storage.stat(settings.input_uri, field="INPUT_URI")
-    if ref.size_bytes == 0:
-        raise InvalidInputError("INPUT_URI", f"{settings.input_uri} is empty (0 bytes)")
-    suffix = Path(settings.input_uri).suffix.lower() or ".bin"
-    path = storage.download(settings.input_uri, work_dir / f"input{suffix}")
-    return path, None
-
-
-# The Files API takes files up to 2 GB; stay clear of the edge.
-FILES_API_MAX_BYTES = 1_900_000_000
-
-
-def segment_clips(
-    video: Path, info: MediaInfo, plan: SegmentPlan, out_dir: Path, *, threads: int | None = None
-) -> dict[int, Clip]:
-    """What the model reads per segment. With regular keyframes: stream-copied cuts (cheap,
-    uploaded and retried one by one). With sparse keyframes exact cuts would mean re-encoding
-    the whole recording (~27x realtime on one core), so the recording is uploaded once and
-    each segment is a `videoMetadata` clip of it instead."""
-    whole = _whole_file_mime(info)
-    if plan.mode == "reencode" and whole is not None:
-        log.info("sparse keyframes: one upload, segments as clip offsets (no re-encode)")
-        return {s.index: Clip(video, whole, Interval(s.start_s, s.end_s)) for s in plan.to_analyse}
-    files = media.cut_segments(video, plan, out_dir, info=info, threads=threads)
-    return {i: Clip(path, media.mime_type_for(path)) for i, path in files.items()}
+        with self.phase("reduce", blocking=False):
+            finished, result = await self.stop.unless_terminated(
+                reduce_findings(
+                    client=client,
+                    model=self.settings.reduce_model,
+                    schema=self.kind.reduce_schema,
+                    findings=analysed,
+                    build_prompt=build,
+                )
+            )
+        if not finished:
+            return None, "REDUCE cut off: stopped"
+        coverage["reduce"] = result.coverage_note()
+        error = result.error
+        if result.compacted:
+            spans = ", ".join(f"{c['start_s']:.0f}-{c['end_s']:.0f} s" for c in result.compacted)
+            error = _joined(error, f"REDUCE input compacted to fit the prompt ({spans})")
+        return result.reduced, error
 
 
-def _whole_file_mime(info: MediaInfo) -> str | None:
-    """The MIME type under which Gemini takes the recording as it is, or None."""
-    container = media.copy_container(info)
-    if info.size_bytes > FILES_API_MAX_BYTES or container is None:
-        return None
-    return f"video/{container}" if container in info.format_name else None
+def _joined(*parts: str | None) -> str | None:
+    return "; ".join(p for p in parts if p) or None
 
 
 def log_segment_progress(outcome: SegmentOutcome, done: int, total: int) -> None:
     seg = outcome.segment
     span = f"[{seg.start_s:.0f}-{seg.end_s:.0f} s]"
-    if outcome.output is None:
+    if outcome.skip_reason is not None:
+        log.info("segment %d done %d/%d %s not started (%s)",
+                 seg.index, done, total, span, outcome.skip_reason)  # fmt: skip
+    elif outcome.output is None:
         log.warning(
             "segment %d done %d/%d %s FAILED after %d attempts: %s",
             seg.index, done, total, span, outcome.attempts, outcome.error,
@@ -309,17 +276,21 @@ def run_analysis(kind: AnalysisKind, env: Mapping[str, str]) -> int:
     try:
         settings = Settings.from_env(env)
     except InvalidInputError as exc:
-        return _reject_at_startup(kind, env, storage, exc, started_at)
-    run = _Run(kind, settings, storage)
+        return reject_at_startup(kind.name, env, storage, exc, started_at)
+    stop = RunStop(settings.run_deadline_seconds)
+    run = _Run(kind, settings, storage, stop)
     clock = time.monotonic()
-    try:
-        settings.work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{kind.name}-") as work:
-            outcome = _execute(run, Path(work))
-    except OSError as exc:  # scratch space missing, read-only or full
-        outcome = Outcome("failed", f"scratch space {settings.work_dir}: {exc}")
-    run.timings["total_s"] = time.monotonic() - clock
-    return _publish(run, outcome, started_at)
+    with stop.installed():
+        try:
+            settings.work_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=settings.work_dir, prefix=f"{kind.name}-") as work:
+                outcome = _execute(run, Path(work))
+        except OSError as exc:  # scratch space missing, read-only or full
+            outcome = Outcome("failed", f"scratch space {settings.work_dir}: {exc}")
+        except Stopped:  # SIGTERM while the scratch space was being cleaned up
+            outcome = Outcome("failed", STOPPED)
+        run.timings["total_s"] = time.monotonic() - clock
+        return _publish(run, outcome, started_at)
 
 
 def _execute(run: _Run, work_dir: Path) -> Outcome:
@@ -328,10 +299,13 @@ def _execute(run: _Run, work_dir: Path) -> Outcome:
             return await run.analyse(work_dir)
         finally:
             if run.client is not None:
-                await run.client.aclose()
+                await run.client.aclose()  # deletes every uploaded file still held
 
     try:
         return asyncio.run(go())
+    except Stopped:
+        log.warning("stopped before preparation finished")
+        return Outcome("failed", STOPPED)
     except InvalidInputError as exc:
         return Outcome("invalid_input", str(exc))
     except AnalysisError as exc:  # configuration, storage or ffmpeg trouble: says what failed
@@ -355,76 +329,15 @@ def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
         timings=run.timings,
         models={"map": settings.map_model, "reduce": settings.reduce_model},
         started_at=started_at,
+        input_uri=settings.input_uri,
+        input_identity=run.input_identity,
     )
-    result = _scrubbed(result, settings.gemini_api_key)
-    uri = run.storage.join(settings.output_uri, "result.json")
-    code = exit_code_for(outcome.status, result["error"])
-    try:
-        run.storage.write_json(uri, result)
-    except Exception as exc:
-        log.error("could not write %s: %s", uri, exc)
-        code = 1
-    log.info("%s", outcome_sentence(result, uri, code))
+    published = publish_result(
+        run.storage, settings.output_uri, result, secret=settings.gemini_api_key
+    )
+    code = exit_code_for(outcome.status, result["error"]) if published.written else 1
+    log.info("%s", outcome_sentence(result, published, code))
     return code
-
-
-def _reject_at_startup(
-    kind: AnalysisKind,
-    env: Mapping[str, str],
-    storage: Storage,
-    exc: InvalidInputError,
-    started_at: str,
-) -> int:
-    """Bad settings: still leave an `invalid_input` result when OUTPUT_URI itself is usable."""
-    output_uri = output_uri_from_env(env)
-    if output_uri is None:
-        log.error(
-            "%s invalid input, no result written (OUTPUT_URI unusable): %s; exit 2", kind.name, exc
-        )
-        return 2
-    result = build_result(
-        kind=kind.name,
-        analysis_id=(env.get("ANALYSIS_ID") or None),
-        status="invalid_input",
-        error=str(exc),
-        report=None,
-        coverage=None,
-        usage={},
-        timings={},
-        models={},
-        started_at=started_at,
-    )
-    uri = storage.join(output_uri, "result.json")
-    try:
-        storage.write_json(uri, result)
-    except Exception as write_exc:
-        log.error("could not write %s: %s", uri, write_exc)
-    log.info("%s", outcome_sentence(result, uri, 2))
-    return 2
-
-
-def outcome_sentence(result: Mapping[str, Any], uri: str, code: int) -> str:
-    coverage = result.get("coverage") or {}
-    usage = result.get("usage") or {}
-    parts = [f"{result['kind']} {result['analysis_id']} finished {result['status']}"]
-    if result.get("error"):
-        parts[0] += f" ({result['error']})"
-    if coverage:
-        parts.append(
-            f"{coverage['segments_analysed']}/{coverage['segments_total']} segments analysed, "
-            f"{coverage['segments_skipped']} skipped, {coverage['segments_failed']} failed"
-        )
-    parts.append(f"{usage.get('input_tokens', 0) + usage.get('output_tokens', 0)} tokens")
-    parts.append(f"result at {uri}; exit {code}.")
-    return "; ".join(parts)
-
-
-def _scrubbed(result: dict[str, Any], secret: str) -> dict[str, Any]:
-    """The key must never reach an output, whichever error text or report field carries it."""
-    if not secret:
-        return result
-    text = json.dumps(result, ensure_ascii=False, default=str)
-    return json.loads(text.replace(secret, "***")) if secret in text else result
 
 
 def configure_logging() -> None:

@@ -46,6 +46,8 @@ class Settings:
     media_resolution: Literal["default", "low"] = "default"
     max_duration_seconds: float = 4 * 3600.0
     idle_min_seconds: float = 30.0
+    # Past this many seconds from start-up no new model call starts (None: no deadline).
+    run_deadline_seconds: float | None = None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     @property
@@ -83,6 +85,11 @@ class Settings:
             media_resolution=_choice(env, "GEMINI_MEDIA_RESOLUTION", ("default", "low"), "default"),
             max_duration_seconds=_number(env, "MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=1.0),
             idle_min_seconds=_number(env, "IDLE_MIN_SECONDS", 30.0, minimum=5.0),
+            run_deadline_seconds=(
+                _number(env, "RUN_DEADLINE_SECONDS", 0.0, minimum=1.0)
+                if (env.get("RUN_DEADLINE_SECONDS") or "").strip()
+                else None
+            ),
             work_dir=Path(env.get("SCRATCH_DIR") or tempfile.gettempdir()),
         )
 
