@@ -14,9 +14,10 @@ What it adds on top of the SDK, and why:
 - **Validated answers.** `response.parsed` is silently `None` when the JSON does not fit the
   schema; empty candidates (safety block), `MAX_TOKENS` truncation and invalid JSON are each
   a failed attempt with a clear reason.
-- **Budget.** Each generate attempt first acquires a lease from `Budget` (RPM/TPM share of
-  the project quota), settles it with the real input tokens, and a 429 pauses every
-  concurrent caller, not just the one that got it.
+- **Budget.** Each generate attempt first waits for a lease from `Budget` (RPM/TPM of the
+  call's model: this container's share, or the fleet's with a shared `GEMINI_BUDGET_URI`),
+  settles it with the real input tokens, and a 429 pauses every caller of that model that
+  shares the budget, not just the one that got it.
 - **Files.** Media above the inline limit goes through the Files API (resumable upload,
   then poll until `ACTIVE`); smaller media is sent inline. Uploaded files are deleted after
   use and, as a safety net, on `aclose()`.
@@ -45,7 +46,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from analysis_engine.budget import Budget
+from analysis_engine.budget import Budget, open_budget
 from analysis_engine.errors import ModelCallError
 from analysis_engine.models import MediaHandle, ModelReply
 from analysis_engine.settings import Settings
@@ -189,13 +190,19 @@ class GeminiClient:
         settings: Settings,
         *,
         sleep: Sleep = asyncio.sleep,
-        clock: Clock = time.monotonic,
+        clock: Clock | None = None,
         rng: random.Random | None = None,
         inline_limit_bytes: int = INLINE_LIMIT_BYTES,
         base_delay_s: float = 1.0,
         max_delay_s: float = 60.0,
+        kind: str | None = None,
     ) -> GeminiClient:
-        """The production wiring; the keyword arguments exist for tests and demos."""
+        """The production wiring; the keyword arguments exist for tests and demos.
+
+        `kind` (the container kind's name) sets the budget queue's priority. An injected
+        `clock` drives the budget too; by default the budget keeps wall time (shared by
+        every container of the fleet) and the client monotonic time.
+        """
         api_key = settings.gemini_api_key or (DUMMY_API_KEY if settings.gemini_base_url else "")
         if not api_key:
             raise ModelCallError(
@@ -210,9 +217,7 @@ class GeminiClient:
         )
         sdk = genai.Client(api_key=api_key, vertexai=False, http_options=http_options)
         log.info("Gemini transport: %s", sdk_transport())
-        budget = Budget(
-            settings.gemini_rpm_budget, settings.gemini_tpm_budget, clock=clock, sleep=sleep
-        )
+        budget = open_budget(settings, kind=kind, clock=clock or time.time, sleep=sleep)
         return cls(
             sdk,
             budget=budget,
@@ -220,7 +225,7 @@ class GeminiClient:
             max_attempts=settings.gemini_max_attempts,
             inline_limit_bytes=inline_limit_bytes,
             sleep=sleep,
-            clock=clock,
+            clock=clock or time.monotonic,
             rng=rng,
             base_delay_s=base_delay_s,
             max_delay_s=max_delay_s,
@@ -330,6 +335,7 @@ class GeminiClient:
             await self._sdk.aio.aclose()
         except Exception as exc:  # closing must not mask the run's outcome
             log.warning("closing the Gemini client failed: %s", _short(exc))
+        await self._budget.aclose()
 
     async def __aenter__(self) -> GeminiClient:
         return self
@@ -397,7 +403,7 @@ class GeminiClient:
         estimated_input_tokens: int,
         spent: ModelUsage,
     ) -> T:
-        lease = await self._budget.acquire(estimated_input_tokens)
+        lease = await self._budget.acquire(estimated_input_tokens, model=model)
         usage = self._usage.setdefault(model, ModelUsage())
         usage.calls += 1
         spent.calls += 1
@@ -409,15 +415,16 @@ class GeminiClient:
                 self._timeout_s,
             )
         except _AttemptFailed as failure:
+            # The lease keeps its estimate (the budget never un-counts), so a failed attempt
+            # cannot make room for an overspend.
             usage.failed_calls += 1
-            # A rejected request consumed no tokens; a timed-out one may have.
-            lease.settle(0 if failure.quota or not failure.retryable else estimated_input_tokens)
-            raise
-        except BaseException:
-            lease.settle(estimated_input_tokens)
+            if failure.quota:
+                # The project quota is hot: hold every caller of this model that shares the
+                # budget (the whole fleet with a shared store), for the server's retryDelay.
+                await self._budget.pause(model, failure.retry_after_s or self._base_delay_s)
             raise
         input_tokens, output_tokens = _token_counts(response)
-        lease.settle(input_tokens if response.usage_metadata else estimated_input_tokens)
+        await lease.settle(input_tokens if response.usage_metadata else estimated_input_tokens)
         for tally in (usage, spent):
             tally.input_tokens += input_tokens
             tally.output_tokens += output_tokens
@@ -443,9 +450,6 @@ class GeminiClient:
                 if n == self._max_attempts:
                     raise ModelCallError(f"{label}: {failure.reason}", attempts=n) from None
                 wait = self._backoff(n, failure.retry_after_s)
-                if failure.quota:
-                    # The project quota is hot: hold every caller, not just this one.
-                    self._budget.pause_until(self._clock() + wait)
                 log.info(
                     "%s: attempt %d/%d failed (%s); retrying in %.2fs",
                     label,

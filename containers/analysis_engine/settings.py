@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from analysis_engine.errors import InvalidInputError
 
@@ -43,6 +44,14 @@ class Settings:
     # decision record runs 12 analyses at once against one shared quota.
     gemini_rpm_budget: int = 80
     gemini_tpm_budget: int = 80_000
+    # Where the budget lives: memory:// (this container's share) or redis(s):// (the fleet's,
+    # so the RPM/TPM above are fleet-wide limits per model). See analysis_engine.budget.
+    gemini_budget_uri: str = field(default="memory://", repr=False)  # may carry a token
+    # Per-model overrides of the two limits: {"gemini-2.5-pro": {"rpm": 150, "tpm": 2000000}}.
+    gemini_model_budgets: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The budget's window; 60 s matches Gemini's per-minute quotas. Shorter only in
+    # benchmarks that scale time down (the fake Gemini's quota minute shrinks with it).
+    gemini_budget_window_seconds: int = 60
     media_resolution: Literal["default", "low"] = "default"
     max_duration_seconds: float = 4 * 3600.0
     idle_min_seconds: float = 30.0
@@ -82,7 +91,15 @@ class Settings:
             gemini_tpm_budget=int(
                 _number(env, "GEMINI_TPM_BUDGET", 80_000, minimum=1000, integer=True)
             ),
+            gemini_budget_uri=_budget_uri(env),
+            gemini_model_budgets=_model_budgets(env),
+            gemini_budget_window_seconds=int(
+                _number(
+                    env, "GEMINI_BUDGET_WINDOW_SECONDS", 60, minimum=1, maximum=3600, integer=True
+                )
+            ),
             media_resolution=_choice(env, "GEMINI_MEDIA_RESOLUTION", ("default", "low"), "default"),
+            gemini_prices=prices_from_env(env),
             max_duration_seconds=_number(env, "MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=1.0),
             idle_min_seconds=_number(env, "IDLE_MIN_SECONDS", 30.0, minimum=5.0),
             run_deadline_seconds=(
@@ -145,6 +162,53 @@ def _context(env: Mapping[str, str]) -> dict[str, Any]:
             "ANALYSIS_CONTEXT", f"must be a JSON object, got {type(value).__name__}"
         )
     return value
+
+
+def _budget_uri(env: Mapping[str, str]) -> str:
+    raw = (env.get("GEMINI_BUDGET_URI") or "").strip() or "memory://"
+    parts = urlsplit(raw)
+    if parts.scheme == "memory":
+        return "memory://"
+    # The value may carry a token: errors show only the scheme and host.
+    shown = f"{parts.scheme}://{parts.hostname or ''}"
+    if parts.scheme not in ("redis", "rediss"):
+        raise InvalidInputError(
+            "GEMINI_BUDGET_URI", f"{shown!r} must start with memory://, redis:// or rediss://"
+        )
+    if not parts.hostname:
+        raise InvalidInputError("GEMINI_BUDGET_URI", f"{shown!r} has no host")
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric port
+    except ValueError as exc:
+        raise InvalidInputError("GEMINI_BUDGET_URI", f"{shown!r} has an invalid port") from exc
+    return raw
+
+
+def _model_budgets(env: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    name = "GEMINI_MODEL_BUDGETS"
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(name, f"is not valid JSON ({exc.msg} at char {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(name, "must be a JSON object of model name -> {rpm, tpm}")
+    budgets: dict[str, dict[str, int]] = {}
+    for model, limits in value.items():
+        if not isinstance(limits, dict) or set(limits) != {"rpm", "tpm"}:
+            raise InvalidInputError(
+                name, f'{model!r} must map to exactly {{"rpm": int, "tpm": int}}'
+            )
+        for key, minimum in (("rpm", 1), ("tpm", 1000)):
+            number = limits[key]
+            if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+                raise InvalidInputError(
+                    name, f"{model!r}.{key} must be an integer >= {minimum}, got {number!r}"
+                )
+        budgets[str(model)] = {"rpm": limits["rpm"], "tpm": limits["tpm"]}
+    return budgets
 
 
 def _number(

@@ -1,0 +1,331 @@
+"""Admission: estimate before a call, settle after it, wait in line, honour 429 pauses.
+
+One `Budget` per container. Per model it keeps the container's waiting calls in a local
+first-come-first-served line; one *leader* task per model stands in the store's queue for
+the whole container and admits the local head whenever the container is first in line
+and the call fits the moving window (requests and tokens) — then the next one at once.
+
+- **Order.** The store's queue is ordered by (priority, when the analysis started): task
+  analyses before proctor videos, then the analysis that started first. Only the first
+  container in line takes from the window, so a large call at the head waits for room
+  instead of being overtaken by small ones forever, and the oldest analysis drains first.
+- **Oversized calls.** A call larger than a whole window's tokens is admitted once the
+  window is empty and is charged the whole window (it could never fit otherwise).
+- **Settling.** `Lease.settle(actual)` charges the tokens above the estimate. A call that
+  used fewer keeps its estimate until it leaves the window (the moving window cannot
+  un-count): the budget errs towards spending less, never more.
+- **429.** `pause(model, seconds)` holds every container sharing the store for that model.
+- **Store trouble.** A store that fails for longer than `store_grace_s` fails the waiting
+  calls with `BudgetStoreError` (a retryable model-call failure) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from limits import RateLimitItemPerSecond
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from analysis_engine.budget.store import BudgetStore, MemoryStore
+from analysis_engine.errors import ModelCallError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+WINDOW_SECONDS = 60
+# The token window is kept in at most ~this many units (1 unit = tpm/1000 tokens, rounded
+# up per call): the store's moving window holds one entry per unit.
+TOKEN_UNITS_PER_WINDOW = 1000
+# Ceiling on one container's in-flight MAP calls when the budget would admit more.
+MAX_IN_FLIGHT = 64
+STORE_GRACE_SECONDS = 30.0
+# Priorities in the store's queue: lower goes first.
+PRIORITIES = {"task_analysis": 0, "proctor_video": 1}
+
+
+class BudgetStoreError(ModelCallError):
+    """The shared budget store could not be used; retrying later may work."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, attempts=0, retryable=True)
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """Requests and tokens per window for one model."""
+
+    rpm: int
+    tpm: int
+
+    def __post_init__(self) -> None:
+        if self.rpm < 1 or self.tpm < 1:
+            raise ValueError(f"rpm and tpm must be >= 1 (got rpm={self.rpm}, tpm={self.tpm})")
+
+    @property
+    def token_unit(self) -> int:
+        return max(1, math.ceil(self.tpm / TOKEN_UNITS_PER_WINDOW))
+
+    @property
+    def token_units(self) -> int:
+        return max(1, self.tpm // self.token_unit)
+
+    def units(self, tokens: int) -> int:
+        return math.ceil(max(0, tokens) / self.token_unit)
+
+
+@dataclass
+class Lease:
+    """One admitted call. Settle it with the input tokens the call really used."""
+
+    model: str
+    estimated_tokens: int
+    charged_tokens: int
+    granted_at: float
+    waited_s: float
+    _budget: Budget = field(repr=False)
+    _charged_units: int = field(default=0, repr=False)
+
+    async def settle(self, actual_tokens: int) -> None:
+        """Charge what `actual_tokens` exceeds the charge by (the estimate is a floor)."""
+        await self._budget._settle(self, max(0, int(actual_tokens)))
+
+
+@dataclass
+class _Waiter:
+    tokens: int
+    future: asyncio.Future[tuple[float, int]]
+    enqueued_at: float
+
+
+@dataclass
+class _Line:
+    waiters: deque[_Waiter] = field(default_factory=deque)
+    leader: asyncio.Task[None] | None = None
+
+
+class Budget:
+    """Fleet-wide (shared store) or per-container (memory) RPM/TPM admission, per model."""
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        *,
+        limits: ModelLimits,
+        model_limits: Mapping[str, ModelLimits] | None = None,
+        window_s: int = WINDOW_SECONDS,
+        priority: int = 0,
+        started_at: float | None = None,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        poll_s: float | None = None,
+        store_grace_s: float = STORE_GRACE_SECONDS,
+    ) -> None:
+        if window_s < 1:
+            raise ValueError("window_s must be a whole number of seconds >= 1")
+        self._store = store
+        self._default = limits
+        self._model_limits = dict(model_limits or {})
+        self.window_s = int(window_s)
+        self._clock = clock
+        self._sleep = sleep
+        # Quick enough that a freed window is taken within a fraction of a call's latency.
+        self._poll_s = poll_s if poll_s is not None else min(0.2, max(0.02, window_s / 300))
+        self._store_grace_s = store_grace_s
+        self._limiter = MovingWindowRateLimiter(store.limits_storage)
+        start = clock() if started_at is None else started_at
+        # Lower scores go first; equal scores fall back to the ticket's text (its start).
+        self._score = priority * 1e11 + start
+        self._ticket = f"{start:017.6f}-{uuid.uuid4().hex[:12]}"
+        self._lines: dict[str, _Line] = {}
+        self._closed = False
+
+    @classmethod
+    def in_memory(cls, rpm: int, tpm: int, **kwargs: object) -> Budget:
+        """This container's own share (the `memory://` store)."""
+        return cls(MemoryStore(), limits=ModelLimits(rpm, tpm), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def shared(self) -> bool:
+        return self._store.shared
+
+    def limits_for(self, model: str) -> ModelLimits:
+        return self._model_limits.get(model, self._default)
+
+    def in_flight_bound(self, model: str, tokens_per_call: int, floor: int) -> int:
+        """How many calls of this size one container may keep waiting or in flight.
+
+        With a shared store the window decides (a lone analysis may take the whole quota;
+        the queue keeps the fleet in order); a per-container share keeps `floor`.
+        """
+        if not self.shared:
+            return floor
+        limits = self.limits_for(model)
+        fits = min(limits.rpm, limits.token_units // max(1, limits.units(tokens_per_call)))
+        return max(floor, min(MAX_IN_FLIGHT, fits))
+
+    # -- the shared cool-down ------------------------------------------------------------
+
+    async def pause(self, model: str, seconds: float) -> None:
+        """Hold every caller of `model` (fleet-wide with a shared store) for `seconds`."""
+        await self._store.extend_pause(model, self._clock() + max(0.0, seconds))
+
+    async def paused_until(self, model: str) -> float:
+        """The pause deadline for `model`, in the budget's clock (-inf when none)."""
+        return await self._store.paused_until(model)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    async def in_window(self, model: str) -> tuple[int, int]:
+        """(requests, tokens) charged in the current window for `model`."""
+        limits = self.limits_for(model)
+        requests, tokens = self._items(limits)
+        req = await self._limiter.get_window_stats(requests, model)
+        tok = await self._limiter.get_window_stats(tokens, model)
+        return limits.rpm - req.remaining, (limits.token_units - tok.remaining) * limits.token_unit
+
+    # -- admission -------------------------------------------------------------------------
+
+    async def acquire(self, estimated_tokens: int, *, model: str) -> Lease:
+        """Wait in line until the call fits, then charge it. Cancelling while waiting is safe."""
+        if self._closed:
+            raise BudgetStoreError("the Gemini budget is closed")
+        tokens = max(0, int(estimated_tokens))
+        line = self._lines.setdefault(model, _Line())
+        waiter = _Waiter(tokens, asyncio.get_running_loop().create_future(), self._clock())
+        line.waiters.append(waiter)
+        if line.leader is None or line.leader.done():
+            line.leader = asyncio.create_task(self._lead(model, line), name=f"budget-{model}")
+        granted_at, units = await waiter.future
+        limits = self.limits_for(model)
+        return Lease(
+            model=model,
+            estimated_tokens=tokens,
+            charged_tokens=units * limits.token_unit,
+            granted_at=granted_at,
+            waited_s=granted_at - waiter.enqueued_at,
+            _budget=self,
+            _charged_units=units,
+        )
+
+    async def _lead(self, model: str, line: _Line) -> None:
+        """Stand in the store's queue for this container while it has waiting calls."""
+        while True:
+            try:
+                await self._serve(model, line)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._store.leave(model, self._ticket)
+            # A call that arrived while we were leaving saw this task still running and
+            # started no leader of its own: serve it (no await between check and return).
+            if not line.waiters:
+                return
+
+    async def _serve(self, model: str, line: _Line) -> None:
+        failing_since: float | None = None
+        while line.waiters:
+            waiter = line.waiters[0]
+            if waiter.future.done():  # cancelled while waiting
+                line.waiters.popleft()
+                continue
+            try:
+                wait, units = await self._try_admit(model, waiter.tokens)
+                failing_since = None
+            except Exception as exc:  # the store: Redis errors, timeouts, OSError
+                now = self._clock()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self._store_grace_s:
+                    self._fail_all(line, exc)
+                    return
+                log.warning("Gemini budget store error (retrying): %s", _short(exc))
+                await self._sleep(min(1.0, self._store_grace_s / 10))
+                continue
+            if wait <= 0:
+                line.waiters.popleft()
+                if waiter.future.done():  # cancelled meanwhile: its charge stays, safely
+                    continue
+                waiter.future.set_result((self._clock(), units))
+                continue
+            await self._sleep(min(wait, self._poll_s))
+
+    def _fail_all(self, line: _Line, exc: BaseException) -> None:
+        error = BudgetStoreError(f"Gemini budget store unreachable: {_short(exc)}")
+        log.error("%s; failing %d waiting call(s)", error.reason, len(line.waiters))
+        while line.waiters:
+            waiter = line.waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+
+    async def _try_admit(self, model: str, tokens: int) -> tuple[float, int]:
+        """(0, units charged) when admitted now, else (seconds worth waiting, 0)."""
+        now = self._clock()
+        view = await self._store.poll(model, self._ticket, self._score, now)
+        if view.paused_until > now:
+            return view.paused_until - now, 0
+        if view.head != self._ticket:
+            return self._poll_s, 0
+        limits = self.limits_for(model)
+        requests, token_item = self._items(limits)
+        units = limits.units(tokens)
+        if units > limits.token_units:
+            # Larger than a whole window: admitted alone, charged the whole window.
+            stats = await self._limiter.get_window_stats(token_item, model)
+            if stats.remaining < limits.token_units:
+                return self._poll_s, 0
+            units = limits.token_units
+        if not await self._limiter.test(requests, model):
+            return self._poll_s, 0
+        if units and not await self._limiter.hit(token_item, model, cost=units):
+            return self._poll_s, 0
+        # Only the first in line hits, so the request slot just tested is still free.
+        await self._limiter.hit(requests, model)
+        return 0.0, units
+
+    async def _settle(self, lease: Lease, actual_tokens: int) -> None:
+        limits = self.limits_for(lease.model)
+        extra = limits.units(actual_tokens) - lease._charged_units
+        if extra <= 0:
+            return
+        _, token_item = self._items(limits)
+        extra = min(extra, limits.token_units)
+        try:
+            charged = await self._limiter.hit(token_item, lease.model, cost=extra)
+        except Exception as exc:  # never fail a paid-for answer over bookkeeping
+            log.warning("could not settle a Gemini lease: %s", _short(exc))
+            return
+        if charged:
+            lease._charged_units += extra
+            lease.charged_tokens = lease._charged_units * limits.token_unit
+        else:
+            log.info("window full: %d tokens above the estimate not counted", actual_tokens)
+
+    def _items(self, limits: ModelLimits) -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
+        return (
+            RateLimitItemPerSecond(limits.rpm, self.window_s, namespace="gemini-requests"),
+            RateLimitItemPerSecond(limits.token_units, self.window_s, namespace="gemini-tokens"),
+        )
+
+    async def aclose(self) -> None:
+        """Leave every queue and close the store's connections."""
+        self._closed = True
+        for line in self._lines.values():
+            if line.leader is not None and not line.leader.done():
+                line.leader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await line.leader
+        with contextlib.suppress(Exception):
+            await self._store.aclose()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

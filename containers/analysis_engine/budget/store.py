@@ -1,0 +1,204 @@
+"""Where the budget's shared state lives: `memory://` (this process) or Redis/Valkey.
+
+Three kinds of state, each per model:
+
+- the **moving window** of requests and tokens: the `limits` library's
+  `MovingWindowRateLimiter` over its memory or Redis storage (weighted cost = tokens);
+- the **queue** of containers waiting for that window, ordered by (priority, when the
+  analysis started), so only the first in line may take from the window (no starvation);
+  a ticket whose holder stopped refreshing it (a crashed container) is dropped after
+  `ALIVE_SECONDS`;
+- the **pause** deadline set after a 429, which holds every container until it passes.
+
+Deadlines and queue times are in the budget's clock (wall time, shared across hosts).
+Redis keys share one hash tag, so the multi-key script also runs on a clustered or
+serverless Valkey/ElastiCache endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import insort
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+
+# A ticket not refreshed for this long belongs to a container that died: it loses its place.
+ALIVE_SECONDS = 10.0
+# Keys left behind by a fleet that stopped altogether go away on their own.
+KEY_TTL_SECONDS = 3600
+KEY_PREFIX = "{gemini-budget}"
+CONNECT_TIMEOUT_SECONDS = 2.0
+SOCKET_TIMEOUT_SECONDS = 5.0
+
+# One round trip per poll: drop dead tickets, (re)join the queue, refresh ours, read the
+# head of the line and the pause. KEYS: queue, alive, pauses. ARGV: ticket, score, now,
+# alive_until, model, ttl.
+_POLL_SCRIPT = """
+local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[3])
+for _, member in ipairs(stale) do
+  redis.call('zrem', KEYS[1], member)
+  redis.call('zrem', KEYS[2], member)
+end
+redis.call('zadd', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('zadd', KEYS[2], ARGV[4], ARGV[1])
+redis.call('expire', KEYS[1], ARGV[6])
+redis.call('expire', KEYS[2], ARGV[6])
+local head = redis.call('zrange', KEYS[1], 0, 0)
+local pause = redis.call('zscore', KEYS[3], ARGV[5])
+return {head[1] or '', pause or '-inf'}
+"""
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What one poll saw: who is first in line, and until when the model is paused."""
+
+    head: str | None
+    paused_until: float
+
+
+class BudgetStore(Protocol):
+    """Shared state behind a Budget (see the module doc)."""
+
+    shared: bool
+    limits_storage: Storage
+
+    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView: ...
+
+    async def leave(self, model: str, ticket: str) -> None: ...
+
+    async def extend_pause(self, model: str, deadline: float) -> None: ...
+
+    async def paused_until(self, model: str) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class _MemoryQueue:
+    order: list[tuple[float, str]] = field(default_factory=list)
+    alive: dict[str, float] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """`memory://`: this process only (a container's own share, as before the fleet budget)."""
+
+    shared = False
+
+    def __init__(self) -> None:
+        self.limits_storage: Storage = MemoryStorage()
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._pauses: dict[str, float] = {}
+
+    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
+        queue = self._queues.setdefault(model, _MemoryQueue())
+        for member, until in list(queue.alive.items()):
+            if until <= now:
+                self._drop(queue, member)
+        if ticket not in queue.alive:
+            insort(queue.order, (score, ticket))
+        queue.alive[ticket] = now + ALIVE_SECONDS
+        head = queue.order[0][1] if queue.order else None
+        return QueueView(head, self._pauses.get(model, float("-inf")))
+
+    async def leave(self, model: str, ticket: str) -> None:
+        queue = self._queues.get(model)
+        if queue is not None:
+            self._drop(queue, ticket)
+
+    @staticmethod
+    def _drop(queue: _MemoryQueue, ticket: str) -> None:
+        if queue.alive.pop(ticket, None) is not None:
+            queue.order = [entry for entry in queue.order if entry[1] != ticket]
+
+    async def extend_pause(self, model: str, deadline: float) -> None:
+        self._pauses[model] = max(self._pauses.get(model, float("-inf")), deadline)
+
+    async def paused_until(self, model: str) -> float:
+        return self._pauses.get(model, float("-inf"))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RedisStore:
+    """`redis://` / `rediss://`: one Redis or Valkey shared by every container of both kinds."""
+
+    shared = True
+
+    def __init__(self, uri: str) -> None:
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
+        }
+        # limits speaks to Redis through redis-py's asyncio client (one client library).
+        self.limits_storage = RedisStorage(
+            f"async+{uri}", implementation="redispy", key_prefix=f"{KEY_PREFIX}:window", **options
+        )
+        self._redis = redis.asyncio.Redis.from_url(uri, decode_responses=True, **options)
+        self._poll = self._redis.register_script(_POLL_SCRIPT)
+
+    @staticmethod
+    def check(uri: str) -> None:
+        """Raise (redis.RedisError / OSError) unless the store answers a PING quickly."""
+        client = redis.Redis.from_url(
+            uri,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=CONNECT_TIMEOUT_SECONDS,
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    @staticmethod
+    def _keys(model: str) -> list[str]:
+        return [f"{KEY_PREFIX}:queue:{model}", f"{KEY_PREFIX}:alive:{model}", _pauses_key()]
+
+    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
+        alive_until = repr(now + ALIVE_SECONDS)
+        args = [ticket, repr(score), repr(now), alive_until, model, KEY_TTL_SECONDS]
+        head, pause = await self._poll(keys=self._keys(model), args=args)
+        return QueueView(head or None, float(pause))
+
+    async def leave(self, model: str, ticket: str) -> None:
+        queue, alive, _ = self._keys(model)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.zrem(queue, ticket).zrem(alive, ticket).execute()
+
+    async def extend_pause(self, model: str, deadline: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(_pauses_key(), {model: deadline}, gt=True)
+            pipe.expire(_pauses_key(), KEY_TTL_SECONDS)
+            await pipe.execute()
+
+    async def paused_until(self, model: str) -> float:
+        score = await self._redis.zscore(_pauses_key(), model)
+        return float("-inf") if score is None else float(score)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        bridge = getattr(self.limits_storage, "bridge", None)
+        connection = bridge.get_connection() if bridge is not None else None
+        if connection is not None:
+            await asyncio.shield(connection.aclose())
+
+
+def _pauses_key() -> str:
+    return f"{KEY_PREFIX}:pauses"
+
+
+def redacted(uri: str) -> str:
+    """The URI without its password/token, for logs and error messages."""
+    parts = urlsplit(uri)
+    if parts.password is None and not parts.username:
+        return uri
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))

@@ -1,0 +1,181 @@
+"""The fleet budget on a real `redis-server`: one window shared by separate processes, a 429
+pause that reaches every container, queue order (no starvation, first analysis first, task
+before proctor), and a store that is or becomes unreachable.
+
+Each `Budget` below has its own connections to the store, exactly as separate containers do.
+Windows are 1-2 s of real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from analysis_engine.budget import Budget, BudgetStoreError, ModelLimits, open_budget
+from analysis_engine.budget.store import RedisStore
+from analysis_engine.settings import Settings
+from devtools.redis_server import RedisServer, free_port
+
+T = TypeVar("T")
+MODEL = "gemini-2.5-flash"
+BASE_ENV = {"ANALYSIS_ID": "a1", "INPUT_URI": "file:///in.mp4", "OUTPUT_URI": "file:///out/"}
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer(password="fleet-token") as started:
+        yield started
+
+
+def container(uri: str, *, tpm: int = 1000, window_s: int = 2, **kwargs: Any) -> Budget:
+    return Budget(RedisStore(uri), limits=ModelLimits(1000, tpm), window_s=window_s, **kwargs)
+
+
+# Run in a separate interpreter: one "container" acquiring N calls, printing grant times.
+_WORKER = """
+import asyncio, json, sys
+from analysis_engine.budget import Budget, ModelLimits
+from analysis_engine.budget.store import RedisStore
+
+async def main(uri, calls, tokens):
+    budget = Budget(RedisStore(uri), limits=ModelLimits(1000, 1000), window_s=2)
+    granted = [(await budget.acquire(tokens, model="m")).granted_at for _ in range(calls)]
+    await budget.aclose()
+    print(json.dumps(granted))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def test_two_processes_share_one_window(server: RedisServer) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, server.uri, "3", "400"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    grants = sorted(t for out in outs for t in json.loads(out))
+    assert len(grants) == 6
+    # 1000 tokens per 2 s across both: at most two 400-token calls in any window, so each
+    # grant is a full window after the one two places before it.
+    gaps = [later - earlier for earlier, later in zip(grants, grants[2:], strict=False)]
+    assert min(gaps) >= 1.95, gaps
+    assert grants[-1] - grants[0] < 2 * 2 + 1.5  # and no time wasted beyond the window
+
+
+def test_a_pause_in_one_container_holds_the_other(server: RedisServer) -> None:
+    async def scenario() -> tuple[float, float]:
+        hit, other = container(server.uri), container(server.uri)
+        start = time.time()
+        await hit.pause(MODEL, 1.0)  # what a 429 with retryDelay "1s" does
+        held = await other.acquire(10, model=MODEL)
+        free = await other.acquire(10, model="gemini-2.5-pro")
+        await hit.aclose()
+        await other.aclose()
+        return held.granted_at - start, free.granted_at - start
+
+    held, free = run(scenario())
+    assert 1.0 <= held < 1.5
+    assert free < held + 0.5  # other models are not paused
+
+
+def test_a_large_call_is_not_overtaken_by_later_small_ones(server: RedisServer) -> None:
+    async def scenario() -> tuple[float, list[float]]:
+        now = time.time()
+        first = container(server.uri, started_at=now - 10)  # the analysis that started first
+        later = container(server.uri, started_at=now)
+        await first.acquire(600, model=MODEL)
+        big = asyncio.create_task(first.acquire(900, model=MODEL))  # needs the window to clear
+        await asyncio.sleep(0.2)
+        small = [asyncio.create_task(later.acquire(50, model=MODEL)) for _ in range(5)]
+        big_lease = await big
+        small_leases = await asyncio.gather(*small)
+        for budget in (first, later):
+            await budget.aclose()
+        return big_lease.granted_at, [lease.granted_at for lease in small_leases]
+
+    big_at, small_at = run(scenario())
+    # Each small call would have fitted beside the 600 at once; none went ahead of the big.
+    assert all(at >= big_at for at in small_at)
+
+
+def test_task_analyses_go_before_proctor_videos(server: RedisServer) -> None:
+    async def scenario() -> tuple[float, float]:
+        now = time.time()
+        proctor = container(server.uri, priority=1, started_at=now - 60)
+        task = container(server.uri, priority=0, started_at=now)
+        await task.acquire(1000, model=MODEL)  # the window is full for 2 s
+        waiting = [
+            asyncio.create_task(proctor.acquire(800, model=MODEL)),
+            asyncio.create_task(task.acquire(800, model=MODEL)),
+        ]
+        proctor_lease, task_lease = await asyncio.gather(*waiting)
+        for budget in (proctor, task):
+            await budget.aclose()
+        return task_lease.granted_at, proctor_lease.granted_at
+
+    task_at, proctor_at = run(scenario())
+    assert task_at < proctor_at  # despite the proctor video's earlier start
+    assert proctor_at - task_at >= 1.9  # it needed the next window
+
+
+def test_unreachable_store_is_a_one_line_start_up_error() -> None:
+    uri = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    settings = Settings.from_env({**BASE_ENV, "GEMINI_BUDGET_URI": uri})
+    started = time.monotonic()
+    with pytest.raises(BudgetStoreError) as caught:
+        open_budget(settings)
+    assert time.monotonic() - started < 5  # never a hang
+    message = str(caught.value)
+    assert message.startswith("GEMINI_BUDGET_URI: the shared budget store redis://***@127.0.0.1")
+    assert "unreachable" in message and "\n" not in message
+    assert "hunter2" not in message
+    assert caught.value.retryable
+
+
+def test_store_lost_mid_run_fails_the_waiting_call_instead_of_hanging(
+    server: RedisServer,
+) -> None:
+    async def scenario() -> float:
+        budget = container(server.uri, tpm=1000, window_s=60, store_grace_s=1.0)
+        await budget.acquire(1000, model=MODEL)  # the window is full for a minute
+        waiting = asyncio.create_task(budget.acquire(500, model=MODEL))
+        await asyncio.sleep(0.3)
+        server.stop()
+        started = time.monotonic()
+        with pytest.raises(BudgetStoreError, match="budget store unreachable"):
+            await waiting
+        elapsed = time.monotonic() - started
+        await budget.aclose()
+        return elapsed
+
+    assert run(scenario()) < 10
+
+
+def test_open_budget_with_a_reachable_store_is_shared(server: RedisServer) -> None:
+    settings = Settings.from_env({**BASE_ENV, "GEMINI_BUDGET_URI": server.uri})
+
+    async def scenario() -> tuple[bool, tuple[int, int]]:
+        budget = open_budget(settings, kind="proctor_video")
+        await budget.acquire(5000, model=MODEL)
+        window = await budget.in_window(MODEL)
+        await budget.aclose()
+        return budget.shared, window
+
+    shared, (requests, tokens) = run(scenario())
+    assert shared and requests == 1 and 5000 <= tokens < 5000 + 80
