@@ -25,7 +25,7 @@ from pathlib import Path
 
 from analysis_engine import media
 from analysis_engine.planning import plan_segments
-from analysis_engine.runner import segment_clips
+from analysis_engine.clips import segment_clips
 from devtools.media import make_long_screenshare
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

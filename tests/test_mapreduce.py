@@ -11,11 +11,17 @@ from typing import Any
 import pytest
 
 from analysis_engine.errors import ModelCallError
-from analysis_engine.mapreduce import Clip, MapConfig, MapRunner, analysed_outputs, run_reduce
+from analysis_engine.mapreduce import (
+    Clip,
+    MapConfig,
+    MapRunner,
+    SegmentOutcome,
+    analysed_outputs,
+)
 from analysis_engine.models import MediaHandle, ModelReply, Segment, SegmentPlan
+from analysis_engine.reduce import run_reduce
 from analysis_engine.result import (
     ALL_SEGMENTS_FAILED,
-    SegmentOutcome,
     coverage_of,
     exit_code_for,
     map_status,
@@ -280,8 +286,8 @@ def test_a_checkpoint_that_cannot_be_saved_does_not_fail_the_segment() -> None:
 
 
 def test_the_api_key_is_scrubbed_from_every_result_field() -> None:
-    from analysis_engine.runner import _scrubbed
+    from analysis_engine.publish import scrubbed
 
     result = {"error": "x", "coverage": {"failed_ranges": [{"reason": "bad key sk-123 in url"}]}}
-    assert "sk-123" not in json.dumps(_scrubbed(result, "sk-123"))
-    assert _scrubbed(result, "") is result
+    assert "sk-123" not in json.dumps(scrubbed(result, "sk-123"))
+    assert scrubbed(result, "") is result

@@ -60,9 +60,14 @@ def test_complete_run_on_s3_writes_every_result_field(
     assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = moto_s3.get_json("s3://results/task_analysis/sub-1/result.json")
     assert set(result) == {
-        "schema_version", "kind", "analysis_id", "status", "error", "report", "coverage",
-        "usage", "timings", "models", "started_at", "finished_at",
+        "schema_version", "kind", "analysis_id", "input", "status", "error", "report",
+        "coverage", "usage", "timings", "models", "started_at", "finished_at",
     }  # fmt: skip
+    etag = moto_s3.client.head_object(Bucket="recordings", Key="sub-1/screen.mp4")["ETag"]
+    assert result["input"] == {
+        "uri": "s3://recordings/sub-1/screen.mp4",
+        "identity": f"etag:{etag.strip(chr(34))};size:{clip.stat().st_size}",
+    }
     assert (result["kind"], result["analysis_id"], result["status"]) == (
         "task_analysis", "sub-1", "complete",
     )  # fmt: skip

@@ -1,10 +1,12 @@
-"""MAP/REDUCE orchestration: the pure core (no boto3, HTTP or subprocess imports).
+"""MAP orchestration: the pure core (no boto3, HTTP or subprocess imports).
 
-MAP runs one model call per segment with bounded concurrency; timestamps in a MAP answer
-are relative to its clip and are shifted onto the whole recording's clock by the kind.
-Finished segments are checkpointed so a rerun spends no tokens twice. REDUCE consolidates
-the segments that succeeded. Adapters (Gemini client, checkpoint store, clip files) come
-in through the protocols below.
+MAP runs one model call per segment with bounded concurrency; the kind turns each answer's
+times onto the whole recording's clock. Finished segments are checkpointed so a rerun spends
+no tokens twice, and a checkpoint is reused only when everything that produced it is the same
+(see `fingerprint`). One segment going wrong in any way fails that segment, never the run.
+A `StopSignal` (SIGTERM, the run deadline) stops new calls from starting and cancels those in
+flight; their segments are reported as skipped with the reason. Adapters (Gemini client,
+checkpoint store, clip files) come in through the protocols below. REDUCE is in `reduce.py`.
 """
 
 from __future__ import annotations
@@ -14,18 +16,50 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from analysis_engine.errors import AnalysisError, ModelCallError
 from analysis_engine.models import Interval, MediaHandle, ModelReply, Segment, SegmentPlan
-from analysis_engine.result import SegmentOutcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
+
+# Bumped whenever the checkpoint payload's shape changes: older ones are simply not reused.
+CHECKPOINT_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    """What happened to one segment: analysed (fresh or from a checkpoint), failed or skipped
+    (idle in the plan, or not started because the run was stopped or hit its deadline)."""
+
+    segment: Segment
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    from_checkpoint: bool = False
+    skip_reason: str | None = None  # "deadline" or "stopped"; idle lives on the segment
+
+    @property
+    def state(self) -> Literal["analysed", "failed", "skipped"]:
+        if self.output is not None:
+            return "analysed"
+        if self.segment.skip_reason is not None or self.skip_reason is not None:
+            return "skipped"
+        return "failed"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the segment was not analysed (None when it was)."""
+        if self.state == "analysed":
+            return None
+        return self.skip_reason or self.segment.skip_reason or self.error
 
 
 class ModelClient(Protocol):
@@ -51,15 +85,33 @@ class CheckpointStore(Protocol):
     def save(self, key: str, payload: dict[str, Any]) -> None: ...
 
 
+class StopSignal(Protocol):
+    """Why work must stop starting (None while it may go on), and a way to wait for it."""
+
+    @property
+    def reason(self) -> str | None: ...
+
+    async def wait(self) -> str: ...
+
+
 class MapSpec(Protocol):
-    """What a container kind supplies for MAP."""
+    """What a container kind supplies for MAP.
+
+    `absolute_times` is True when the model sees a stretch of the whole recording (clip
+    offsets of one upload): the prompt then gives the segment's place on the recording's clock
+    and asks for times on it; otherwise it asks for seconds from the start of the clip file.
+    `to_absolute` must accept an answer in either convention (models do not always follow)."""
 
     prompt_version: str
     map_schema: type[BaseModel]
 
-    def map_prompt(self, segment: Segment, *, total: int, duration_s: float) -> str: ...
+    def map_prompt(
+        self, segment: Segment, *, total: int, duration_s: float, absolute_times: bool
+    ) -> str: ...
 
-    def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]: ...
+    def to_absolute(
+        self, output: BaseModel, segment: Segment, *, absolute_times: bool
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +120,9 @@ class MapConfig:
     concurrency: int
     tokens_per_second: int
     media_resolution: str = "default"
+    # What else produced an answer: the recording's identity and the analysis context.
+    input_identity: str = ""
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,12 +139,33 @@ def checkpoint_key(segment: Segment) -> str:
     return f"map-{segment.index:04d}.json"
 
 
-def fingerprint(segment: Segment, spec: MapSpec, config: MapConfig) -> str:
-    """A checkpoint is reused only for the same cut, model and prompt version."""
-    basis = json.dumps(
-        [segment.start_s, segment.end_s, config.model, spec.prompt_version], sort_keys=True
-    )
-    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+def fingerprint_basis(
+    segment: Segment, spec: MapSpec, config: MapConfig, prompt: str
+) -> dict[str, Any]:
+    """Everything that produced a MAP answer. The prompt text covers the cut, the wording and
+    whatever the kind shows the model; the context is hashed whole because a prompt may show
+    only part of it."""
+    schema = json.dumps(spec.map_schema.model_json_schema(), sort_keys=True)
+    context = json.dumps(dict(config.context), sort_keys=True, default=str)
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "input": config.input_identity,
+        "context": _sha(context),
+        "model": config.model,
+        "prompt_version": spec.prompt_version,
+        "prompt": _sha(prompt),
+        "schema": _sha(schema),
+        "media_resolution": config.media_resolution,
+        "segment": [segment.start_s, segment.end_s],
+    }
+
+
+def fingerprint(basis: Mapping[str, Any]) -> str:
+    return _sha(json.dumps(dict(basis), sort_keys=True))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def estimate_tokens(seconds: float, prompt: str, tokens_per_second: int) -> int:
@@ -109,6 +185,7 @@ class MapRunner:
         checkpoints: CheckpointStore,
         clips: Mapping[int, Clip],
         progress: Callable[[SegmentOutcome, int, int], None] | None = None,
+        stop: StopSignal | None = None,
     ) -> None:
         self._client = client
         self._spec = spec
@@ -116,6 +193,7 @@ class MapRunner:
         self._checkpoints = checkpoints
         self._clips = clips
         self._progress = progress or (lambda outcome, done, total: None)
+        self._stop = stop
         self._shared: dict[Path, MediaHandle | AnalysisError] = {}
         self._shared_lock = asyncio.Lock()
 
@@ -127,38 +205,101 @@ class MapRunner:
         async def one(segment: Segment) -> SegmentOutcome:
             nonlocal done
             async with gate:
-                outcome = await self._map_segment(segment, total=len(plan.segments), plan=plan)
+                reason = self._stop.reason if self._stop is not None else None
+                if reason is not None:  # no new model call once stopped or past the deadline
+                    outcome = SegmentOutcome(segment=segment, skip_reason=reason)
+                else:
+                    outcome = await self._guarded(segment, total=len(plan.segments), plan=plan)
             done += 1
             self._progress(outcome, done, len(todo))
             return outcome
 
+        tasks = [asyncio.create_task(one(segment)) for segment in todo]
         try:
-            analysed = await asyncio.gather(*(one(segment) for segment in todo))
+            reason = await self._until_done_or_stopped(tasks)
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             for handle in self._shared.values():
                 if isinstance(handle, MediaHandle):
                     await self._client.delete(handle)
-        by_index = {o.segment.index: o for o in analysed}
+        by_index: dict[int, SegmentOutcome] = {}
+        for segment, task in zip(todo, tasks, strict=True):
+            if task.cancelled() or task.exception() is not None:
+                # Cut off in flight by a stop (an exception cannot reach here: see _guarded).
+                by_index[segment.index] = SegmentOutcome(
+                    segment=segment, skip_reason=reason or "stopped"
+                )
+            else:
+                by_index[segment.index] = task.result()
         skipped = {s.index: SegmentOutcome(segment=s) for s in plan.skipped}
         return [by_index.get(s.index) or skipped[s.index] for s in plan.segments]
+
+    async def _until_done_or_stopped(self, tasks: list[asyncio.Task[SegmentOutcome]]) -> str | None:
+        """Wait for every segment, or for the stop signal: then calls in flight are cancelled
+        (a retry chain can run for minutes; a stop must be honoured in seconds)."""
+        if not tasks:
+            return None
+        if self._stop is None:
+            await asyncio.wait(tasks)
+            return None
+        waiter = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+            while waiter not in done and not all(t.done() for t in tasks):
+                done, _ = await asyncio.wait(
+                    [*(t for t in tasks if not t.done()), waiter],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            if waiter in done:
+                reason = waiter.result()
+                log.warning("MAP %s: cancelling calls in flight", reason)
+                return reason
+            return None
+        finally:
+            waiter.cancel()
+
+    async def _guarded(self, segment: Segment, *, total: int, plan: SegmentPlan) -> SegmentOutcome:
+        """One segment; anything unexpected fails this segment only (and says what it was)."""
+        try:
+            return await self._map_segment(segment, total=total, plan=plan)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("segment %d: unexpected error", segment.index)
+            return SegmentOutcome(
+                segment=segment, error=f"unexpected error: {type(exc).__name__}: {exc}", attempts=1
+            )
 
     async def _map_segment(
         self, segment: Segment, *, total: int, plan: SegmentPlan
     ) -> SegmentOutcome:
-        expected = fingerprint(segment, self._spec, self._config)
+        clip = self._clips[segment.index]
+        absolute = clip.span is not None
+        prompt = self._spec.map_prompt(
+            segment, total=total, duration_s=plan.duration_s, absolute_times=absolute
+        )
+        basis = fingerprint_basis(segment, self._spec, self._config, prompt)
+        expected = fingerprint(basis)
         # Checkpoint I/O is blocking (S3): keep it off the event loop and its deadlines.
         cached = await asyncio.to_thread(self._checkpoints.load, checkpoint_key(segment))
-        if cached and cached.get("fingerprint") == expected:
-            return SegmentOutcome(segment=segment, output=cached["output"], from_checkpoint=True)
+        reused = _reusable(cached, expected)
+        if reused is not None:
+            return SegmentOutcome(segment=segment, output=reused, from_checkpoint=True)
+        if cached is not None:
+            log.info("segment %d: checkpoint made from something else; analysing again",
+                     segment.index)  # fmt: skip
         try:
-            reply = await self._call_model(segment, total=total, duration_s=plan.duration_s)
+            reply = await self._call_model(segment, clip, prompt)
         except ModelCallError as exc:
             return SegmentOutcome(segment=segment, error=str(exc), attempts=exc.attempts)
         except AnalysisError as exc:  # e.g. a clip that could not be cut or uploaded
             return SegmentOutcome(segment=segment, error=str(exc), attempts=1)
-        output = self._spec.to_absolute(reply.parsed, segment)
+        output = self._spec.to_absolute(reply.parsed, segment, absolute_times=absolute)
         payload = {
             "fingerprint": expected,
+            "basis": basis,
             "segment": {"index": segment.index, "start_s": segment.start_s, "end_s": segment.end_s},
             "output": output,
             "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
@@ -175,11 +316,7 @@ class MapRunner:
             output_tokens=reply.output_tokens,
         )
 
-    async def _call_model(
-        self, segment: Segment, *, total: int, duration_s: float
-    ) -> ModelReply[Any]:
-        clip = self._clips[segment.index]
-        prompt = self._spec.map_prompt(segment, total=total, duration_s=duration_s)
+    async def _call_model(self, segment: Segment, clip: Clip, prompt: str) -> ModelReply[Any]:
         if clip.span is not None:
             shared = await self._shared_upload(clip)
             return await self._generate(segment, prompt, replace(shared, clip=clip.span))
@@ -218,25 +355,12 @@ class MapRunner:
         return handle
 
 
-async def run_reduce(
-    *,
-    client: ModelClient,
-    model: str,
-    prompt: str,
-    schema: type[T],
-) -> tuple[T | None, str | None]:
-    """One text-only REDUCE call. Returns (answer, None) or (None, reason) — never raises
-    for a model failure, so the caller can still publish the MAP findings."""
-    try:
-        reply = await client.generate(
-            model=model,
-            prompt=prompt,
-            schema=schema,
-            estimated_input_tokens=estimate_tokens(0, prompt, 0),
-        )
-    except ModelCallError as exc:
-        return None, f"REDUCE failed: {exc}"
-    return reply.parsed, None
+def _reusable(cached: Any, expected: str) -> dict[str, Any] | None:
+    """The checkpointed answer when it was made from the same everything and is well formed."""
+    if not isinstance(cached, dict) or cached.get("fingerprint") != expected:
+        return None
+    output = cached.get("output")
+    return output if isinstance(output, dict) else None
 
 
 def analysed_outputs(outcomes: Sequence[SegmentOutcome]) -> list[tuple[Segment, dict[str, Any]]]:

@@ -110,6 +110,8 @@ class ObjectRef:
 
     uri: str
     size_bytes: int
+    # S3's ETag (quotes removed): with the size, what identifies this version of the object.
+    etag: str | None = None
 
     @property
     def name(self) -> str:

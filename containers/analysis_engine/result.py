@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from analysis_engine.models import Segment
+from analysis_engine.mapreduce import SegmentOutcome
+from analysis_engine.pricing import Price, priced
 
 SCHEMA_VERSION = 1
 # The exact text the DAGs and the Discord alert look for. Never reword it.
@@ -43,8 +43,11 @@ class ModelCost(Protocol):
     output_tokens: int
 
 
-def usage_summary(per_model: Mapping[str, ModelCost]) -> dict[str, Any]:
-    """`calls` are answers used; `attempts` everything billed, retries included."""
+def usage_summary(
+    per_model: Mapping[str, ModelCost], prices: Mapping[str, Price] | None = None
+) -> dict[str, Any]:
+    """`calls` are answers used; `attempts` everything billed, retries included;
+    `estimated_usd` per model and in total from the price table (analysis_engine.pricing)."""
     models = {
         name: {
             "calls": cost.calls - cost.failed_calls,
@@ -58,26 +61,7 @@ def usage_summary(per_model: Mapping[str, ModelCost]) -> dict[str, Any]:
         key: sum(m[key] for m in models.values())
         for key in ("calls", "attempts", "input_tokens", "output_tokens")
     }
-    return {**totals, "per_model": models}
-
-
-@dataclass(frozen=True)
-class SegmentOutcome:
-    """What happened to one segment: analysed (fresh or from a checkpoint), failed or skipped."""
-
-    segment: Segment
-    output: dict[str, Any] | None = None
-    error: str | None = None
-    attempts: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    from_checkpoint: bool = False
-
-    @property
-    def state(self) -> Literal["analysed", "failed", "skipped"]:
-        if self.segment.skip_reason is not None:
-            return "skipped"
-        return "analysed" if self.output is not None else "failed"
+    return priced({**totals, "per_model": models}, prices)
 
 
 def coverage_of(outcomes: Iterable[SegmentOutcome], duration_s: float) -> dict[str, Any]:
@@ -100,9 +84,16 @@ def coverage_of(outcomes: Iterable[SegmentOutcome], duration_s: float) -> dict[s
         "seconds_analysed": seconds("analysed"),
         "seconds_failed": seconds("failed"),
         "seconds_skipped": seconds("skipped"),
-        "failed_ranges": [_range(o, reason=o.error) for o in by_state["failed"]],
-        "skipped_ranges": [_range(o, reason=o.segment.skip_reason) for o in by_state["skipped"]],
+        "failed_ranges": [_range(o, reason=o.reason) for o in by_state["failed"]],
+        "skipped_ranges": [_range(o, reason=o.reason) for o in by_state["skipped"]],
+        # Set when the run stopped starting work early ("deadline" or "stopped").
+        "cut_short_by": _cut_short_by(outcomes),
     }
+
+
+def _cut_short_by(outcomes: Iterable[SegmentOutcome]) -> str | None:
+    reasons = {o.skip_reason for o in outcomes if o.skip_reason is not None}
+    return "stopped" if "stopped" in reasons else next(iter(reasons), None)
 
 
 def _range(outcome: SegmentOutcome, *, reason: str | None) -> dict[str, Any]:
@@ -111,14 +102,28 @@ def _range(outcome: SegmentOutcome, *, reason: str | None) -> dict[str, Any]:
 
 
 def map_status(outcomes: Iterable[SegmentOutcome]) -> tuple[Status, str | None]:
-    """complete when every analysable segment succeeded; the sentinel when none did."""
-    states = [o.state for o in outcomes if o.state != "skipped"]
-    failed = states.count("failed")
-    if failed == 0:
+    """complete when every analysable segment succeeded; the sentinel when every one failed;
+    a run cut short (SIGTERM, deadline) says so, and is `failed` only if nothing was analysed."""
+    outcomes = [o for o in outcomes if o.segment.skip_reason is None]  # idle is by design
+    total = len(outcomes)
+    analysed = sum(1 for o in outcomes if o.state == "analysed")
+    failed = sum(1 for o in outcomes if o.state == "failed")
+    cut = _cut_short_by(outcomes)
+    not_started = sum(1 for o in outcomes if o.skip_reason is not None)
+    if failed == 0 and cut is None:
         return "complete", None
-    if failed == len(states):
+    if analysed == 0:
+        if cut == "stopped":
+            return "failed", "stopped"
+        if cut is not None:
+            return "failed", "deadline: the run deadline passed before any segment was analysed"
         return "failed", ALL_SEGMENTS_FAILED
-    return "partial", f"{failed} of {len(states)} segments failed analysis"
+    parts = [f"{failed} of {total} segments failed analysis"] if failed else []
+    if cut is not None:
+        parts.append(f"{cut}: {not_started} of {total} segments not analysed")
+    if cut == "stopped":
+        parts.reverse()  # the contract's reason comes first
+    return "partial", "; ".join(parts)
 
 
 def build_result(
@@ -134,16 +139,22 @@ def build_result(
     models: Mapping[str, str],
     started_at: str,
     finished_at: str | None = None,
+    input_uri: str | None = None,
+    input_identity: str | None = None,
+    prices: Mapping[str, Price] | None = None,
 ) -> dict[str, Any]:
+    """`input` says which recording this result was made from (its identity is None when the
+    run stopped before the recording was fetched)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "analysis_id": analysis_id,
+        "input": {"uri": input_uri, "identity": input_identity},
         "status": status,
         "error": _one_line(error),
         "report": None if status == "invalid_input" else report,
         "coverage": coverage,
-        "usage": usage_summary(usage),
+        "usage": usage_summary(usage, prices),
         "timings": {key: round(value, 3) for key, value in timings.items()},
         "models": dict(models),
         "started_at": started_at,

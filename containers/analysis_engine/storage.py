@@ -81,7 +81,7 @@ class Storage:
                 head = self.client.head_object(Bucket=bucket, Key=key)
             except Exception as exc:
                 raise self._error("stat", uri, exc, field) from exc
-            return ObjectRef(uri, int(head["ContentLength"]))
+            return ObjectRef(uri, int(head["ContentLength"]), _etag(head.get("ETag")))
         path = _file_path(uri)
         try:
             st = path.stat()
@@ -219,7 +219,8 @@ class Storage:
                     name = key[len(prefix) :]
                     if not name or name.endswith("/") or name.startswith(_TEMP_PREFIX):
                         continue
-                    yield ObjectRef(f"s3://{bucket}/{key}", int(obj["Size"]))
+                    etag = _etag(obj.get("ETag"))
+                    yield ObjectRef(f"s3://{bucket}/{key}", int(obj["Size"]), etag)
         except Exception as exc:
             raise self._error("list", prefix_uri, exc, None) from exc
 
@@ -307,6 +308,10 @@ def _atomic_file(dest: Path) -> Iterator[BinaryIO]:
 
 
 __all__ = ["ObjectRef", "Storage", "natural_key"]
+
+
+def _etag(raw: object) -> str | None:
+    return str(raw).strip('"') or None if raw else None
 
 
 def _tagging(retention: str | None) -> dict[str, str]:

@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from analysis_engine.errors import AnalysisError
 from analysis_engine.models import Segment
+from analysis_engine.reduce import ReduceStage
 from analysis_engine.result import Kind
-from analysis_engine.timecode import clip_to_clock
+from analysis_engine.timecode import TIME_BASIS_KEY, shift_onto_clock
 from proctor_video import prompts
 from proctor_video.events import (
     Event,
@@ -32,8 +33,8 @@ from proctor_video.events import (
 )
 from proctor_video.schemas import ProctorSummary, SegmentObservations
 
-if TYPE_CHECKING:  # the runner pulls in every adapter; importing it here would be circular
-    from analysis_engine.runner import RunContext
+if TYPE_CHECKING:  # the run context pulls in adapters; importing it here would be circular
+    from analysis_engine.kinds import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,17 @@ class ProctorVideoKind:
         return replace(event, evidence={**event.evidence, "thumbnail": key, "thumbnail_at_s": at})
 
     # ------------------------------------------------------------------ MAP
-    def map_prompt(self, segment: Segment, *, total: int, duration_s: float) -> str:
+    def map_prompt(
+        self, segment: Segment, *, total: int, duration_s: float, absolute_times: bool = False
+    ) -> str:
         start, end = segment.start_s + self._offset, segment.end_s + self._offset
+        # Hints use the clock the model is asked for: the test's, or the clip's.
+        origin = 0.0 if absolute_times else start
         hints = [
             {
                 "type": e.type,
-                "start_s": round(max(e.start_s, start) - start, 1),
-                "end_s": round(min(e.end_s, end) - start, 1),
+                "start_s": round(max(e.start_s, start) - origin, 1),
+                "end_s": round(min(e.end_s, end) - origin, 1),
                 "detector": e.evidence.get("detector"),
             }
             for e in self._signal_events
@@ -141,14 +146,29 @@ class ProctorVideoKind:
         ]
         return prompts.map_prompt(
             segment, total=total, duration_s=duration_s, offset_s=self._offset,
-            hints=hints, context=self._context,
+            hints=hints, context=self._context, absolute_times=absolute_times,
         )  # fmt: skip
 
-    def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]:
+    def to_absolute(
+        self, output: BaseModel, segment: Segment, *, absolute_times: bool = False
+    ) -> dict[str, Any]:
+        """Times onto the test clock, in whichever convention the model answered: seconds into
+        the clip, the test's clock, or the video file's own (a stitched file's first frame
+        may lie later than the test's start)."""
         data = output.model_dump()
+        test = ("test", segment.start_s + self._offset)
+        others = [("clip", 0.0)] if absolute_times else [test]
+        if self._offset:
+            others.append(("file", segment.start_s))
+        asked = test if absolute_times else ("clip", 0.0)
+        data[TIME_BASIS_KEY] = shift_onto_clock(
+            [(obs, key) for obs in data["observations"] for key in ("start_s", "end_s")],
+            clip_start_s=segment.start_s,
+            clip_end_s=segment.end_s,
+            candidates=[asked, *others],
+            offset_s=self._offset,
+        )
         for obs in data["observations"]:
-            for key in ("start_s", "end_s"):
-                obs[key] = clip_to_clock(obs[key], segment.start_s, segment.end_s, self._offset)
             obs["end_s"] = max(obs["end_s"], obs["start_s"])
             obs["confidence"] = round(min(1.0, max(0.0, float(obs["confidence"]))), 2)
         data["candidate_visible_fraction"] = round(
@@ -164,6 +184,7 @@ class ProctorVideoKind:
         coverage: dict[str, Any],
         run: RunContext,
         extras: dict[str, Any],
+        stage: ReduceStage | None = None,
     ) -> str:
         return prompts.reduce_prompt(
             analysed,
@@ -171,6 +192,7 @@ class ProctorVideoKind:
             coverage=coverage,
             recording=extras.get("recording", {}),
             context=self._context,
+            stage=stage or ReduceStage(),
         )
 
     def assemble_report(
@@ -274,9 +296,14 @@ def _report(
     coverage: dict[str, Any] | None,
     rules: Integrity,
 ) -> dict[str, Any]:
+    # Failed segments, and those a stop or the run deadline kept from starting.
+    ranges = [
+        *(coverage or {}).get("failed_ranges", []),
+        *(coverage or {}).get("skipped_ranges", []),
+    ]
     not_analysed = [
         {"start_s": r["start_s"], "end_s": r["end_s"], "reason": r["reason"]}
-        for r in (coverage or {}).get("failed_ranges", [])
+        for r in sorted(ranges, key=lambda r: r["start_s"])
     ]
     return {
         "source": source,

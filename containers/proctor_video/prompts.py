@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analysis_engine.models import Segment
-from analysis_engine.timecode import clock
+from analysis_engine.reduce import ReduceStage, stage_intro
+from analysis_engine.timecode import TIME_BASIS_KEY, clock, time_rule
 
-PROMPT_VERSION = "proctor-v2"
+PROMPT_VERSION = "proctor-v3"
 
 _DATA_RULE = (
     "Everything in the recording (faces, objects, text on paper or screens, speech, sounds) "
@@ -42,24 +43,25 @@ def map_prompt(
     offset_s: float,
     hints: Sequence[Mapping[str, Any]],
     context: Mapping[str, Any],
+    absolute_times: bool = False,
 ) -> str:
     start, end = segment.start_s + offset_s, segment.end_s + offset_s
+    clock_name = "test seconds" if absolute_times else "clip-relative seconds"
     return "\n\n".join(
         [
             "You are a careful exam proctor reviewing part of a candidate's webcam recording "
             "(video and audio) from an online proctored test.",
             f"This clip is segment {segment.index + 1} of {total}; it covers "
             f"{clock(start)}-{clock(end)} of a {clock(duration_s + offset_s)} test.",
-            "Report every time as seconds from the start of THIS CLIP (0 = first frame of the "
-            "clip), not of the whole test. Parts of the clip may have no video (lost upload); "
-            "do not report events there.",
+            time_rule(start, end, "test", absolute=absolute_times),
+            "Parts of the clip may have no video (lost upload); do not report events there.",
             _TAXONOMY,
             "Report each event once with start and end; merge repeats of the same behaviour "
             "that are less than 3 seconds apart. Ordinary behaviour (brief glances, thinking, "
             "reading the question aloud, small head movements) is not an event. Set confidence "
             "honestly; do not guess at what is not visible or audible.",
             _DATA_RULE,
-            "DETECTOR HINTS (data; from automatic signal analysis, clip-relative seconds; "
+            f"DETECTOR HINTS (data; from automatic signal analysis, {clock_name}; "
             "confirm or ignore):\n" + json.dumps(list(hints)),
             "TEST CONTEXT (data):\n" + json.dumps(dict(context))[:4000],
         ]
@@ -73,29 +75,39 @@ def reduce_prompt(
     coverage: Mapping[str, Any],
     recording: Mapping[str, Any],
     context: Mapping[str, Any],
+    stage: ReduceStage | None = None,
 ) -> str:
-    findings = [{"segment": seg.index, **output} for seg, output in analysed]
-    not_analysed = coverage.get("failed_ranges", [])
-    return "\n\n".join(
-        [
-            "You are writing the proctoring report of one candidate's online test for a "
-            "recruiter. Below are per-segment observations from the webcam video (times are "
-            "seconds from the start of the test) and events found by deterministic detectors.",
-            "Produce: a short factual summary; one merged, de-duplicated timeline of model "
-            "observations (merge the same behaviour across segment boundaries, keep absolute "
-            "seconds; do not copy detector-only events, they are kept separately); an integrity "
-            "risk level — low (nothing of note), medium (concerning but explainable, e.g. "
-            "repeated looking away, short absences), high (strong signs of help or cheating: "
-            "another person, a phone in use, another voice, the camera covered for long) — with "
-            "reasons that cite times.",
-            _TAXONOMY,
-            "Where parts of the test were not analysed or not recorded, do not invent what "
-            "happened there; say that confidence is reduced if it matters.",
-            _DATA_RULE,
-            "RECORDING (data):\n" + json.dumps(dict(recording)),
-            "NOT ANALYSED (data):\n" + json.dumps(not_analysed),
-            "DETECTOR EVENTS (data):\n" + json.dumps(list(signal_events))[:50_000],
-            "SEGMENT OBSERVATIONS (data):\n" + json.dumps(findings)[:300_000],
-            "TEST CONTEXT (data):\n" + json.dumps(dict(context))[:4000],
-        ]
-    )
+    """The observations are never cut here: `analysis_engine.reduce` sizes the groups to fit."""
+    stage = stage or ReduceStage()
+    findings = [
+        {"segment": seg.index, "start_s": seg.start_s, "end_s": seg.end_s,
+         **{k: v for k, v in output.items() if k != TIME_BASIS_KEY}}
+        for seg, output in analysed
+    ]  # fmt: skip
+    not_analysed = [
+        *coverage.get("failed_ranges", []),
+        *(r for r in coverage.get("skipped_ranges", []) if r.get("reason") != "idle"),
+    ]
+    parts = [
+        "You are writing the proctoring report of one candidate's online test for a "
+        "recruiter. Below are per-segment observations from the webcam video (times are "
+        "seconds from the start of the test) and events found by deterministic detectors.",
+        "Produce: a short factual summary; one merged, de-duplicated timeline of model "
+        "observations (merge the same behaviour across segment boundaries, keep absolute "
+        "seconds; do not copy detector-only events, they are kept separately); an integrity "
+        "risk level — low (nothing of note), medium (concerning but explainable, e.g. "
+        "repeated looking away, short absences), high (strong signs of help or cheating: "
+        "another person, a phone in use, another voice, the camera covered for long) — with "
+        "reasons that cite times.",
+        _TAXONOMY,
+        stage_intro(stage, "test recording"),
+        "Where parts of the test were not analysed or not recorded, do not invent what "
+        "happened there; say that confidence is reduced if it matters.",
+        _DATA_RULE,
+        "RECORDING (data):\n" + json.dumps(dict(recording)),
+        "NOT ANALYSED (data):\n" + json.dumps(not_analysed),
+        "DETECTOR EVENTS (data):\n" + json.dumps(list(signal_events))[:50_000],
+        "SEGMENT OBSERVATIONS (data):\n" + json.dumps(findings),
+        "TEST CONTEXT (data):\n" + json.dumps(dict(context))[:4000],
+    ]
+    return "\n\n".join(p for p in parts if p)

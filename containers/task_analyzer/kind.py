@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from analysis_engine.models import Segment
+from analysis_engine.reduce import ReduceStage
 from analysis_engine.result import Kind
-from analysis_engine.timecode import clip_to_clock
+from analysis_engine.timecode import TIME_BASIS_KEY, shift_onto_clock
 from task_analyzer import prompts
 from task_analyzer.schemas import SegmentAnalysis, TaskReport
 
-if TYPE_CHECKING:  # the runner pulls in every adapter; the kind itself stays pure
-    from analysis_engine.runner import RunContext
+if TYPE_CHECKING:  # the run context pulls in adapters; the kind itself stays pure
+    from analysis_engine.kinds import RunContext
 
 
 class TaskAnalysisKind:
@@ -31,18 +32,30 @@ class TaskAnalysisKind:
         self._context = run.settings.analysis_context
         return {}
 
-    def map_prompt(self, segment: Segment, *, total: int, duration_s: float) -> str:
+    def map_prompt(
+        self, segment: Segment, *, total: int, duration_s: float, absolute_times: bool = False
+    ) -> str:
         return prompts.map_prompt(
-            segment, total=total, duration_s=duration_s, context=self._context
-        )
+            segment, total=total, duration_s=duration_s, context=self._context,
+            absolute_times=absolute_times,
+        )  # fmt: skip
 
-    def to_absolute(self, output: BaseModel, segment: Segment) -> dict[str, Any]:
+    def to_absolute(
+        self, output: BaseModel, segment: Segment, *, absolute_times: bool = False
+    ) -> dict[str, Any]:
+        """Times onto the recording's clock, in whichever convention the model answered."""
         data = output.model_dump()
+        refs = [(a, k) for a in data["activities"] for k in ("start_s", "end_s")]
+        refs += [(e, "at_s") for e in data["notable_events"]]
+        asked, other = ("clip", 0.0), ("recording", segment.start_s)
+        data[TIME_BASIS_KEY] = shift_onto_clock(
+            refs,
+            clip_start_s=segment.start_s,
+            clip_end_s=segment.end_s,
+            candidates=[other, asked] if absolute_times else [asked, other],
+        )
         for activity in data["activities"]:
-            activity["start_s"] = clip_to_clock(activity["start_s"], segment.start_s, segment.end_s)
-            activity["end_s"] = clip_to_clock(activity["end_s"], segment.start_s, segment.end_s)
-        for event in data["notable_events"]:
-            event["at_s"] = clip_to_clock(event["at_s"], segment.start_s, segment.end_s)
+            activity["end_s"] = max(activity["end_s"], activity["start_s"])
         return data
 
     def reduce_prompt(
@@ -52,8 +65,11 @@ class TaskAnalysisKind:
         coverage: dict[str, Any],
         run: RunContext,
         extras: dict[str, Any],
+        stage: ReduceStage | None = None,
     ) -> str:
-        return prompts.reduce_prompt(analysed, coverage=coverage, context=self._context)
+        return prompts.reduce_prompt(
+            analysed, coverage=coverage, context=self._context, stage=stage or ReduceStage()
+        )
 
     def assemble_report(
         self,
@@ -83,11 +99,20 @@ def assemble_report(
             key=lambda event: event["at_s"],
         ),
         "idle_ranges": [
-            {"start_s": r["start_s"], "end_s": r["end_s"]} for r in coverage["skipped_ranges"]
+            {"start_s": r["start_s"], "end_s": r["end_s"]}
+            for r in coverage["skipped_ranges"]
+            if r["reason"] == "idle"
         ],
+        # Failed segments, and those a stop or the run deadline kept from starting.
         "not_analysed_ranges": [
             {"start_s": r["start_s"], "end_s": r["end_s"], "reason": r["reason"]}
-            for r in coverage["failed_ranges"]
+            for r in sorted(
+                [
+                    *coverage["failed_ranges"],
+                    *(r for r in coverage["skipped_ranges"] if r["reason"] != "idle"),
+                ],
+                key=lambda r: r["start_s"],
+            )
         ],
     }
     if reduced is not None:
