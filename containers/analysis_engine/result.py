@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from analysis_engine.mapreduce import SegmentOutcome
 from analysis_engine.pricing import Price, priced
+from analysis_engine.timecode import TIME_BASIS_KEY
 
 SCHEMA_VERSION = 1
 # The exact text the DAGs and the Discord alert look for. Never reword it.
@@ -88,6 +89,18 @@ def coverage_of(outcomes: Iterable[SegmentOutcome], duration_s: float) -> dict[s
         "skipped_ranges": [_range(o, reason=o.reason) for o in by_state["skipped"]],
         # Set when the run stopped starting work early ("deadline" or "stopped").
         "cut_short_by": _cut_short_by(outcomes),
+        "times": _time_conventions(by_state["analysed"]),
+    }
+
+
+def _time_conventions(analysed: Iterable[SegmentOutcome]) -> dict[str, int]:
+    """How MAP answers gave their times (timecode.shift_onto_clock's notes): answers in
+    another convention than asked are read correctly but counted; times that fit no
+    convention were clamped to their segment, and are counted so it is never unnoticed."""
+    notes = [o.output.get(TIME_BASIS_KEY) or {} for o in analysed if o.output is not None]
+    return {
+        "segments_other_convention": sum(1 for n in notes if n.get("answered") != n.get("asked")),
+        "times_outside_segment": sum(int(n.get("outside_clip", 0)) for n in notes),
     }
 
 

@@ -12,6 +12,7 @@ from analysis_engine.reduce import ReduceStage
 from analysis_engine.result import Kind
 from analysis_engine.timecode import TIME_BASIS_KEY, shift_onto_clock
 from task_analyzer import prompts
+from task_analyzer.rubric import DEFAULT_SCALE, bounded_scores, rubric_scale
 from task_analyzer.schemas import SegmentAnalysis, TaskReport
 
 if TYPE_CHECKING:  # the run context pulls in adapters; the kind itself stays pure
@@ -80,7 +81,7 @@ class TaskAnalysisKind:
         run: RunContext,
         extras: dict[str, Any],
     ) -> dict[str, Any]:
-        return assemble_report(reduced, analysed, coverage)
+        return assemble_report(reduced, analysed, coverage, scale=rubric_scale(self._context))
 
     def fallback_report(self, *, run: RunContext, extras: dict[str, Any]) -> dict[str, Any] | None:
         return None  # nothing about a screen recording is known without the model
@@ -90,6 +91,8 @@ def assemble_report(
     reduced: BaseModel | None,
     analysed: Sequence[tuple[Segment, dict[str, Any]]],
     coverage: dict[str, Any],
+    *,
+    scale: tuple[int, int] = DEFAULT_SCALE,
 ) -> dict[str, Any]:
     """REDUCE's answer plus the mechanical facts from MAP; MAP alone if REDUCE failed."""
     base = {
@@ -116,7 +119,10 @@ def assemble_report(
         ],
     }
     if reduced is not None:
-        return {"source": "reduce", **_within(reduced.model_dump(), coverage["duration_s"]), **base}
+        report = _within(reduced.model_dump(), coverage["duration_s"])
+        report["rubric_scores"] = bounded_scores(report["rubric_scores"], scale)
+        report["rubric_scale"] = {"min": scale[0], "max": scale[1]}
+        return {"source": "reduce", **report, **base}
     return {
         "source": "map_only",
         "summary": " ".join(output["summary"] for _, output in analysed)

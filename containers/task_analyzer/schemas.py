@@ -65,7 +65,7 @@ class TimelineEntry(BaseModel):
 
 class RubricScore(BaseModel):
     criterion: str
-    score: int = Field(description="1 (poor) to 5 (excellent)")
+    score: int = Field(description="on the rubric's scale (1 poor to 5 excellent unless it says)")
     rationale: str
     evidence_s: list[float] = Field(description="timestamps (s) that support the score")
 
