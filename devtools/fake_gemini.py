@@ -34,7 +34,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -120,6 +122,17 @@ class FakeConfig:
     processing_polls: int = 1  # files.get answers PROCESSING this many times, then ...
     file_final_state: str = "ACTIVE"  # ... this state (ACTIVE or FAILED)
     output_tokens: int | None = None  # override candidatesTokenCount (else len(text)/4)
+    # A project quota like the real service's, per model over a moving window: requests and
+    # input tokens (video seconds x 300 at default resolution) per `quota_window_s`. Beyond it
+    # a call gets 429 RESOURCE_EXHAUSTED with RetryInfo.retryDelay = when it would fit; a
+    # rejected call consumes nothing. None: no quota. Benchmarks shorten the window to scale
+    # time down (and the budgets with it).
+    quota_rpm: int | None = None
+    quota_tpm: int | None = None
+    quota_window_s: float = 60.0
+    # Latency grows with the request: this many seconds per 1000 input tokens, on top of
+    # latency_s (a 2-minute video segment of ~36k tokens takes tens of seconds for real).
+    latency_per_1k_tokens_s: float = 0.0
     # Scripted answers: "demo" answers structured calls from devtools.story (the events
     # drawn into the demo's recordings) instead of synthesising random values.
     answers: str | None = None
@@ -147,6 +160,12 @@ class FakeConfig:
             raise ValueError("file_final_state must be ACTIVE or FAILED")
         if self.answers not in (None, "demo"):
             raise ValueError(f"unknown answers {self.answers!r}; expected 'demo' or null")
+        for name in ("quota_rpm", "quota_tpm"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or null, got {value!r}")
+        if self.quota_window_s <= 0 or self.latency_per_1k_tokens_s < 0:
+            raise ValueError("quota_window_s must be > 0 and latency_per_1k_tokens_s >= 0")
 
 
 @dataclass
@@ -187,6 +206,8 @@ def _new_stats() -> dict[str, Any]:
         "in_flight": 0,
         "max_in_flight": 0,  # peak concurrent generateContent calls
         "generate_requests": [],  # one summary per generateContent call, in arrival order
+        "quota_rejections": 0,  # 429s from the project quota (not scripted faults)
+        "quota_rejections_by_model": {},
     }
 
 
@@ -213,6 +234,7 @@ class FakeState:
             self._upload_script_pos = 0
             self._unscripted_calls = 0
             self._unscripted_uploads = 0
+            self._quota_windows: dict[str, deque[tuple[float, int]]] = {}
         for child in self.storage.iterdir():
             child.unlink(missing_ok=True)
 
@@ -244,6 +266,38 @@ class FakeState:
         with self.lock:
             calls = self.stats["calls"]
             calls[endpoint] = calls.get(endpoint, 0) + 1
+
+    # -- the project quota ------------------------------------------------------------
+
+    def admit_quota(self, model: str, tokens: int) -> float | None:
+        """Count a call against the model's quota: None when admitted, else the seconds
+        until it would fit (what the real service puts in RetryInfo.retryDelay)."""
+        with self.lock:
+            cfg = self.config
+            if cfg.quota_rpm is None and cfg.quota_tpm is None:
+                return None
+            now = time.monotonic()
+            window = self._quota_windows.setdefault(model, deque())
+            while window and window[0][0] <= now - cfg.quota_window_s:
+                window.popleft()
+            rpm = cfg.quota_rpm if cfg.quota_rpm is not None else math.inf
+            tpm = cfg.quota_tpm if cfg.quota_tpm is not None else math.inf
+            used = sum(t for _, t in window)
+            if len(window) < rpm and (used + tokens <= tpm or (not window and tokens > tpm)):
+                window.append((now, tokens))
+                return None
+            # Oldest first: when enough has left the window for this call to fit.
+            wait, remaining, count = cfg.quota_window_s, used, len(window)
+            for at, spent in window:
+                remaining -= spent
+                count -= 1
+                if count < rpm and (remaining + tokens <= tpm or count == 0):
+                    wait = at + cfg.quota_window_s - now
+                    break
+            self.stats["quota_rejections"] += 1
+            by_model = self.stats["quota_rejections_by_model"]
+            by_model[model] = by_model.get(model, 0) + 1
+            return max(wait, 0.001)
 
     # -- fault choice -----------------------------------------------------------------
 
@@ -692,7 +746,14 @@ class _Handler(BaseHTTPRequestHandler):
             media_seconds,
             prompt_tokens,
         )
-        self._pause(state.config.latency_s)
+        if not media_problem and mode != "hang" and not mode.isdigit():
+            retry_after = state.admit_quota(model, prompt_tokens)
+            if retry_after is not None:
+                self._error(429, retry_delay=f"{math.ceil(retry_after * 1000) / 1000:g}s")
+                return
+        self._pause(
+            state.config.latency_s + state.config.latency_per_1k_tokens_s * prompt_tokens / 1000
+        )
         if self._fault(mode):
             return
         if media_problem:
@@ -1099,6 +1160,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--answers", choices=["demo"], default=None, help="scripted answers (devtools.story)"
     )
+    parser.add_argument("--quota-rpm", type=int, default=None, help="project quota, per model")
+    parser.add_argument("--quota-tpm", type=int, default=None, help="input tokens per window")
+    parser.add_argument("--quota-window", type=float, default=60.0, help="the quota's minute (s)")
+    parser.add_argument("--latency-per-1k-tokens", type=float, default=0.0)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -1114,6 +1179,10 @@ def main(argv: list[str] | None = None) -> None:
         "retry_delay": args.retry_delay or None,
         "hang_s": args.hang_seconds,
         "processing_polls": args.processing_polls,
+        "quota_rpm": args.quota_rpm,
+        "quota_tpm": args.quota_tpm,
+        "quota_window_s": args.quota_window,
+        "latency_per_1k_tokens_s": args.latency_per_1k_tokens,
         "answers": args.answers,
     }
     fake = FakeGemini(host=args.host, port=args.port, **config)
