@@ -126,6 +126,10 @@ GEMINI_TUNABLES: tuple[str, ...] = (
     "GEMINI_MEDIA_RESOLUTION",
     "SEGMENT_SECONDS",
     "MAP_CONCURRENCY",
+    # Where the Gemini budget lives (a shared Redis/Valkey makes it fleet-wide) and its
+    # per-model limits: the same for every container, so passed through as they are.
+    "GEMINI_BUDGET_URI",
+    "GEMINI_MODEL_BUDGETS",
 )
 
 
