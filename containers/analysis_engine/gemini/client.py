@@ -1,0 +1,248 @@
+"""`GeminiClient`: validated structured answers with retries, deadlines and budgeting.
+
+- **Deadlines.** Every call runs under `asyncio.wait_for(..., GEMINI_TIMEOUT_SECONDS)`; a
+  hung call is abandoned and counts as a failed attempt.
+- **Budget.** Each generate attempt first waits for a lease from `Budget` (RPM/TPM of the
+  call's model: this container's share, or the fleet's with a shared `GEMINI_BUDGET_URI`),
+  settles it with the real input tokens, and a 429 pauses every caller of that model that
+  shares the budget, not just the one that got it.
+- **Cost.** Usage counts every attempt that reached the model, failed ones included.
+
+The API key is never logged: log lines carry model, attempt, reason and wait only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pydantic
+from google import genai
+from google.genai import types
+
+from analysis_engine.budget import Budget, open_budget
+from analysis_engine.gemini.failures import AttemptFailed, short
+from analysis_engine.gemini.files import INLINE_LIMIT_BYTES, FileStore
+from analysis_engine.gemini.request import MEDIA_RESOLUTIONS, contents, generation_config
+from analysis_engine.gemini.response import token_counts, validated
+from analysis_engine.gemini.retry import Retrier, RetryPolicy, Sleep, call_sdk
+from analysis_engine.gemini.transport import sdk_client
+from analysis_engine.models import MediaHandle, ModelReply
+from analysis_engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=pydantic.BaseModel)
+Clock = Callable[[], float]
+
+MAX_OUTPUT_TOKENS_CEILING = 65_536
+
+
+@dataclass
+class ModelUsage:
+    """What one model cost this client, failed attempts included."""
+
+    calls: int = 0  # attempts that reached the model (any outcome)
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class GeminiClient:
+    """Upload media, ask for validated structured answers, clean up. See the module doc."""
+
+    def __init__(
+        self,
+        sdk: genai.Client,
+        *,
+        budget: Budget,
+        timeout_s: float,
+        max_attempts: int,
+        inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 60.0,
+        poll_interval_s: float = 1.0,
+        processing_deadline_s: float = 600.0,
+    ) -> None:
+        """`sleep` and `clock` must be a matching pair, and the budget's too (see from_settings)."""
+        self._sdk = sdk
+        self._budget = budget
+        self._timeout_s = timeout_s
+        self._policy = RetryPolicy(max_attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
+        self._retrier = Retrier(self._policy, sleep=sleep, rng=rng or random.Random())
+        self._files = FileStore(
+            sdk,
+            self._retrier,
+            timeout_s=timeout_s,
+            sleep=sleep,
+            clock=clock,
+            inline_limit_bytes=inline_limit_bytes,
+            poll_interval_s=poll_interval_s,
+            processing_deadline_s=processing_deadline_s,
+        )
+        self._usage: dict[str, ModelUsage] = {}
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 60.0,
+        kind: str | None = None,
+    ) -> GeminiClient:
+        """The production wiring; the keyword arguments exist for tests and demos.
+
+        `kind` (the container kind's name) sets the budget queue's priority. An injected
+        `clock` drives the budget too; by default the budget keeps wall time (shared by
+        every container of the fleet) and the client monotonic time.
+        """
+        sdk = sdk_client(settings)
+        budget = open_budget(settings, kind=kind, clock=clock or time.time, sleep=sleep)
+        return cls(
+            sdk,
+            budget=budget,
+            timeout_s=settings.gemini_timeout_seconds,
+            max_attempts=settings.gemini_max_attempts,
+            inline_limit_bytes=inline_limit_bytes,
+            sleep=sleep,
+            clock=clock or time.monotonic,
+            rng=rng,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
+        )
+
+    @property
+    def budget(self) -> Budget:
+        return self._budget
+
+    def usage(self) -> dict[str, ModelUsage]:
+        """Per-model totals so far (a copy), including attempts that failed."""
+        return {model: ModelUsage(**vars(u)) for model, u in self._usage.items()}
+
+    # -- files (see files.py) ----------------------------------------------------------
+
+    async def upload(self, path: Path, *, mime_type: str) -> MediaHandle:
+        """Make `path` readable by the model: inline when small, else Files API until ACTIVE."""
+        return await self._files.upload(path, mime_type=mime_type)
+
+    async def delete(self, handle: MediaHandle) -> None:
+        """Delete an uploaded file. Best effort: never raises (aclose() retries leftovers)."""
+        await self._files.delete(handle)
+
+    async def aclose(self) -> None:
+        """Delete every file this client uploaded and still holds, then close the SDK."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._files.delete_leftovers()
+        try:
+            await self._sdk.aio.aclose()
+        except Exception as exc:  # closing must not mask the run's outcome
+            log.warning("closing the Gemini client failed: %s", short(exc))
+        await self._budget.aclose()
+
+    async def __aenter__(self) -> GeminiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- generation --------------------------------------------------------------------
+
+    async def generate(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        schema: type[T],
+        media: MediaHandle | None = None,
+        estimated_input_tokens: int,
+        media_resolution: str = "default",
+        max_output_tokens: int = 8192,
+    ) -> ModelReply[T]:
+        """One structured answer validated against `schema`, with retries and budgeting.
+
+        Tokens in the reply are what the whole call cost: every attempt that reached the
+        model is summed (a truncated or malformed answer is billed too).
+        Raises ModelCallError(reason, attempts=n, retryable=...) when no attempt succeeds.
+        """
+        if media_resolution not in MEDIA_RESOLUTIONS:
+            raise ValueError(f"media_resolution must be one of {sorted(MEDIA_RESOLUTIONS)}")
+        request = contents(prompt, media)
+        spent = ModelUsage()
+        limit = [max_output_tokens]  # raised after a MAX_TOKENS truncation
+
+        async def attempt(_: int) -> T:
+            config = generation_config(
+                schema, max_output_tokens=limit[0], media_resolution=media_resolution
+            )
+            try:
+                return await self._generate_once(
+                    model, request, config, schema, estimated_input_tokens, spent
+                )
+            except AttemptFailed as failure:
+                if "MAX_TOKENS" in failure.reason:
+                    limit[0] = min(limit[0] * 2, MAX_OUTPUT_TOKENS_CEILING)
+                raise
+
+        parsed, attempts = await self._retrier.run(f"generate {model}", attempt)
+        return ModelReply(
+            parsed=parsed,
+            model=model,
+            input_tokens=spent.input_tokens,
+            output_tokens=spent.output_tokens,
+            attempts=attempts,
+        )
+
+    async def _generate_once(
+        self,
+        model: str,
+        request: list[types.Content],
+        config: types.GenerateContentConfig,
+        schema: type[T],
+        estimated_input_tokens: int,
+        spent: ModelUsage,
+    ) -> T:
+        lease = await self._budget.acquire(estimated_input_tokens, model=model)
+        usage = self._usage.setdefault(model, ModelUsage())
+        usage.calls += 1
+        spent.calls += 1
+        try:
+            response = await call_sdk(
+                self._sdk.aio.models.generate_content(model=model, contents=request, config=config),
+                self._timeout_s,
+            )
+        except AttemptFailed as failure:
+            # The lease keeps its estimate (the budget never un-counts), so a failed attempt
+            # cannot make room for an overspend.
+            usage.failed_calls += 1
+            if failure.quota:
+                # The project quota is hot: hold every caller of this model that shares the
+                # budget (the whole fleet with a shared store), for the server's retryDelay.
+                await self._budget.pause(model, failure.retry_after_s or self._policy.base_delay_s)
+            raise
+        input_tokens, output_tokens = token_counts(response)
+        await lease.settle(input_tokens if response.usage_metadata else estimated_input_tokens)
+        for tally in (usage, spent):
+            tally.input_tokens += input_tokens
+            tally.output_tokens += output_tokens
+        try:
+            return validated(response, schema, config.max_output_tokens or 0)
+        except AttemptFailed:
+            usage.failed_calls += 1
+            raise

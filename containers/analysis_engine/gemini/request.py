@@ -1,0 +1,48 @@
+"""Building a generateContent request: media parts (inline, uploaded, or a clip of an
+upload) and the generation config."""
+
+from __future__ import annotations
+
+from google.genai import types
+from pydantic import BaseModel
+
+from analysis_engine.models import MediaHandle
+
+MEDIA_RESOLUTIONS = {
+    "default": None,
+    "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
+    "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
+    "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
+}
+
+
+def contents(prompt: str, media: MediaHandle | None) -> list[types.Content]:
+    parts = [*media_parts(media), types.Part(text=prompt)]  # media first, as Google advises
+    return [types.Content(role="user", parts=parts)]
+
+
+def media_parts(media: MediaHandle | None) -> list[types.Part]:
+    if media is None:
+        return []
+    if media.uri:
+        part = types.Part.from_uri(file_uri=media.uri, mime_type=media.mime_type)
+    elif media.data is not None:
+        part = types.Part.from_bytes(data=media.data, mime_type=media.mime_type)
+    else:
+        raise ValueError("MediaHandle has neither uri nor data")
+    if media.clip is not None:
+        part.video_metadata = types.VideoMetadata(
+            start_offset=f"{media.clip.start_s:.3f}s", end_offset=f"{media.clip.end_s:.3f}s"
+        )
+    return [part]
+
+
+def generation_config(
+    schema: type[BaseModel], *, max_output_tokens: int, media_resolution: str
+) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
+        response_mime_type="application/json",
+        response_schema=schema,
+        max_output_tokens=max_output_tokens,
+        media_resolution=MEDIA_RESOLUTIONS[media_resolution],
+    )
