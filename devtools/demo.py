@@ -187,8 +187,12 @@ def run(keep_airflow_home: bool = False) -> int:
             (
                 "task_analysis",
                 {
+                    # No webcam_uri here: with one, task_analysis triggers the proctor_video
+                    # run itself, but `airflow dags test` has no scheduler to execute a
+                    # triggered run, so the demo runs proctor_video as its own DAG below
+                    # (`make airflow` shows the one-trigger path).
                     "submission_id": SUBMISSION_ID,
-                    **uris,
+                    "screenshare_uri": uris["screenshare_uri"],
                     "task_brief": TASK_BRIEF,
                     "rubric": RUBRIC,
                 },
