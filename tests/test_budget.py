@@ -28,7 +28,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def memory(rpm: int = 1000, tpm: int = 1_000_000, **kwargs: Any) -> Budget:
-    return Budget.in_memory(rpm, tpm, window_s=1, **kwargs)
+    return Budget.in_memory(rpm, tpm, window_s=1, margin_s=0, **kwargs)
 
 
 def test_rpm_limit_holds_the_next_call_until_the_oldest_leaves_the_window() -> None:
@@ -91,6 +91,19 @@ def test_settle_charges_tokens_above_the_estimate_and_keeps_the_estimate_below_i
         return after_dear, after_cheap
 
     assert run(scenario()) == ((1, 400), (2, 700))
+
+
+def test_the_window_is_kept_a_margin_longer_than_the_quotas_minute() -> None:
+    async def scenario() -> float:
+        budget = Budget.in_memory(1000, 1000, window_s=1)  # the default 1 s margin
+        first = await budget.acquire(1000, model=MODEL)
+        second = await budget.acquire(1000, model=MODEL)
+        await budget.aclose()
+        return second.granted_at - first.granted_at
+
+    # A call reaching the service later than it was admitted never meets the previous
+    # window's calls still counted there.
+    assert 2.0 <= run(scenario()) < 2.6
 
 
 def test_pause_holds_every_caller_of_that_model_only() -> None:

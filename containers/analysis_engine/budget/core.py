@@ -15,6 +15,9 @@ and the call fits the moving window (requests and tokens) — then the next one 
   used fewer keeps its estimate until it leaves the window (the moving window cannot
   un-count): the budget errs towards spending less, never more.
 - **429.** `pause(model, seconds)` holds every container sharing the store for that model.
+- **Margin.** The window is kept `WINDOW_MARGIN_SECONDS` longer than the quota's minute: a
+  call reaches the service a little after it was admitted, so a window exactly as long as
+  the service's would admit the next call just before the service forgets the old one.
 - **Store trouble.** A store that fails for longer than `store_grace_s` fails the waiting
   calls with `BudgetStoreError` (a retryable model-call failure) instead of hanging.
 """
@@ -43,6 +46,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 WINDOW_SECONDS = 60
+WINDOW_MARGIN_SECONDS = 1
 # The token window is kept in at most ~this many units (1 unit = tpm/1000 tokens, rounded
 # up per call): the store's moving window holds one entry per unit.
 TOKEN_UNITS_PER_WINDOW = 1000
@@ -129,6 +133,7 @@ class Budget:
         sleep: Sleep = asyncio.sleep,
         poll_s: float | None = None,
         store_grace_s: float = STORE_GRACE_SECONDS,
+        margin_s: int = WINDOW_MARGIN_SECONDS,
     ) -> None:
         if window_s < 1:
             raise ValueError("window_s must be a whole number of seconds >= 1")
@@ -136,6 +141,7 @@ class Budget:
         self._default = limits
         self._model_limits = dict(model_limits or {})
         self.window_s = int(window_s)
+        self._kept_s = self.window_s + int(margin_s)  # see the module doc
         self._clock = clock
         self._sleep = sleep
         # Quick enough that a freed window is taken within a fraction of a call's latency.
@@ -148,6 +154,9 @@ class Budget:
         self._ticket = f"{start:017.6f}-{uuid.uuid4().hex[:12]}"
         self._lines: dict[str, _Line] = {}
         self._closed = False
+        self._admitted = 0
+        self._waited_total_s = 0.0
+        self._waited_max_s = 0.0
 
     @classmethod
     def in_memory(cls, rpm: int, tpm: int, **kwargs: object) -> Budget:
@@ -207,6 +216,10 @@ class Budget:
             line.leader = asyncio.create_task(self._lead(model, line), name=f"budget-{model}")
         granted_at, units = await waiter.future
         limits = self.limits_for(model)
+        waited = granted_at - waiter.enqueued_at
+        self._admitted += 1
+        self._waited_total_s += waited
+        self._waited_max_s = max(self._waited_max_s, waited)
         return Lease(
             model=model,
             estimated_tokens=tokens,
@@ -310,13 +323,25 @@ class Budget:
 
     def _items(self, limits: ModelLimits) -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
         return (
-            RateLimitItemPerSecond(limits.rpm, self.window_s, namespace="gemini-requests"),
-            RateLimitItemPerSecond(limits.token_units, self.window_s, namespace="gemini-tokens"),
+            RateLimitItemPerSecond(limits.rpm, self._kept_s, namespace="gemini-requests"),
+            RateLimitItemPerSecond(limits.token_units, self._kept_s, namespace="gemini-tokens"),
         )
 
     async def aclose(self) -> None:
         """Leave every queue and close the store's connections."""
+        if self._closed:
+            return
         self._closed = True
+        if self._admitted:
+            # One line per container: what the quota cost this run in waiting (benchmarks
+            # read it; operators see whether the budget was the bottleneck).
+            log.info(
+                "Gemini budget (%s): %d calls admitted, waited max %.2f s, total %.2f s",
+                "shared" if self.shared else "this container",
+                self._admitted,
+                self._waited_max_s,
+                self._waited_total_s,
+            )
         for line in self._lines.values():
             if line.leader is not None and not line.leader.done():
                 line.leader.cancel()
