@@ -311,3 +311,116 @@ def test_missing_api_key_fails_before_any_download_with_a_clear_reason(
     assert result["status"] == "failed"
     assert result["error"].startswith("GEMINI_API_KEY is not set")
     assert "fetch_s" not in result["timings"]
+
+
+def _popen(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GEMINI_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "task_analyzer"],
+        env={**base, **env},
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigterm_stops_new_work_publishes_what_is_done_and_exits_within_20_s(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-stop.mp4", duration=60)
+    out = tmp_path / "out"
+    fake_gemini.configure(latency_s=4)  # slow model: calls are in flight when the stop comes
+    proc = _popen(container_env(fake_gemini, "stop-1", f"file://{clip}", f"file://{out}/",
+                                SEGMENT_SECONDS="10", MAP_CONCURRENCY="2"))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            if list((out / "checkpoints").glob("map-*.json")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "finished before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = proc.wait(timeout=20)
+        elapsed = time.monotonic() - stopped_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert elapsed < 20, output[-3000:]
+    result = read_result(out)
+    assert result["status"] == "partial" and code == 0, output[-3000:]
+    assert result["error"].startswith("stopped"), result["error"]
+    coverage = result["coverage"]
+    assert coverage["cut_short_by"] == "stopped"
+    assert coverage["segments_analysed"] >= 1
+    assert {r["reason"] for r in coverage["skipped_ranges"]} == {"stopped"}
+    not_analysed = result["report"]["not_analysed_ranges"]
+    assert len(not_analysed) == coverage["segments_skipped"] and not result["report"]["idle_ranges"]
+    assert fake_gemini.stats["live_files"] == 0
+    assert "SIGTERM" in output and "finished partial (stopped" in output.strip().splitlines()[-1]
+
+
+def test_past_run_deadline_seconds_no_call_starts_and_reduce_runs_over_what_finished(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-deadline.mp4", duration=80)
+    out = tmp_path / "out"
+    fake_gemini.configure(latency_s=2)
+    started = time.monotonic()
+    run = run_container("task_analyzer", container_env(
+        fake_gemini, "late-1", f"file://{clip}", f"file://{out}/",
+        SEGMENT_SECONDS="10", MAP_CONCURRENCY="1", RUN_DEADLINE_SECONDS="8"))  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert run.code == 0, run.stdout[-3000:]
+    result = read_result(out)
+    assert result["status"] == "partial", result["error"]
+    assert result["error"].startswith("deadline:")
+    coverage = result["coverage"]
+    assert coverage["cut_short_by"] == "deadline"
+    assert coverage["segments_analysed"] >= 1 and coverage["segments_skipped"] >= 1
+    assert {r["reason"] for r in coverage["skipped_ranges"]} == {"deadline"}
+    assert result["report"]["source"] == "reduce"  # REDUCE still ran, over what finished
+    assert result["usage"]["calls"] == coverage["segments_analysed"] + 1
+    assert elapsed < 8 + 2 + 6  # the deadline, one REDUCE call, start-up and publishing
+
+
+def test_checkpoints_are_reused_only_for_the_same_recording_and_context_and_a_worse_rerun_is_kept_beside(  # noqa: E501
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    first = sample_media("e2e-ident-a.mp4", duration=40, size="320x180")
+    corrected = sample_media("e2e-ident-b.mp4", duration=40, size="480x270")
+    recording = tmp_path / "in" / "screen.mp4"
+    recording.parent.mkdir()
+    recording.write_bytes(first.read_bytes())
+    out = tmp_path / "out"
+
+    def trigger(rubric: str, **extra: str) -> tuple[int, dict[str, Any], int]:
+        fake_gemini.reset()
+        env = container_env(fake_gemini, "ident-1", f"file://{recording}", f"file://{out}/",
+                            SEGMENT_SECONDS="10", ANALYSIS_CONTEXT=json.dumps({"rubric": rubric}),
+                            **extra)  # fmt: skip
+        run = run_container("task_analyzer", env)
+        return run.code, read_result(out), generate_calls(fake_gemini)
+
+    code, result, calls = trigger("Correctness")
+    segments = result["coverage"]["segments_analysed"]
+    assert code == 0 and segments >= 2 and calls == segments + 1, result["error"]
+    identity = result["input"]["identity"]
+    assert identity.startswith("sha256:")
+    code, result, calls = trigger("Correctness")  # unchanged: MAP answers reused
+    assert calls == 1 and result["coverage"]["segments_from_checkpoint"] == segments
+    code, result, calls = trigger("Correctness and testing")  # edited rubric: analysed again
+    assert calls == segments + 1 and result["coverage"]["segments_from_checkpoint"] == 0
+    recording.write_bytes(corrected.read_bytes())  # a corrected recording under the same key
+    code, result, calls = trigger("Correctness and testing")
+    assert calls == segments + 1 and result["coverage"]["segments_from_checkpoint"] == 0
+    assert result["input"]["identity"] != identity and result["status"] == "complete"
+    # A rerun that fails (every call rate-limited) keeps the complete result in place.
+    fake_gemini.configure(rates={"429": 1.0}, retry_delay="0.1s")
+    code, result, _ = trigger("Edited again", GEMINI_MAX_ATTEMPTS="1")
+    assert code == 3 and result["status"] == "complete"
+    beside = list(out.glob("result.failed-*.json"))
+    assert len(beside) == 1 and json.loads(beside[0].read_text())["error"] == ALL_SEGMENTS_FAILED

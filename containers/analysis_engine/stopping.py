@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,6 +62,9 @@ class RunStop:
     @contextmanager
     def installed(self) -> Iterator[None]:
         """Handle SIGTERM while the run lasts (main thread only, as `signal` requires)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # embedded in another program's thread: its owner handles signals
+            return
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             yield
