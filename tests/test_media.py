@@ -357,3 +357,35 @@ def test_detect_idle_far_from_a_keyframe_checks_packets_and_sound(tmp_path: Path
         silent_idle=False,
     )  # fmt: skip
     assert media.detect_idle(audible, media.probe(audible), min_seconds=30) == []
+
+
+def test_slow_silent_typing_in_a_dark_editor_is_not_idle(tmp_path: Path) -> None:
+    from evals.generate import screen_recording
+
+    # One character a second (P-frames of ~15 bytes, a whole-frame difference far below any
+    # freezedetect noise level), then a minute of nothing but a blinking caret, then typing.
+    recipe = {
+        "duration_s": 80,
+        "fps": 5,
+        "activities": [
+            {"kind": "typing", "start_s": 0, "end_s": 30, "chars_per_s": 1},
+            {"kind": "idle", "start_s": 30, "end_s": 66},
+            {"kind": "typing", "start_s": 66, "end_s": 80, "chars_per_s": 1},
+        ],
+    }
+    path = screen_recording(recipe, tmp_path / "editor.mp4")
+    (idle,) = media.detect_idle(path, media.probe(path), min_seconds=20)
+    assert idle.start_s == pytest.approx(30, abs=2.5)
+    assert idle.end_s == pytest.approx(66, abs=2.5)
+    assert idle.end_s <= 66.5  # never a typed second skipped
+
+
+def test_active_from_changes_ignores_a_blinking_caret() -> None:
+    times = [float(t) for t in range(0, 40, 2)]
+    caret = [(t, 39.0 if k % 2 else 0.0) for k, t in enumerate(times)]  # blinks, adds up to 0
+    assert media.active_from_changes(caret[1:], caret, lag_s=6, threshold=80) == []
+    # Typing from 20 s on: every 6 s adds ~200 changed pixels.
+    typing = [(t, 200.0 if t >= 22 else 0.0) for t in times]
+    steps = [(t, 40.0 if t >= 22 else 0.0) for t in times[1:]]
+    (active,) = media.active_from_changes(steps, typing, lag_s=6, threshold=80)
+    assert active.start_s == 20 and active.end_s == 38

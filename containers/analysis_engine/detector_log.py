@@ -10,6 +10,7 @@ proctor's signals.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -82,5 +83,22 @@ def levels(text: str) -> list[Level]:
             except ValueError:
                 value = float("-inf")
             out.append(Level(pts, value))
+            pts = None
+    return out
+
+
+def metadata_values(text: str, instance: str, key: str) -> list[tuple[float, float]]:
+    """(pts_time, value) pairs that `metadata@<instance>=print:key=<key>` logged."""
+    tag = f"[metadata@{instance} @"
+    out: list[tuple[float, float]] = []
+    pts: float | None = None
+    for line in text.splitlines():
+        if not line.startswith(tag):
+            continue
+        if (m := _PTS.search(line)) is not None:
+            pts = float(m.group(1))
+        elif pts is not None and f"{key}=" in line:
+            with contextlib.suppress(ValueError):  # "nan" and the like: no value
+                out.append((pts, float(line.rsplit("=", 1)[1])))
             pts = None
     return out

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis_engine import detector_log
+from analysis_engine import intervals as iv
 from analysis_engine.errors import InvalidInputError, MediaError
 from analysis_engine.models import Interval, MediaInfo, SegmentPlan
 
@@ -62,6 +64,17 @@ KEYFRAME_VERIFY_MAX_GAP = 10.0
 FULL_DECODE_BUDGET = 2.0
 FREEZE_NOISE = 0.001  # freezedetect default (-60 dB): exact stills, compression noise ignored
 SILENCE_NOISE_DB = -50.0
+# Picture change inside a quiet packet run. freezedetect averages the difference over the
+# whole frame, so one typed character in a 720p editor (~40-150 changed pixels) is far below
+# any noise threshold, and so is a blinking caret (~40 pixels). Instead each sampled frame is
+# compared with the one CHANGE_LAG_S earlier (and with the previous sample), counting pixels
+# that changed by more than CHANGE_PIXEL_LEVEL: slow typing (1 char/s) changes 150-300 pixels
+# over 6 s, a caret that blinks in place at most its own ~40. Measured on a dark 720p editor.
+CHANGE_LAG_S = 6.0
+CHANGE_PIXEL_LEVEL = 24
+CHANGED_PIXELS_720P = 80.0
+MIN_CHANGED_PIXELS = 20.0
+STILL_PIXELS = 2.0  # consecutive samples this close are the same picture
 
 
 # ----------------------------------------------------------------------------- runner
@@ -263,6 +276,46 @@ def idle_detect_argv(
         argv += ["-skip_frame:v", "nokey"]
     argv += [*_seek(start, end), "-i", str(path), "-filter_complex", graph, *maps]
     return [*argv, "-f", "null", "-"]
+
+
+def change_detect_argv(
+    path: Path,
+    *,
+    start: float,
+    end: float,
+    lag_s: float = CHANGE_LAG_S,
+    keyframes_only: bool,
+    has_audio: bool,
+    min_seconds: float,
+    noise_db: float = SILENCE_NOISE_DB,
+    threads: int | None = None,
+) -> list[str]:
+    """Changed-pixel counts of [start, end): each sampled frame (a keyframe, or one per second
+    of a full decode) against the previous sample (`metadata@step`) and against the frame
+    `lag_s` earlier (`metadata@lag`: the same file opened a second time, `lag_s` earlier);
+    silencedetect on the sound in the same pass. Printed times are relative to `start`."""
+    ref_start = max(0.0, start - lag_s)
+    offset = lag_s - (start - ref_start)  # pairs frame t with frame t - lag_s
+    sample = "" if keyframes_only else "fps=1,"
+    binarise = (
+        f"format=gray,lutyuv=y='if(gt(val,{CHANGE_PIXEL_LEVEL}),255,0)',signalstats,"
+        "metadata@{name}=print:key=lavfi.signalstats.YAVG"
+    )
+    graph = (
+        f"[0:v:0]{sample}format=gray,split[c][m];"
+        f"[c]tblend=all_mode=difference,{binarise.format(name='step')},nullsink;"
+        f"[1:v:0]{sample}format=gray[r];"
+        f"[m][r]blend=all_mode=difference,{binarise.format(name='lag')}[v]"
+    )
+    maps = ["-map", "[v]"]
+    if has_audio:
+        graph += f";[0:a:0]silencedetect=n={noise_db:g}dB:d={min_seconds:g}[a]"
+        maps += ["-map", "[a]"]
+    skip = ["-skip_frame:v", "nokey"] if keyframes_only else []
+    argv = [*_ffmpeg(), "-loglevel", "info", *_threads(threads)]
+    argv += [*skip, *_seek(start, end), "-i", str(path)]
+    argv += [*skip, *_seek(ref_start, end), "-itsoffset", f"{offset:.3f}", "-i", str(path)]
+    return [*argv, "-filter_complex", graph, *maps, "-f", "null", "-"]
 
 
 def black_detect_argv(
@@ -718,6 +771,38 @@ def _duration(path: Path) -> float:
 
 
 # ------------------------------------------------------------------------ idle detection
+def changed_pixels_threshold(info: MediaInfo) -> float:
+    """Changed pixels that mean real activity (a few typed characters), for this frame size."""
+    pixels = (info.width or 1280) * (info.height or 720)
+    return max(MIN_CHANGED_PIXELS, CHANGED_PIXELS_720P * min(1.0, pixels / (1280 * 720)))
+
+
+def active_from_changes(
+    step: Sequence[tuple[float, float]],
+    lagged: Sequence[tuple[float, float]],
+    *,
+    lag_s: float,
+    threshold: float,
+) -> list[Interval]:
+    """Where the picture really changed (pure), from changed-pixel counts per sample time.
+
+    `lagged[t]` compares the frame at t with the one `lag_s` earlier: above `threshold`,
+    something changed in [t - lag_s, t], except between consecutive samples seen to be
+    identical (`step` ≈ 0). A blinking caret differs from sample to sample but never adds up
+    over the lag, so alone it is not activity. A single step above the threshold (a paste, a
+    scroll) is activity by itself. Samples less than `lag_s` after the file's start have no
+    reference and count by step only.
+    """
+    times = sorted({t for t, _ in lagged} | {t for t, _ in step})
+    previous = dict(zip(times[1:], times[:-1], strict=False))
+    still = [Interval(previous[t], t) for t, px in step if px <= STILL_PIXELS and t in previous]
+    active = [Interval(previous[t], t) for t, px in step if px > threshold and t in previous]
+    for t, px in lagged:
+        if px > threshold and t >= lag_s - 1e-3:
+            active += iv.subtract([Interval(t - lag_s, t)], still)
+    return iv.merge(active)
+
+
 def quiet_stretches(
     packets: Sequence[Packet],
     *,
@@ -846,28 +931,41 @@ def _verify_candidate(
     inside = [k for k in keyframes if lo <= k <= hi]
     gap = keyframe_gap(inside, lo, hi)
     sparse = gap > KEYFRAME_VERIFY_MAX_GAP
-    if sparse and _seek_cost(packets, keyframes, lo, hi) > FULL_DECODE_BUDGET:
+    if sparse and _seek_cost(packets, keyframes, max(0.0, lo - CHANGE_LAG_S), hi) > (
+        FULL_DECODE_BUDGET
+    ):
         return _silent_part(path, info, run, min_seconds, threads, timeout)
-    argv = idle_detect_argv(
+    argv = change_detect_argv(
         path,
-        min_seconds=min_seconds,
-        has_audio=info.has_audio,
         start=lo,
         end=hi,
         keyframes_only=not sparse,
-        # Two identical consecutive keyframes already count; min_seconds is applied after.
-        freeze_seconds=None if sparse else max(0.1, 0.9 * min(gap, min_seconds)),
+        has_audio=info.has_audio,
+        min_seconds=min_seconds,
         threads=threads,
     )
     stderr = run_ffmpeg(argv, timeout=timeout).stderr
-    frozen = parse_start_end(_events(_FREEZE_RE, stderr), offset=lo, open_end=hi)
+    px = (info.width or 1280) * (info.height or 720) / 255.0  # YAVG of a 0/255 mask → pixels
+
+    def counts(name: str) -> list[tuple[float, float]]:
+        values = detector_log.metadata_values(stderr, name, "lavfi.signalstats.YAVG")
+        return [(round(lo + t, 3), v * px) for t, v in values if lo + t <= hi + 1e-3]
+
+    active = active_from_changes(
+        counts("step"),
+        counts("lag"),
+        lag_s=CHANGE_LAG_S,
+        threshold=changed_pixels_threshold(info),
+    )
+    still = iv.complement(active, lo, hi)
     if not sparse:
-        frozen = [_refine_to_run(f, run, inside) for f in frozen]
-        frozen = [f for f in frozen if f.end_s > f.start_s]
+        # Keyframe samples are seconds apart; the packet run is accurate to one second.
+        still = [_refine_to_run(f, run, inside) for f in still]
+        still = [f for f in still if f.end_s > f.start_s]
     if info.has_audio:
-        silent = parse_start_end(_events(_SILENCE_RE, stderr), offset=lo, open_end=hi)
-        frozen = intersect(frozen, silent)
-    return frozen
+        silent = detector_log.silences(stderr, open_end=hi, offset=lo)
+        still = iv.intersect(still, silent)
+    return still
 
 
 def _seek_cost(

@@ -1,0 +1,279 @@
+"""Recordings for the labelled set, generated at run time with ffmpeg lavfi and espeak-ng
+(nothing is committed). Every recipe is a pure description (JSON in the set file) that
+`materialise` turns into files: a webcam chunk prefix or a screen recording.
+
+Webcam (`webcam`): a moving test pattern at 160x120/5 fps with VP8 + Opus in ~3 s
+MediaRecorder-style chunks (the first carries the header, the rest are bare clusters), with
+optional black (`covered`), frozen, silent stretches and a sound track made of pieces
+(`fan` = brown noise, `tone` = 440 Hz, `speech` = espeak-ng, `silence`), and chunk-level
+damage: lost chunks (gaps), a recorder restart with or without its header chunk, a re-upload
+under a new index, per-recorder names, random tags before the index, a zero-byte chunk.
+
+Screen (`screen`): a dark 720p editor (DejaVu Sans Mono on #1e1e1e, a blinking caret) driven
+by a list of activities: `typing` (chars per second), `idle`, `scroll`, `paste`, `ai_tab`
+(a browser tab titled like an AI assistant), `terminal_error`.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+ESPEAK = shutil.which("espeak-ng") or "espeak-ng"
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+CLUSTER_ID = b"\x1f\x43\xb6\x75"
+SPEECH = (
+    "Can you tell me the answer to question four? I think it is the second option, because "
+    "the loop stops early when the list is empty, and the function returns none."
+)
+CODE = [
+    "def solve(items):",
+    "    seen = set()",
+    "    for item in items:",
+    "        if item in seen:",
+    "            return item",
+    "        seen.add(item)",
+    "    return None",
+    "",
+    "class Cache:",
+    "    def __init__(self, size):",
+    "        self.size = size",
+    "        self.data = {}",
+]
+
+
+def _run(argv: Sequence[str]) -> None:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}): {tail}")
+
+
+def materialise(recipe: Mapping[str, Any], workdir: Path) -> Path:
+    """Generate the recording a recipe describes under `workdir`; returns the recording (a
+    file) or the chunk prefix (a directory)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    kind = recipe.get("generator")
+    if kind == "webcam":
+        return webcam_chunks(recipe, workdir)
+    if kind == "screen":
+        return screen_recording(recipe, workdir / "screen.mp4")
+    raise ValueError(f"generator: unknown generator {kind!r} (webcam | screen)")
+
+
+# ------------------------------------------------------------------------------- webcam
+def _sound_graph(pieces: Sequence[Mapping[str, Any]], speech_input: int | None) -> str:
+    """An ffmpeg graph concatenating the sound pieces into [a] (48 kHz mono)."""
+    parts, labels = [], []
+    for i, piece in enumerate(pieces):
+        seconds = float(piece["end_s"]) - float(piece["start_s"])
+        kind = piece["kind"]
+        if kind == "fan":
+            src = f"anoisesrc=color=brown:amplitude=0.3:sample_rate=48000:duration={seconds:g}"
+        elif kind == "tone":
+            src = f"sine=frequency=440:sample_rate=48000:duration={seconds:g},volume=0.5"
+        elif kind == "silence":
+            src = f"anullsrc=r=48000:cl=mono,atrim=duration={seconds:g}"
+        elif kind == "speech":
+            assert speech_input is not None
+            src = (
+                f"[{speech_input}:a]aresample=48000,aformat=channel_layouts=mono,"
+                f"apad,atrim=duration={seconds:g}"
+            )
+        else:
+            raise ValueError(f"sound: unknown piece {kind!r}")
+        if not src.startswith("["):
+            src += ",aformat=channel_layouts=mono"
+        parts.append(f"{src}[s{i}]")
+        labels.append(f"[s{i}]")
+    return ";".join(parts) + f";{''.join(labels)}concat=n={len(labels)}:v=0:a=1[a]"
+
+
+def webcam_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
+    seconds = float(recipe["duration_s"])
+    fps = 5
+    video = [f"testsrc2=size=160x120:rate={fps}", "format=yuv420p"]
+    for a, b in recipe.get("frozen", []):
+        video.append(
+            f"split[x][y];[x][y]freezeframes=first={int(a * fps)}:last={int(b * fps)}"
+            f":replace={int(a * fps)}"
+        )
+    for a, b in recipe.get("covered", []):
+        video.append(f"drawbox=color=black:t=fill:enable='between(t,{a},{b})'")
+    pieces = recipe.get("sound") or [{"kind": "silence", "start_s": 0, "end_s": seconds}]
+    argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            ",".join(video)]  # fmt: skip
+    speech_input = None
+    if any(p["kind"] == "speech" for p in pieces):
+        wav = dest.with_suffix(".speech.wav")
+        _run([ESPEAK, "-w", str(wav), str(recipe.get("speech_text", SPEECH))])
+        argv += ["-i", str(wav)]
+        speech_input = 1
+    graph = _sound_graph(pieces, speech_input)
+    argv += ["-filter_complex", graph, "-map", "0:v", "-map", "[a]", "-t", f"{seconds:g}"]
+    argv += ["-c:v", "libvpx", "-b:v", "150k", "-g", str(3 * fps), "-deadline", "realtime",
+             "-cpu-used", "16", "-c:a", "libopus", "-b:a", "32k", "-threads", "1",
+             "-f", "webm", "-live", "1", "-cluster_time_limit", "3000",
+             "-cluster_size_limit", "100M", str(dest)]  # fmt: skip
+    _run(argv)
+    return dest
+
+
+def _split_clusters(data: bytes) -> tuple[bytes, list[bytes]]:
+    """(everything before the first Cluster, [each Cluster's bytes]) of a live WebM whose
+    clusters have known sizes (ffmpeg's `-live 1` output)."""
+    first = data.index(CLUSTER_ID)
+    header, clusters, pos = data[:first], [], first
+    while pos < len(data):
+        length = 9 - data[pos + 4].bit_length()
+        size = int.from_bytes(data[pos + 4 : pos + 4 + length], "big") & ((1 << (7 * length)) - 1)
+        end = pos + 4 + length + size
+        clusters.append(data[pos:end])
+        pos = end
+    return header, clusters
+
+
+def mediarecorder_chunks(recording: Path) -> list[bytes]:
+    header, clusters = _split_clusters(recording.read_bytes())
+    if len(clusters) > 1 and len(clusters[-1]) < 2048:  # ffmpeg's tiny tail cluster
+        clusters[-2:] = [clusters[-2] + clusters[-1]]
+    return [header + clusters[0], *clusters[1:]]
+
+
+def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
+    """The chunk prefix (a directory of chunk files) a webcam recipe describes.
+
+    `sessions`: one recording per recorder session (a restart starts a new one), each a
+    webcam recipe; chunk damage is applied to the concatenated chunk list (global indices):
+    `lost` (indices never uploaded), `reupload` ({"index": i, "as": j}: chunk i uploaded again
+    as index j, later chunks shifted by one), `empty_after` (a zero-byte chunk inserted after
+    index i), `names` ("index" | "tagged" | "per_recorder").
+    """
+    sessions = recipe.get("sessions") or [recipe]
+    chunks: list[bytes] = []
+    recorder: list[tuple[int, int]] = []  # (session, index within session) per chunk
+    for n, session in enumerate(sessions):
+        got = mediarecorder_chunks(webcam_recording(session, workdir / f"session{n}.webm"))
+        recorder += [(n, i) for i in range(len(got))]
+        chunks += got
+    entries = list(zip(chunks, recorder, strict=True))
+    lost = set(recipe.get("lost", []))
+    for item in sorted(recipe.get("reupload", []), key=lambda r: -int(r["as"])):
+        entries.insert(int(item["as"]), entries[int(item["index"])])
+    for after in sorted(recipe.get("empty_after", []), reverse=True):
+        entries.insert(after + 1, (b"", (-1, -1)))
+    out = workdir / "chunks"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    rng = random.Random(int(recipe.get("seed", 7)))
+    names = recipe.get("names", "index")
+    per_session: dict[int, int] = {}
+    for index, (data, (session, _)) in enumerate(entries):
+        if index in lost:
+            if names == "per_recorder":
+                per_session[session] = per_session.get(session, -1) + 1
+            continue
+        if names == "tagged":
+            name = f"{rng.getrandbits(16):04x}_{index}.webm"
+        elif names == "per_recorder":
+            s = max(session, 0)
+            per_session[s] = per_session.get(s, -1) + 1
+            name = f"rec{s + 1}_{per_session[s]}.webm"
+        else:
+            name = f"{index}.webm"
+        (out / name).write_bytes(data)
+    return out
+
+
+# ------------------------------------------------------------------------------- screen
+def _esc(text: str) -> str:
+    """Text for drawtext's `text=` inside a filter graph (escape the graph's specials)."""
+    for ch in ("\\", "'", ":", ",", ";", "[", "]", "%", "#", "=", "(", ")"):
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _text(x: int | str, y: int | str, text: str, *, color: str = "0xd4d4d4", size: int = 16,
+          enable: str | None = None) -> str:  # fmt: skip
+    f = f"drawtext=fontfile={FONT}:fontsize={size}:fontcolor={color}:x={x}:y={y}"
+    return f + f":text='{_esc(text)}'" + (f":enable='{enable}'" if enable else "")
+
+
+def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
+    """A dark-editor screen recording driven by `activities` (see the module docstring).
+
+    Text is drawn with drawtext (static, switched on with `enable`); typing is revealed one
+    character at a time by a background-coloured cover moved with `overlay` (whose x is
+    evaluated per frame, unlike drawbox's); the caret is another overlay that blinks.
+    """
+    fps = int(recipe.get("fps", 10))
+    size = str(recipe.get("size", "1280x720"))
+    seconds = float(recipe["duration_s"])
+    cw, lh, x0, y0 = 10, 22, 60, 80  # character width (DejaVu Sans Mono 16), line height
+    text = [
+        "drawbox=x=0:y=0:w=iw:h=32:color=0x2d2d2d:t=fill",  # browser/editor title bar
+        _text(12, 8, "main.py - editor", color="0x9d9d9d"),
+    ]
+    covers: list[tuple[str, str, str, str]] = []  # (size, x, y, enable)
+    line = 0
+    caret: list[tuple[float, str, str]] = []  # (from, x expr, y expr)
+    for act in recipe.get("activities", []):
+        kind, a, b = act["kind"], float(act["start_s"]), float(act["end_s"])
+        y = y0 + line * lh
+        if kind == "typing":
+            rate = float(act.get("chars_per_s", 1.0))
+            source = str(act.get("text") or "  ".join(CODE))
+            n = min(len(source), 118, int((b - a) * rate))
+            text.append(_text(x0, y, source[:n], enable=f"gte(t,{a})"))
+            reveal = rf"{x0}+max(0\,floor((t-{a})*{rate}))*{cw}"
+            covers.append((f"{n * cw + 20}x{lh}", reveal, str(y - 3), f"lt(t,{b})"))
+            caret.append((a, rf"{x0}+min({n}\,max(0\,floor((t-{a})*{rate})))*{cw}", str(y - 2)))
+            line += 1
+        elif kind == "paste":
+            for k, code in enumerate(CODE):
+                text.append(_text(x0, y0 + (line + k) * lh, code, enable=f"gte(t,{a})"))
+            line += len(CODE)
+        elif kind == "scroll":
+            speed = float(act.get("px_per_s", 40))
+            for k in range(30):
+                ty = rf"{y0 + 60 + k * lh}-{speed}*(min(t\,{b})-{a})*gte(t\,{a})"
+                text.append(_text(x0 + 640, ty, f"{k:3d}  {CODE[k % len(CODE)]}"))
+        elif kind == "ai_tab":
+            title = "ChatGPT - AI assistant"
+            text.append(_text(400, 8, title, color="0xffffff", enable=f"between(t,{a},{b})"))
+        elif kind == "terminal_error":
+            error = "Traceback (most recent call last): ValueError: bad input"
+            text.append(_text(x0, 600, error, color="0xf14c4c", enable=f"gte(t,{a})"))
+        elif kind != "idle":
+            raise ValueError(f"activities: unknown kind {kind!r}")
+    graph = [f"[0:v]{','.join(text)}[l0]"]
+    layer = 0
+    for k, (box, x, y, enable) in enumerate(covers):
+        graph.append(f"color=c=0x1e1e1e:s={box}:r={fps}[c{k}]")
+        graph.append(f"[l{layer}][c{k}]overlay=x='{x}':y={y}:enable='{enable}'[l{layer + 1}]")
+        layer += 1
+    if recipe.get("caret", True):  # blinks (~1 Hz) where typing is, or where it stopped
+        x_expr, y_expr = str(x0), str(y0 - 2)
+        for a, x, y in caret:
+            x_expr = rf"if(gte(t\,{a})\,{x}\,{x_expr})"
+            y_expr = rf"if(gte(t\,{a})\,{y}\,{y_expr})"
+        graph.append(f"color=c=0xaeafad:s=2x20:r={fps}[caret]")
+        graph.append(
+            f"[l{layer}][caret]overlay=x='{x_expr}':y='{y_expr}'"
+            f":enable='lt(mod(t,1.06),0.53)'[l{layer + 1}]"
+        )
+        layer += 1
+    argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            f"color=c=0x1e1e1e:s={size}:r={fps}:d={seconds:g}",
+            "-filter_complex", ";".join(graph), "-map", f"[l{layer}]", "-t", f"{seconds:g}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            "-g", str(int(float(recipe.get("gop_s", 2)) * fps)), "-sc_threshold", "0",
+            "-threads", "1", str(dest)]  # fmt: skip
+    _run(argv)
+    return dest
