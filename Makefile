@@ -63,11 +63,23 @@ $(TOOLS_STAMP):
 TFVARS ?= $(firstword $(wildcard terraform/terraform.tfvars) terraform/examples/decision-record.tfvars)
 TERRAFORM ?= terraform
 TF_PLAN_FILE := analysis-pipeline.tfplan
+# The AWS provider from a local plugin directory when one is installed (offline machines,
+# CI): the directory above registry.terraform.io/. Unset where none is found: a normal
+# `terraform init` downloads the provider the lock file pins. The tests read it too.
+ifndef TF_PLUGIN_DIR
+TF_PLUGIN_DIR := $(shell d=$$(find $$HOME/.terraform.d/plugins /opt /usr/local/share/terraform /usr/share/terraform \
+	-maxdepth 7 -path '*/registry.terraform.io/hashicorp/aws/*' -name 'terraform-provider-aws*' \
+	-not -path '*/.terraform/*' -print -quit 2>/dev/null); [ -n "$$d" ] && echo "$${d%%/registry.terraform.io/*}")
+endif
+export TF_PLUGIN_DIR
+TF_INIT_OFFLINE = $(TERRAFORM) init -input=false -backend=false -lockfile=readonly $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
+TF_NEEDED = @command -v $(TERRAFORM) >/dev/null || { echo "terraform not found on PATH (need >= 1.10)"; exit 1; }
 CAPACITY_FLAGS = $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) \
 	$(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
 	$(if $(MINUTES_PER_ANALYSIS),--minutes-per-analysis $(MINUTES_PER_ANALYSIS)) \
 	$(if $(WORKLOAD),--workload $(WORKLOAD)) \
 	$(if $(VCPU_QUOTA),--vcpu-quota $(VCPU_QUOTA)) \
+	$(if $(VCPU_QUOTA_APPLIED),--vcpu-quota-applied $(VCPU_QUOTA_APPLIED)) \
 	$(if $(VCPU_PER_TASK),--vcpu-per-task $(VCPU_PER_TASK)) \
 	$(if $(GEMINI_RPM),--rpm $(GEMINI_RPM)) \
 	$(if $(GEMINI_TPM),--tpm $(GEMINI_TPM)) \
@@ -78,23 +90,32 @@ CAPACITY_FLAGS = $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) \
 	$(if $(MAP_CONCURRENCY),--map-concurrency $(MAP_CONCURRENCY)) \
 	$(if $(PNG),--png $(PNG))
 
+# The planner evaluates terraform/modules/capacity itself (no provider, ~1 s).
 capacity: install
+	$(TF_NEEDED)
 	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS) $(CAPACITY_FLAGS)
 
+# State: the S3 backend with S3-native locking, configured in terraform/backend.hcl.
 plan: install
-	@command -v $(TERRAFORM) >/dev/null || { echo "terraform not found (need >= 1.9)"; exit 1; }
+	$(TF_NEEDED)
+	@test -f terraform/backend.hcl || { echo "terraform/backend.hcl missing: copy terraform/backend.hcl.example and name your state bucket"; exit 1; }
 	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS)
-	cd terraform && $(TERRAFORM) init -input=false
+	cd terraform && $(TERRAFORM) init -input=false -backend-config=backend.hcl $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
 	cd terraform && $(TERRAFORM) plan -input=false -var-file=$(abspath $(TFVARS)) -out=$(TF_PLAN_FILE)
 
 apply:
+	$(TF_NEEDED)
 	@test -f terraform/$(TF_PLAN_FILE) || { echo "no saved plan: run 'make plan TFVARS=...' first"; exit 1; }
 	cd terraform && $(TERRAFORM) apply -input=false $(TF_PLAN_FILE)
 	rm -f terraform/$(TF_PLAN_FILE)
 
-# Offline checks: fmt, the capacity module's terraform tests, checkov, the HCL wiring tests.
+# Offline checks, as AWS would check it: fmt; init against the provider (the local plugin
+# directory when present), validate and the mocked-provider apply tests of the root
+# module; the capacity module's tests; checkov; the Python wiring tests.
 tf-check: install tools
+	$(TF_NEEDED)
 	$(TERRAFORM) fmt -check -recursive terraform
+	cd terraform && $(TF_INIT_OFFLINE) >/dev/null && $(TERRAFORM) validate && $(TERRAFORM) test
 	cd terraform/modules/capacity && $(TERRAFORM) init -backend=false -input=false >/dev/null && $(TERRAFORM) test
 	cd terraform && BC_SKIP_MAPPING=TRUE ../$(TOOLS_VENV)/bin/checkov -d . --framework terraform --quiet --compact
 	$(BIN)/pytest -q tests/test_terraform.py tests/test_capacity.py

@@ -4,7 +4,7 @@ output "airflow_environment" {
   description = "Environment for the Airflow workers and dag-processor (DESIGN.md deployment settings; plugins/analysis_pipeline/config.py reads these names)."
   value = {
     ANALYSIS_LAUNCHER             = "ecs"
-    ANALYSIS_ECS_CLUSTER          = aws_ecs_cluster.this.name
+    ANALYSIS_ECS_CLUSTER          = local.cluster_name
     ANALYSIS_ECS_SUBNETS          = join(",", var.subnet_ids)
     ANALYSIS_ECS_SECURITY_GROUPS  = aws_security_group.tasks.id
     ANALYSIS_ECS_ASSIGN_PUBLIC_IP = tostring(var.assign_public_ip)
@@ -47,12 +47,12 @@ output "ecr_repository_urls" {
 }
 
 output "security_group_id" {
-  description = "Security group for the tasks (egress HTTPS only)."
+  description = "Security group for the tasks (egress: HTTPS, and Valkey to the budget store)."
   value       = aws_security_group.tasks.id
 }
 
 output "execution_role_arn" {
-  description = "Task execution role (image pull, logs, the Gemini key secret)."
+  description = "Task execution role (image pull, logs, the Gemini key and budget store secrets)."
   value       = aws_iam_role.execution.arn
 }
 
@@ -99,17 +99,19 @@ output "fargate_vcpu_quota_request_id" {
 }
 
 output "capacity" {
-  description = "The lever arithmetic: vCPU needed, quota to request, the caps written (effective) vs asked for, Gemini budgets per container, and the predicted drain."
+  description = "The lever arithmetic: vCPU needed, quota to request, the caps written (effective) vs asked for, the fleet-wide Gemini budgets per model, and the predicted drain from the caps written."
   value = {
     required_vcpu         = module.capacity.required_vcpu
     quota_to_request      = module.capacity.quota_to_request
     quota_increase_needed = module.capacity.quota_increase_needed
-    caps_requested        = { for k, w in var.workloads : k => w.max_concurrent }
+    caps_requested        = { for k, w in local.workloads : k => w.max_concurrent }
     caps_effective        = module.capacity.effective_caps
     caps_limited_by_quota = module.capacity.caps_limited_by_quota
+    quota_warning         = module.capacity.quota_warning
     pool_vcpu             = module.capacity.pool_vcpu
     gemini_rpm_budget     = module.capacity.gemini_rpm_budget
     gemini_tpm_budget     = module.capacity.gemini_tpm_budget
+    gemini_model_budgets  = module.capacity.gemini_model_budgets
     per_analysis          = module.capacity.per_analysis
     drain                 = module.capacity.drain
   }

@@ -6,34 +6,50 @@ variable "project" {
   default     = "analysis-pipeline"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{2,40}$", var.project))
-    error_message = "project must be 3-41 lowercase letters, digits or hyphens, starting with a letter."
+    # 30 at most: "<project>-budget" must fit ElastiCache's 40-character names.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,28}[a-z0-9]$", var.project)) && !strcontains(var.project, "--")
+    error_message = "project must be 3-30 lowercase letters, digits or single hyphens, starting with a letter and not ending with a hyphen."
   }
 }
 
 variable "aws_region" {
   description = "AWS Region for every resource (the Fargate vCPU quota is per Region)."
   type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$", var.aws_region))
+    error_message = "aws_region must be a Region code such as eu-west-1 or us-gov-west-1."
+  }
 }
 
 variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)
   default     = {}
+
+  validation {
+    condition     = alltrue([for k, v in var.tags : length(k) >= 1 && length(k) <= 128 && length(v) <= 256 && !startswith(lower(k), "aws:")])
+    error_message = "Tag keys must be 1-128 characters and not start with aws:, values at most 256 characters."
+  }
 }
 
 variable "vpc_id" {
-  description = "VPC the Fargate tasks run in."
+  description = "VPC the Fargate tasks and the budget store run in."
   type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
 }
 
 variable "subnet_ids" {
-  description = "Subnets for the Fargate tasks (private subnets with a NAT gateway or VPC endpoints for S3, ECR, CloudWatch Logs and Secrets Manager, plus a route to the Gemini API)."
+  description = "Subnets for the Fargate tasks and the budget store (private subnets with a NAT gateway or VPC endpoints for S3, ECR, CloudWatch Logs and Secrets Manager, plus a route to the Gemini API)."
   type        = list(string)
 
   validation {
-    condition     = length(var.subnet_ids) > 0
-    error_message = "At least one subnet is required."
+    condition     = length(var.subnet_ids) > 0 && alltrue([for s in var.subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "At least one subnet is required, each like subnet-0123456789abcdef0."
   }
 }
 
@@ -61,6 +77,11 @@ variable "recordings_kms_key_arns" {
   description = "KMS keys that encrypt the recordings buckets (SSE-KMS), if any: the task role may decrypt with these only."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for a in var.recordings_kms_key_arns : can(regex(local.kms_key_arn_pattern, a))])
+    error_message = "recordings_kms_key_arns must be KMS key ARNs (arn:aws:kms:<region>:<account>:key/<key id>), not aliases."
+  }
 }
 
 variable "results_bucket_name" {
@@ -111,8 +132,10 @@ variable "gemini_api_key_secret_arn" {
   type        = string
 
   validation {
-    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+", var.gemini_api_key_secret_arn))
-    error_message = "gemini_api_key_secret_arn must be a Secrets Manager secret ARN."
+    # The full ARN, with the 6-character suffix Secrets Manager appends: the IAM grant
+    # (Resource = this ARN) matches only the full ARN, so a partial one would deny access.
+    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$", var.gemini_api_key_secret_arn))
+    error_message = "gemini_api_key_secret_arn must be the full Secrets Manager secret ARN, ending in the 6-character suffix AWS appends to the name (e.g. ...:secret:analysis-pipeline/gemini-api-key-AbCdEf)."
   }
 }
 
@@ -120,6 +143,11 @@ variable "gemini_api_key_kms_key_arn" {
   description = "Customer-managed KMS key encrypting that secret, if any (the execution role may decrypt with it via Secrets Manager only); null for the AWS-managed key."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.gemini_api_key_kms_key_arn == null || can(regex(local.kms_key_arn_pattern, coalesce(var.gemini_api_key_kms_key_arn, "-")))
+    error_message = "gemini_api_key_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>) or null."
+  }
 }
 
 variable "log_retention_days" {
@@ -137,59 +165,50 @@ variable "ecr_keep_images" {
   description = "Tagged images kept per ECR repository (older ones expire; untagged ones after a day)."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.ecr_keep_images >= 1 && var.ecr_keep_images <= 1000 && floor(var.ecr_keep_images) == var.ecr_keep_images
+    error_message = "ecr_keep_images must be a whole number 1-1000."
+  }
 }
 
 variable "airflow_role_name" {
   description = "IAM role of the Airflow workers/dag-processor to attach the Airflow policy to; null to attach it elsewhere (its ARN is an output)."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.airflow_role_name == null || can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", coalesce(var.airflow_role_name, "-")))
+    error_message = "airflow_role_name must be an IAM role name (not an ARN) or null."
+  }
+}
+
+
+locals {
+  # Key ARNs only: an alias ARN would not match the key the grant is checked against.
+  kms_key_arn_pattern = "^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 }
 
 # --- the levers (moved together by one apply) ---------------------------------------------
 
 variable "workloads" {
   description = <<-EOT
-    The two containers, keyed by ECS container name ("task-analyzer", "proctor-video"; the DAG
-    side uses the same names). Sizing and caps: max_concurrent (the DAG cap), vcpu, memory_mib,
-    ephemeral_storage_gib (scratch for recordings, 21-200), image_tag. Gemini: gemini_weight
-    (share per running container), map/reduce models, attempts and timeout. The prediction
-    profile (recording minutes, idle fraction, segment seconds, media resolution,
-    map_concurrency, seconds per call, measured minutes_per_analysis, batch_size) is documented
-    in modules/capacity/variables.tf; SEGMENT_SECONDS, MAP_CONCURRENCY and
-    GEMINI_MEDIA_RESOLUTION are also what the container is given, so the model and the run
-    agree.
+    The two containers, keyed by ECS container name ("task-analyzer", "proctor-video"; the
+    DAG side uses the same names). The object type, its defaults and its range checks are
+    declared once, in modules/capacity/variables.tf (image_tag, max_concurrent = the DAG cap,
+    vcpu, memory_mib, ephemeral_storage_gib, the Gemini models and retries, and the
+    prediction profile).
   EOT
-  type = map(object({
-    image_tag                = string
-    max_concurrent           = number
-    vcpu                     = number
-    memory_mib               = number
-    ephemeral_storage_gib    = optional(number, 50)
-    gemini_weight            = optional(number, 1)
-    gemini_map_model         = optional(string, "gemini-2.5-flash")
-    gemini_reduce_model      = optional(string, "gemini-2.5-flash")
-    gemini_max_attempts      = optional(number, 6)
-    gemini_timeout_seconds   = optional(number, 300)
-    avg_recording_minutes    = optional(number, 30)
-    idle_fraction            = optional(number, 0)
-    segment_seconds          = optional(number, 120)
-    media_resolution         = optional(string, "default")
-    tokens_per_second        = optional(number)
-    map_concurrency          = optional(number, 4)
-    seconds_per_call         = optional(number, 120)
-    overhead_minutes         = optional(number, 3)
-    tokens_per_call_overhead = optional(number, 2000)
-    minutes_per_analysis     = optional(number)
-    batch_size               = optional(number, 0)
-  }))
+  # Typed by modules/capacity; `any` here so the type and its defaults exist only there.
+  type = any
 
   validation {
-    condition     = toset(keys(var.workloads)) == toset(["task-analyzer", "proctor-video"])
+    condition     = can(keys(var.workloads)) && try(toset(keys(var.workloads)) == toset(["task-analyzer", "proctor-video"]), false)
     error_message = "workloads must have exactly the keys \"task-analyzer\" and \"proctor-video\" (the container names the DAGs launch)."
   }
   validation {
-    condition     = alltrue([for w in values(var.workloads) : w.ephemeral_storage_gib >= 21 && w.ephemeral_storage_gib <= 200])
-    error_message = "ephemeral_storage_gib must be 21-200 (Fargate's range)."
+    condition     = alltrue([for w in values(var.workloads) : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", w.image_tag))])
+    error_message = "Every workload needs an image_tag (an ECR tag: letters, digits, _ . -, at most 128 characters)."
   }
 }
 
@@ -197,38 +216,78 @@ variable "fargate_vcpu_quota" {
   description = "Fargate On-Demand vCPU quota (fargate / L-3032A538) to hold in this Region; null sizes it from the caps. The request only ever goes up (max of this, the caps' need and what AWS applies now)."
   type        = number
   default     = null
+
+  validation {
+    condition     = var.fargate_vcpu_quota == null || try(var.fargate_vcpu_quota >= 1, false)
+    error_message = "fargate_vcpu_quota must be >= 1 (or null to size it from the caps)."
+  }
 }
 
 variable "manage_fargate_quota" {
   description = "Request the Fargate vCPU quota from Terraform. Set false where quotas are managed centrally; the caps are then still limited by the applied quota."
   type        = bool
   default     = true
+  nullable    = false
 }
 
 variable "headroom_vcpu" {
-  description = "vCPUs of the quota kept free for other Fargate users in the account/Region and tasks still stopping."
+  description = "vCPUs of the quota kept free for other Fargate users in the account/Region and tasks still stopping (null: the module's default, 0)."
   type        = number
-  default     = 0
+  default     = null
+
+  validation {
+    condition     = var.headroom_vcpu == null || try(var.headroom_vcpu >= 0, false)
+    error_message = "headroom_vcpu must be >= 0."
+  }
 }
 
 variable "gemini_project_rpm" {
-  description = "Gemini requests per minute of the whole project (its quota tier)."
+  description = "Gemini requests per minute of the project, per model (its quota tier): with the shared budget store this is the whole fleet's limit for each model, less gemini_reserved_fraction."
   type        = number
+
+  validation {
+    condition     = var.gemini_project_rpm >= 1
+    error_message = "gemini_project_rpm must be >= 1."
+  }
 }
 
 variable "gemini_project_tpm" {
-  description = "Gemini input tokens per minute of the whole project."
+  description = "Gemini input tokens per minute of the project, per model: the whole fleet's limit for each model, less gemini_reserved_fraction."
   type        = number
+
+  validation {
+    condition     = var.gemini_project_tpm >= 1
+    error_message = "gemini_project_tpm must be >= 1."
+  }
+}
+
+variable "gemini_model_quotas" {
+  description = "Per-model quotas where a model's tier differs from gemini_project_rpm/tpm (Gemini quotas are per model), e.g. { \"gemini-2.5-pro\" = { rpm = 150, tpm = 2000000 } }. Range checks in modules/capacity."
+  type = map(object({
+    rpm = number
+    tpm = number
+  }))
+  default = {}
 }
 
 variable "gemini_reserved_fraction" {
-  description = "Fraction of the Gemini project quota kept back from the containers."
+  description = "Fraction of each model's Gemini project quota kept back from the containers (other users of the same key); null: the module's default, 0."
   type        = number
-  default     = 0
+  default     = null
+
+  validation {
+    condition     = var.gemini_reserved_fraction == null || try(var.gemini_reserved_fraction >= 0 && var.gemini_reserved_fraction < 1, false)
+    error_message = "gemini_reserved_fraction must be in [0, 1)."
+  }
 }
 
 variable "analysis_timeout_minutes" {
-  description = "ANALYSIS_TIMEOUT_MINUTES: the Airflow execution_timeout of one launch (the ECS task is stopped after it)."
+  description = "ANALYSIS_TIMEOUT_MINUTES: the Airflow execution_timeout of one launch (the ECS task is stopped after it); null: the module's default, 120."
   type        = number
-  default     = 120
+  default     = null
+
+  validation {
+    condition     = var.analysis_timeout_minutes == null || try(var.analysis_timeout_minutes >= 1, false)
+    error_message = "analysis_timeout_minutes must be >= 1."
+  }
 }

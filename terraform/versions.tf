@@ -1,11 +1,12 @@
 terraform {
-  # 1.9+: variable validations may refer to other variables.
-  required_version = ">= 1.9.0"
+  # 1.9+: variable validations may refer to other variables; 1.10+: S3 native state locking.
+  required_version = ">= 1.10.0"
 
   required_providers {
     aws = {
-      source  = "hashicorp/aws"
-      version = ">= 5.80, < 7.0"
+      source = "hashicorp/aws"
+      # One major version; .terraform.lock.hcl pins the exact release and its checksums.
+      version = "~> 5.100"
     }
   }
 }

@@ -1,5 +1,6 @@
 # The capacity decision record's setting (16 Jun 2026): task analyses capped at 12 at once on
-# 4-vCPU Fargate tasks, ~35 min each, Fargate On-Demand vCPU quota 64 (ceiling 16 = 64 ÷ 4).
+# 4-vCPU Fargate tasks, ~35 min each with the segments analysed one after another
+# (MAP_CONCURRENCY=1, as measured then), Fargate On-Demand vCPU quota 64 (ceiling 16 = 64 ÷ 4).
 # The 16 vCPU of headroom the record kept above the 12 task analyses now runs the proctor
 # videos (8 × 2 vCPU), so the pool and the quota are both 64.
 #
@@ -19,8 +20,9 @@ gemini_api_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secre
 fargate_vcpu_quota = 64
 headroom_vcpu      = 0
 
-# Lever 3: the Gemini project quota (a Tier-1 Flash project: 1k RPM, 1M TPM), split per
-# running container: 1000 RPM / 20 containers = 50 RPM each.
+# Lever 3: the Gemini project quota (a Tier-1 Flash project: 1k RPM, 1M TPM). With the shared
+# budget store these are the whole fleet's limits for the model: every container counts
+# against the same 1000 RPM / 1M TPM (the record's 20 containers ask ~330k TPM of it).
 gemini_project_rpm = 1000
 gemini_project_tpm = 1000000
 
@@ -32,7 +34,9 @@ workloads = {
     vcpu                  = 4
     memory_mib            = 8192
     ephemeral_storage_gib = 50
-    # Measured today (one segment after another): ~35 min per analysis of a ~30 min recording.
+    # Measured then, one segment after another: ~35 min per analysis of a ~30 min recording
+    # (the model agrees: 3 min + (15 segments + REDUCE) x 2 min).
+    map_concurrency       = 1
     minutes_per_analysis  = 35
     avg_recording_minutes = 30
     batch_size            = 350
@@ -43,7 +47,9 @@ workloads = {
     vcpu                  = 2
     memory_mib            = 4096
     ephemeral_storage_gib = 30
-    # ~30 min proctored test; duration modelled (3 min stitch/signals + MAP waves + REDUCE).
+    # ~30 min proctored test, one segment after another like the record's task analyses;
+    # duration modelled: 3 min stitch/signals + 15 MAP calls + REDUCE at 2 min each = 35 min.
+    map_concurrency       = 1
     avg_recording_minutes = 30
     batch_size            = 350
   }

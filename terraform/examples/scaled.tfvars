@@ -19,9 +19,9 @@ gemini_api_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secre
 fargate_vcpu_quota = 128
 headroom_vcpu      = 8
 
-# Lever 3: a higher Gemini tier (set to your project's granted quota). With 48 containers a
-# 1M TPM project would leave each ~20k TPM, less than one 2-minute segment costs: the plan
-# refuses that combination.
+# Lever 3: a higher Gemini tier (set to your project's granted quota): the whole fleet's limits
+# per model, shared through the budget store. `make capacity` names the TPM the caps below
+# need before Gemini stops binding.
 gemini_project_rpm = 2000
 gemini_project_tpm = 4000000
 
