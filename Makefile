@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch eval clean
 
 install: $(STAMP)
 
@@ -137,6 +137,14 @@ bench-map: install
 # cached in $BENCH_CACHE or /tmp/bench-cache; results appended to bench/RESULTS.md).
 bench-stitch: install
 	$(BIN)/python bench/bench_stitch.py --append
+
+# Detection quality (evals/): CONFIG and BASELINE (JSON lever files) on the generated
+# labelled set, side by side, with a verdict against the targets; JSON + Markdown land in
+# evals/out/. Model metrics need GEMINI_API_KEY and are skipped, with the reason, without it.
+CONFIG ?= evals/configs/default.json
+BASELINE ?= evals/configs/default.json
+eval: install
+	$(BIN)/python -m evals --config $(CONFIG) --baseline $(BASELINE)
 
 # Both DAGs end to end on local stand-ins (moto S3, fake Gemini unless GEMINI_API_KEY is
 # set), through `airflow dags test` in local launcher mode; outputs land in .demo/results/.

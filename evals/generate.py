@@ -228,7 +228,8 @@ def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
         y = y0 + line * lh
         if kind == "typing":
             rate = float(act.get("chars_per_s", 1.0))
-            source = str(act.get("text") or "  ".join(CODE))
+            # Spaces are invisible: typed text here has none, so every typed second shows.
+            source = str(act.get("text") or ";".join(CODE)).replace(" ", ".")
             n = min(len(source), 118, int((b - a) * rate))
             text.append(_text(x0, y, source[:n], enable=f"gte(t,{a})"))
             reveal = rf"{x0}+max(0\,floor((t-{a})*{rate}))*{cw}"
