@@ -62,6 +62,10 @@ MODES = (
     "safety",
     "max_tokens",
     "schema_mismatch",
+    # Refusals the real service gives for good, worded as it words them.
+    "api_key_invalid",
+    "model_not_found",
+    "429_daily",
 )
 # Faults that make sense for uploads (the SDK raises APIError on them).
 UPLOAD_MODES = ("ok", "429", "500", "502", "503", "504", "400", "403", "hang")
@@ -75,6 +79,33 @@ _STATUS = {
     502: "UNAVAILABLE",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
+}
+# The `_error` arguments of the refusal modes, as the real service words them.
+_REFUSALS: dict[str, dict[str, Any]] = {
+    "api_key_invalid": {
+        "code": 400,
+        "message": "API key not valid. Please pass a valid API key.",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ],
+    },
+    "model_not_found": {
+        "code": 404,
+        "message": "models/unknown is not found for API version v1beta, or is not supported "
+        "for generateContent. Call ListModels to see the list of available models.",
+    },
+    "429_daily": {
+        "code": 429,
+        "violation": {
+            "quotaMetric": "generativelanguage.googleapis.com/generate_requests_per_model_per_day",
+            "quotaId": "GenerateRequestsPerDayPerProjectPerModel",
+        },
+    },
 }
 _MESSAGES = {
     400: "Request contains an invalid argument.",
@@ -136,6 +167,12 @@ class FakeConfig:
     # Scripted answers: "demo" answers structured calls from devtools.story (the events
     # drawn into the demo's recordings) instead of synthesising random values.
     answers: str | None = None
+    # The model's input limit: a larger request gets the real 400 INVALID_ARGUMENT.
+    input_token_limit: int = 1_048_576
+    # A thinking model reasons this many tokens before answering, unless the request's
+    # thinkingConfig.thinkingBudget caps it; like the real service, thoughts count against
+    # maxOutputTokens (thoughts + answer beyond it: finishReason MAX_TOKENS).
+    thinking_tokens: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
@@ -488,6 +525,12 @@ class _Synth:
         return text[: int(max_len)] if max_len is not None else text
 
 
+def _thoughts(gen_config: dict[str, Any], thinking_tokens: int) -> int:
+    """Thinking tokens spent on a request: the model's habit, capped by its budget."""
+    budget = _field(_field(gen_config, "thinkingConfig") or {}, "thinkingBudget")
+    return thinking_tokens if budget is None else min(thinking_tokens, max(0, int(budget)))
+
+
 def _schema_of(gen_config: dict[str, Any]) -> dict[str, Any] | None:
     return _field(gen_config, "responseJsonSchema") or _field(gen_config, "responseSchema")
 
@@ -613,12 +656,15 @@ class _Handler(BaseHTTPRequestHandler):
             "message": message or _MESSAGES.get(code, "error"),
             "status": _STATUS.get(code, "UNKNOWN"),
         }
+        if extra.get("details"):
+            error["details"] = list(extra["details"])
         if code == 429:
             error["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.QuotaFailure",
                     "violations": [
-                        {
+                        extra.get("violation")
+                        or {
                             "quotaMetric": "generativelanguage.googleapis.com/"
                             "generate_content_paid_tier_input_token_count",
                             "quotaId": "GenerateContentPaidTierInputTokensPerModelPerMinute",
@@ -660,6 +706,9 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if mode.isdigit():
             self._error(int(mode), retry_delay=self.state.config.retry_delay)
+            return True
+        if mode in _REFUSALS:
+            self._error(**_REFUSALS[mode], retry_delay=self.state.config.retry_delay)
             return True
         return False
 
@@ -737,6 +786,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "prompt_tokens": prompt_tokens,
                     "has_schema": bool(_schema_of(gen_config)),
                     "max_output_tokens": _field(gen_config, "maxOutputTokens"),
+                    "thinking_budget": _field(
+                        _field(gen_config, "thinkingConfig") or {}, "thinkingBudget"
+                    ),
                 }
             )
         log.info(
@@ -746,7 +798,13 @@ class _Handler(BaseHTTPRequestHandler):
             media_seconds,
             prompt_tokens,
         )
-        if not media_problem and mode != "hang" and not mode.isdigit():
+        if media_problem is None and prompt_tokens > state.config.input_token_limit:
+            media_problem = (
+                400,
+                f"The input token count ({prompt_tokens}) exceeds the maximum number of "
+                f"tokens allowed ({state.config.input_token_limit}).",
+            )
+        if not media_problem and mode not in _REFUSALS and mode != "hang" and not mode.isdigit():
             retry_after = state.admit_quota(model, prompt_tokens)
             if retry_after is not None:
                 self._error(429, retry_delay=f"{math.ceil(retry_after * 1000) / 1000:g}s")
@@ -848,10 +906,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "max_tokens":
             text, finish = text[: max(1, len(text) // 3)], "MAX_TOKENS"
         output_tokens = state.config.output_tokens or max(1, len(text) // 4)
+        thoughts = _thoughts(gen_config, state.config.thinking_tokens)
+        limit = _field(gen_config, "maxOutputTokens")
+        if thoughts and limit is not None and thoughts + output_tokens > int(limit):
+            output_tokens = max(0, int(limit) - thoughts)  # thinking used up the limit
+            text, finish = text[: output_tokens * 4], "MAX_TOKENS"
         payload = {
             "candidates": [
                 {
-                    "content": {"parts": [{"text": text}], "role": "model"},
+                    "content": {"parts": [{"text": text}] if text else [], "role": "model"},
                     "finishReason": finish,
                     "index": 0,
                 }
@@ -859,12 +922,13 @@ class _Handler(BaseHTTPRequestHandler):
             "usageMetadata": {
                 "promptTokenCount": prompt_tokens,
                 "candidatesTokenCount": output_tokens,
-                "totalTokenCount": prompt_tokens + output_tokens,
+                "totalTokenCount": prompt_tokens + output_tokens + thoughts,
+                **({"thoughtsTokenCount": thoughts} if thoughts else {}),
             },
             "modelVersion": model,
             "responseId": uuid.uuid4().hex[:22],
         }
-        self._served(prompt_tokens, output_tokens)
+        self._served(prompt_tokens, output_tokens + thoughts)
         self._send(200, payload)
 
     def _scripted(self, schema: dict[str, Any] | None, prompt: str) -> Any:

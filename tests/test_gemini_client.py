@@ -293,7 +293,6 @@ def test_hung_call_times_out_and_counts_as_an_attempt(fake: FakeGemini, clock: F
     ("mode", "reason"),
     [
         ("malformed", "invalid JSON"),
-        ("safety", "prompt blocked (SAFETY)"),
         ("max_tokens", "MAX_TOKENS"),
         ("schema_mismatch", "JSON does not match SegmentReport"),
     ],
@@ -329,7 +328,7 @@ def test_max_tokens_raises_the_output_limit_for_the_next_attempt(
 
     run(scenario())
     limits = [r["max_output_tokens"] for r in fake.stats["generate_requests"]]
-    assert limits == [1000, 2000]
+    assert limits == [1000 + 1024, 2000 + 1024]  # the answer's room doubles; thinking's not
 
 
 def test_all_attempts_fail(fake: FakeGemini, clock: FakeClock) -> None:
@@ -442,6 +441,129 @@ def test_network_errors_of_the_fallback_transport_are_retried(
     with pytest.raises(ModelCallError, match="network error: ConnectError") as info:
         run(scenario())
     assert info.value.attempts == 2 and info.value.retryable
+
+
+# -- permanent refusals ---------------------------------------------------------------------
+
+
+def test_blocked_prompt_is_not_retried(fake: FakeGemini, clock: FakeClock) -> None:
+    """The same video would be blocked again, each time at its full token cost."""
+    fake.configure(script=["safety", "ok"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client)
+
+    with pytest.raises(ModelCallError, match=r"prompt blocked \(SAFETY\)") as info:
+        run(scenario())
+    assert info.value.attempts == 1 and info.value.retryable is False
+    assert fake.stats["calls"]["generate"] == 1 and clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason", "other_models_too"),
+    [
+        ("api_key_invalid", "invalid API key: HTTP 400 INVALID_ARGUMENT: API key not valid", True),
+        ("403", "permission denied: HTTP 403 PERMISSION_DENIED", True),
+        ("model_not_found", "unknown model or resource: HTTP 404 NOT_FOUND: models/", False),
+        ("429_daily", "daily quota exhausted (GenerateRequestsPerDayPerProjectPerModel)", False),
+    ],
+)
+def test_permanent_refusals_are_not_retried_and_stop_the_calls_they_doom(
+    fake: FakeGemini, clock: FakeClock, mode: str, reason: str, other_models_too: bool
+) -> None:
+    """A bad key or a permission error fails every call, an unknown model or a spent daily
+    quota every call to that model: once answered, such calls are not sent again."""
+    fake.configure(script=[mode], retry_delay="30s")
+
+    async def scenario() -> tuple[ModelCallError, ModelCallError, Any]:
+        async with client_for(fake, clock) as client:
+            with pytest.raises(ModelCallError) as first:
+                await ask(client)
+            with pytest.raises(ModelCallError) as second:
+                await ask(client)  # same model: not sent
+            try:
+                other = await client.generate(
+                    model="gemini-2.5-pro",
+                    prompt="p",
+                    schema=SegmentReport,
+                    estimated_input_tokens=10,
+                )
+            except ModelCallError as exc:
+                other = exc
+            return first.value, second.value, other
+
+    first, second, other = run(scenario())
+    assert reason in first.reason
+    assert (first.attempts, first.retryable) == (1, False)
+    assert reason in second.reason and (second.attempts, second.retryable) == (0, False)
+    assert clock.sleeps == []  # nothing waited for
+    if other_models_too:
+        assert isinstance(other, ModelCallError) and other.attempts == 0
+        assert fake.stats["calls"]["generate"] == 1
+    else:
+        assert not isinstance(other, ModelCallError)  # another model still answers
+        assert fake.stats["generate_by_model"] == {MODEL: 1, "gemini-2.5-pro": 1}
+
+
+def test_request_too_large_for_the_context_window_is_permanent_for_that_request(
+    fake: FakeGemini, clock: FakeClock, video: Path
+) -> None:
+    fake.configure(input_token_limit=1000)  # 4 s of video is ~1200 tokens
+
+    async def scenario() -> tuple[ModelCallError, Any]:
+        async with client_for(fake, clock) as client:
+            handle = await client.upload(video, mime_type="video/mp4")
+            with pytest.raises(ModelCallError) as too_large:
+                await ask(client, handle)
+            return too_large.value, await ask(client)  # text only: fits, and is sent
+
+    error, reply = run(scenario())
+    assert "request too large for the model's context window: HTTP 400" in error.reason
+    assert "exceeds the maximum number of tokens allowed (1000)" in error.reason
+    assert (error.attempts, error.retryable) == (1, False)
+    assert reply.attempts == 1 and fake.stats["calls"]["generate"] == 2
+
+
+def test_retry_delay_is_honoured_up_to_the_cap(fake: FakeGemini, clock: FakeClock) -> None:
+    """A 429 asking for an hour does not hold the run (or the fleet's budget) for an hour."""
+    fake.configure(script=["429", "ok"], retry_delay="3600s")
+
+    async def scenario() -> tuple[Any, float]:
+        async with client_for(fake, clock, gemini_max_retry_delay_seconds=90.0) as client:
+            started = clock.now
+            reply = await ask(client)
+            return reply, await client.budget.paused_until(MODEL) - started
+
+    reply, pause = run(scenario())
+    assert reply.attempts == 2
+    assert 90.0 <= clock.sleeps[0] <= 99.0
+    assert pause <= 100.0
+
+
+def test_thinking_has_a_budget_so_it_cannot_eat_the_answer(
+    fake: FakeGemini, clock: FakeClock
+) -> None:
+    """Thinking tokens count against max_output_tokens: a model left to think 20k tokens
+    would stop at MAX_TOKENS with no answer, attempt after attempt."""
+    fake.configure(thinking_tokens=20_000)
+
+    async def scenario() -> tuple[Any, Any]:
+        async with client_for(fake, clock, gemini_thinking_budget=2048) as client:
+            thinking = await ask(client)
+            fake.configure(thinking_tokens=0)  # Gemini 2.0 does not think
+            plain = await client.generate(
+                model="gemini-2.0-flash", prompt="p", schema=SegmentReport, estimated_input_tokens=1
+            )
+            return thinking, plain
+
+    reply, _ = run(scenario())
+    assert reply.attempts == 1
+    first, second = fake.stats["generate_requests"]
+    assert first["thinking_budget"] == 2048
+    assert first["max_output_tokens"] == 8192 + 2048  # the answer keeps its own room
+    assert reply.output_tokens >= 2048  # thoughts are billed as output
+    assert second["thinking_budget"] is None  # Gemini 2.0 takes no thinking config
 
 
 # -- configuration ------------------------------------------------------------------------

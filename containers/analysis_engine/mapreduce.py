@@ -45,6 +45,9 @@ class SegmentOutcome:
     output_tokens: int = 0
     from_checkpoint: bool = False
     skip_reason: str | None = None  # "deadline" or "stopped"; idle lives on the segment
+    # False when the model refused for good (bad key, unknown model, blocked prompt, ...):
+    # running the analysis again later would fail the same way.
+    retryable: bool = True
 
     @property
     def state(self) -> Literal["analysed", "failed", "skipped"]:
@@ -293,7 +296,9 @@ class MapRunner:
         try:
             reply = await self._call_model(segment, clip, prompt)
         except ModelCallError as exc:
-            return SegmentOutcome(segment=segment, error=str(exc), attempts=exc.attempts)
+            return SegmentOutcome(
+                segment=segment, error=str(exc), attempts=exc.attempts, retryable=exc.retryable
+            )
         except AnalysisError as exc:  # e.g. a clip that could not be cut or uploaded
             return SegmentOutcome(segment=segment, error=str(exc), attempts=1)
         output = self._spec.to_absolute(reply.parsed, segment, absolute_times=absolute)

@@ -130,6 +130,10 @@ def map_status(outcomes: Iterable[SegmentOutcome]) -> tuple[Status, str | None]:
             return "failed", "stopped"
         if cut is not None:
             return "failed", "deadline: the run deadline passed before any segment was analysed"
+        refused = [o for o in outcomes if o.state == "failed"]
+        if refused and not any(o.retryable for o in refused):
+            # Not the sentinel (exit 3, retried for hours): running again would fail alike.
+            return "failed", permanent_failure_reason(refused)
         return "failed", ALL_SEGMENTS_FAILED
     parts = [f"{failed} of {total} segments failed analysis"] if failed else []
     if cut is not None:
@@ -137,6 +141,13 @@ def map_status(outcomes: Iterable[SegmentOutcome]) -> tuple[Status, str | None]:
     if cut == "stopped":
         parts.reverse()  # the contract's reason comes first
     return "partial", "; ".join(parts)
+
+
+def permanent_failure_reason(refused: Iterable[SegmentOutcome]) -> str:
+    """One line naming why the model refused every segment (the first refusal that was
+    actually answered, not one skipped because of it)."""
+    ordered = sorted(refused, key=lambda o: (o.attempts == 0, o.segment.index))
+    return f"Every segment failed for a reason retrying will not fix: {ordered[0].error}"
 
 
 def build_result(

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from analysis_engine.errors import InvalidInputError
+from analysis_engine.model_specs import input_token_limit, video_tokens_per_second
+from analysis_engine.pricing import DEFAULT_PRICES, Price, prices_from_env
 
 ANALYSIS_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Published figures: ~300 input tokens per second of video at default media
@@ -24,6 +26,9 @@ TOKENS_PER_SECOND = {"default": 300, "low": 100}
 
 DEFAULT_MAP_MODEL = "gemini-2.5-flash"
 DEFAULT_REDUCE_MODEL = "gemini-2.5-flash"
+# Input tokens kept free for the MAP prompt's text (instructions, brief, rubric) when
+# checking that a segment's video fits the model's input limit.
+PROMPT_TOKENS_ALLOWANCE = 16_384
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,10 @@ class Settings:
     map_concurrency: int = 4
     gemini_max_attempts: int = 6
     gemini_timeout_seconds: float = 300.0
+    # A server's RetryInfo.retryDelay is honoured up to this long (a 429 may ask for hours).
+    gemini_max_retry_delay_seconds: float = 90.0
+    # Tokens a thinking model may reason for before answering (0: off where possible).
+    gemini_thinking_budget: int = 1024
     # Defaults are one twelfth of a Tier-1 Flash project (1k RPM, 1M TPM): the
     # decision record runs 12 analyses at once against one shared quota.
     gemini_rpm_budget: int = 80
@@ -53,6 +62,8 @@ class Settings:
     # benchmarks that scale time down (the fake Gemini's quota minute shrinks with it).
     gemini_budget_window_seconds: int = 60
     media_resolution: Literal["default", "low"] = "default"
+    # USD per million tokens per model, for usage.estimated_usd (GEMINI_PRICES; pricing.py).
+    gemini_prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     max_duration_seconds: float = 4 * 3600.0
     idle_min_seconds: float = 30.0
     # Past this many seconds from start-up no new model call starts (None: no deadline).
@@ -61,7 +72,12 @@ class Settings:
 
     @property
     def tokens_per_second(self) -> int:
-        return TOKENS_PER_SECOND[self.media_resolution]
+        """MAP input tokens per second of a recording with sound (the upper bound)."""
+        return self.map_tokens_per_second(has_audio=True)
+
+    def map_tokens_per_second(self, *, has_audio: bool) -> int:
+        """MAP input tokens per second of video for the MAP model and media resolution."""
+        return video_tokens_per_second(self.map_model, self.media_resolution, has_audio=has_audio)
 
     @property
     def input_is_prefix(self) -> bool:
@@ -70,7 +86,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        return cls(
+        settings = cls(
             analysis_id=_analysis_id(env),
             input_uri=_uri(env, "INPUT_URI", allow_prefix=True),
             output_uri=_output_uri(env),
@@ -87,6 +103,12 @@ class Settings:
                 _number(env, "GEMINI_MAX_ATTEMPTS", 6, minimum=1, maximum=50, integer=True)
             ),
             gemini_timeout_seconds=_number(env, "GEMINI_TIMEOUT_SECONDS", 300.0, minimum=0.1),
+            gemini_max_retry_delay_seconds=_number(
+                env, "GEMINI_MAX_RETRY_DELAY_SECONDS", 90.0, minimum=1.0, maximum=3600.0
+            ),
+            gemini_thinking_budget=int(
+                _number(env, "GEMINI_THINKING_BUDGET", 1024, minimum=0, maximum=32768, integer=True)
+            ),
             gemini_rpm_budget=int(_number(env, "GEMINI_RPM_BUDGET", 80, minimum=1, integer=True)),
             gemini_tpm_budget=int(
                 _number(env, "GEMINI_TPM_BUDGET", 80_000, minimum=1000, integer=True)
@@ -108,6 +130,24 @@ class Settings:
                 else None
             ),
             work_dir=Path(env.get("SCRATCH_DIR") or tempfile.gettempdir()),
+        )
+        _check_segment_fits(settings)
+        return settings
+
+
+def _check_segment_fits(settings: Settings) -> None:
+    """A segment the MAP model cannot take in fails every call the same way: refuse it now."""
+    per_second = settings.tokens_per_second
+    limit = input_token_limit(settings.map_model)
+    needed = round(settings.segment_seconds * per_second) + PROMPT_TOKENS_ALLOWANCE
+    if needed > limit:
+        longest = (limit - PROMPT_TOKENS_ALLOWANCE) // per_second
+        raise InvalidInputError(
+            "SEGMENT_SECONDS",
+            f"{settings.segment_seconds:g} s of video at ~{per_second} tokens/s "
+            f"({settings.map_model}, {settings.media_resolution} media resolution) plus the "
+            f"prompt is ~{needed:,} input tokens, over the model's {limit:,}-token input "
+            f"limit: at most {longest} s",
         )
 
 

@@ -33,6 +33,7 @@ from analysis_engine.gemini.request import MEDIA_RESOLUTIONS, contents, generati
 from analysis_engine.gemini.response import token_counts, validated
 from analysis_engine.gemini.retry import Retrier, RetryPolicy, Sleep, call_sdk
 from analysis_engine.gemini.transport import sdk_client
+from analysis_engine.model_specs import thinking_budget
 from analysis_engine.models import MediaHandle, ModelReply
 from analysis_engine.settings import Settings
 
@@ -42,6 +43,8 @@ T = TypeVar("T", bound=pydantic.BaseModel)
 Clock = Callable[[], float]
 
 MAX_OUTPUT_TOKENS_CEILING = 65_536
+# Tokens a thinking model may reason for before it answers (GEMINI_THINKING_BUDGET).
+DEFAULT_THINKING_BUDGET = 1024
 
 
 @dataclass
@@ -70,6 +73,8 @@ class GeminiClient:
         rng: random.Random | None = None,
         base_delay_s: float = 1.0,
         max_delay_s: float = 60.0,
+        max_retry_delay_s: float = 90.0,
+        thinking_budget: int = DEFAULT_THINKING_BUDGET,
         poll_interval_s: float = 1.0,
         processing_deadline_s: float = 600.0,
     ) -> None:
@@ -77,7 +82,13 @@ class GeminiClient:
         self._sdk = sdk
         self._budget = budget
         self._timeout_s = timeout_s
-        self._policy = RetryPolicy(max_attempts, base_delay_s=base_delay_s, max_delay_s=max_delay_s)
+        self._thinking_budget = thinking_budget
+        self._policy = RetryPolicy(
+            max_attempts,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
+            max_retry_delay_s=max_retry_delay_s,
+        )
         self._retrier = Retrier(self._policy, sleep=sleep, rng=rng or random.Random())
         self._files = FileStore(
             sdk,
@@ -124,6 +135,8 @@ class GeminiClient:
             rng=rng,
             base_delay_s=base_delay_s,
             max_delay_s=max_delay_s,
+            max_retry_delay_s=settings.gemini_max_retry_delay_seconds,
+            thinking_budget=settings.gemini_thinking_budget,
         )
 
     @property
@@ -185,11 +198,15 @@ class GeminiClient:
             raise ValueError(f"media_resolution must be one of {sorted(MEDIA_RESOLUTIONS)}")
         request = contents(prompt, media)
         spent = ModelUsage()
-        limit = [max_output_tokens]  # raised after a MAX_TOKENS truncation
+        limit = [max_output_tokens]  # the answer's room, raised after a MAX_TOKENS truncation
+        thinking = thinking_budget(model, self._thinking_budget)
 
         async def attempt(_: int) -> T:
             config = generation_config(
-                schema, max_output_tokens=limit[0], media_resolution=media_resolution
+                schema,
+                answer_tokens=limit[0],
+                media_resolution=media_resolution,
+                thinking_budget=thinking,
             )
             try:
                 return await self._generate_once(
@@ -200,7 +217,7 @@ class GeminiClient:
                     limit[0] = min(limit[0] * 2, MAX_OUTPUT_TOKENS_CEILING)
                 raise
 
-        parsed, attempts = await self._retrier.run(f"generate {model}", attempt)
+        parsed, attempts = await self._retrier.run(f"generate {model}", attempt, model=model)
         return ModelReply(
             parsed=parsed,
             model=model,
@@ -234,7 +251,8 @@ class GeminiClient:
             if failure.quota:
                 # The project quota is hot: hold every caller of this model that shares the
                 # budget (the whole fleet with a shared store), for the server's retryDelay.
-                await self._budget.pause(model, failure.retry_after_s or self._policy.base_delay_s)
+                delay = self._policy.honoured(failure.retry_after_s)
+                await self._budget.pause(model, delay or self._policy.base_delay_s)
             raise
         except asyncio.CancelledError:  # cut off by a stop or the run deadline: no answer used
             usage.failed_calls += 1

@@ -38,11 +38,23 @@ def media_parts(media: MediaHandle | None) -> list[types.Part]:
 
 
 def generation_config(
-    schema: type[BaseModel], *, max_output_tokens: int, media_resolution: str
+    schema: type[BaseModel],
+    *,
+    answer_tokens: int,
+    media_resolution: str,
+    thinking_budget: int | None = None,
 ) -> types.GenerateContentConfig:
+    """`answer_tokens` is room for the answer itself. Thinking tokens count against
+    `max_output_tokens` too, so a model thinking as long as it likes can spend the whole
+    limit and stop at MAX_TOKENS with no answer: its thinking gets a fixed budget, and the
+    limit is that budget plus the answer's room."""
+    thinking = None
+    if thinking_budget is not None:
+        thinking = types.ThinkingConfig(thinking_budget=thinking_budget)
     return types.GenerateContentConfig(
         response_mime_type="application/json",
         response_schema=schema,
-        max_output_tokens=max_output_tokens,
+        max_output_tokens=answer_tokens + (thinking_budget or 0),
         media_resolution=MEDIA_RESOLUTIONS[media_resolution],
+        thinking_config=thinking,
     )

@@ -12,6 +12,17 @@ from google.genai import types
 from analysis_engine.gemini.failures import AttemptFailed
 
 T = TypeVar("T", bound=pydantic.BaseModel)
+# The answer was withheld for what the input contains: asking again sends (and pays for)
+# the same video for the same verdict, so these are not retried.
+_BLOCKED_FINISHES = frozenset(
+    {
+        types.FinishReason.SAFETY,
+        types.FinishReason.PROHIBITED_CONTENT,
+        types.FinishReason.BLOCKLIST,
+        types.FinishReason.SPII,
+        types.FinishReason.IMAGE_SAFETY,
+    }
+)
 
 
 def token_counts(response: types.GenerateContentResponse) -> tuple[int, int]:
@@ -31,12 +42,15 @@ def validated(response: types.GenerateContentResponse, schema: type[T], limit: i
             why = feedback.block_reason.value
             if feedback.block_reason_message:
                 why += f": {feedback.block_reason_message}"
-            raise AttemptFailed(f"prompt blocked ({why}), no candidates")
+            # The same prompt (and video) would be blocked again, at full cost.
+            raise AttemptFailed(f"prompt blocked ({why}), no candidates", retryable=False)
         raise AttemptFailed("no candidates in the response")
     candidate = response.candidates[0]
     finish = candidate.finish_reason
     if finish == types.FinishReason.MAX_TOKENS:
         raise AttemptFailed(f"output truncated at max_output_tokens={limit} (MAX_TOKENS)")
+    if finish in _BLOCKED_FINISHES:
+        raise AttemptFailed(f"answer blocked (finish_reason {finish.value})", retryable=False)
     if finish not in (None, types.FinishReason.STOP, types.FinishReason.FINISH_REASON_UNSPECIFIED):
         raise AttemptFailed(f"answer stopped early (finish_reason {finish.value})")
     if isinstance(response.parsed, schema):
