@@ -436,6 +436,8 @@ def test_task_analyzer_image_end_to_end(
     assert result["report"] and result["usage"]["calls"] >= 3
     assert "finished complete" in proc.stdout.strip().splitlines()[-1]
     assert "Gemini transport: aiohttp" in proc.stdout  # the pinned one, not a fallback
+    # The report templates (package data, not .py) made it into the image too.
+    assert "img-task/report.html" in moto_s3.keys("s3://results/img-task/")
     assert fake_gemini.stats["live_files"] == 0
     assert leftovers == []  # the run's temporary directory was removed
 
