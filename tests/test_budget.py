@@ -193,3 +193,27 @@ def test_closed_budget_refuses_new_calls() -> None:
 
     with pytest.raises(BudgetStoreError):
         run(scenario())
+
+
+def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers() -> None:
+    async def scenario() -> tuple[float, float]:
+        budget = memory(tpm=1000)
+        start = time.time()
+        await budget.acquire(300, model=MODEL)
+        await budget.pause(MODEL, 0.0)  # the service said "full" at 300 tokens
+        small, other = await asyncio.gather(
+            budget.acquire(100, model=MODEL),  # would fit the limit, not the ceiling
+            budget.acquire(900, model="gemini-2.5-pro"),  # its own ceiling
+        )
+        await budget.aclose()
+        return small.granted_at - start, other.granted_at - start
+
+    small, other = run(scenario())
+    assert 0.9 <= small < 1.6 and other < 0.5
+    budget = memory(tpm=1000)
+    budget._ceilings[MODEL] = (285.0, 100.0)
+    limits = budget.limits_for(MODEL)
+    # Back to the limit over RECOVERY_WINDOWS (30) windows of 1 s: halfway after 15 s.
+    assert budget._ceiling(MODEL, limits, 100.0) == 285.0
+    assert budget._ceiling(MODEL, limits, 115.0) == pytest.approx(785.0)
+    assert budget._ceiling(MODEL, limits, 200.0) == 1000.0

@@ -84,15 +84,20 @@ def test_a_pause_in_one_container_holds_the_other(server: RedisServer) -> None:
     async def scenario() -> tuple[float, float]:
         hit, other = container(server.uri), container(server.uri)
         start = time.time()
+        await hit.acquire(400, model=MODEL)
         await hit.pause(MODEL, 1.0)  # what a 429 with retryDelay "1s" does
         held = await other.acquire(10, model=MODEL)
+        # The ceiling learnt from the 429 (under the 400 in the window) holds the other too.
+        ceiling, _ = other._ceilings[MODEL] or (0.0, 0.0)
         free = await other.acquire(10, model="gemini-2.5-pro")
         await hit.aclose()
         await other.aclose()
+        assert 370 <= ceiling <= 380
         return held.granted_at - start, free.granted_at - start
 
     held, free = run(scenario())
-    assert 1.0 <= held < 1.5
+    # Held by the pause (1 s), then by the ceiling until the 400 leaves the window (2 s).
+    assert 1.5 <= held < 2.5
     assert free < held + 0.5  # other models are not paused
 
 

@@ -14,7 +14,11 @@ and the call fits the moving window (requests and tokens) — then the next one 
 - **Settling.** `Lease.settle(actual)` charges the tokens above the estimate. A call that
   used fewer keeps its estimate until it leaves the window (the moving window cannot
   un-count): the budget errs towards spending less, never more.
-- **429.** `pause(model, seconds)` holds every container sharing the store for that model.
+- **429.** `pause(model, seconds)` holds every container sharing the store for that model,
+  and lowers a shared *ceiling* to a little under what the window held when the service
+  said "full" (the quota is smaller than the budget: another client on the key, a budget
+  set too high). Admission stays under the ceiling, which climbs back to the configured
+  limit over `RECOVERY_WINDOWS` windows: a 429 is met once, not once per waiting call.
 - **Margin.** The window is kept `WINDOW_MARGIN_SECONDS` longer than the quota's minute: a
   call reaches the service a little after it was admitted, so a window exactly as long as
   the service's would admit the next call just before the service forgets the old one.
@@ -53,6 +57,11 @@ TOKEN_UNITS_PER_WINDOW = 1000
 # Ceiling on one container's in-flight MAP calls when the budget would admit more.
 MAX_IN_FLIGHT = 64
 STORE_GRACE_SECONDS = 30.0
+# After a 429 the ceiling is set this much under the window's tokens, then climbs back to
+# the configured limit in this many windows (additive increase, multiplicative decrease).
+CEILING_BACKOFF = 0.95
+RECOVERY_WINDOWS = 30
+CEILING_FLOOR = 0.05  # of the limit: never so low that nothing but oversized calls fit
 # Priorities in the store's queue: lower goes first.
 PRIORITIES = {"task_analysis": 0, "proctor_video": 1}
 
@@ -153,6 +162,7 @@ class Budget:
         self._score = priority * 1e11 + start
         self._ticket = f"{start:017.6f}-{uuid.uuid4().hex[:12]}"
         self._lines: dict[str, _Line] = {}
+        self._ceilings: dict[str, tuple[float, float] | None] = {}  # as last seen, per model
         self._closed = False
         self._admitted = 0
         self._waited_total_s = 0.0
@@ -185,8 +195,27 @@ class Budget:
     # -- the shared cool-down ------------------------------------------------------------
 
     async def pause(self, model: str, seconds: float) -> None:
-        """Hold every caller of `model` (fleet-wide with a shared store) for `seconds`."""
-        await self._store.extend_pause(model, self._clock() + max(0.0, seconds))
+        """After a 429: hold every caller of `model` (fleet-wide with a shared store) for
+        `seconds`, and lower the model's ceiling under what the window holds now."""
+        now = self._clock()
+        await self._store.extend_pause(model, now + max(0.0, seconds))
+        limits = self.limits_for(model)
+        _, used = await self.in_window(model)
+        current = self._ceiling(model, limits, now)
+        lowered = max(CEILING_FLOOR * limits.tpm, CEILING_BACKOFF * min(current, used))
+        if lowered < current:
+            await self._store.set_ceiling(model, lowered, now)
+            self._ceilings[model] = (lowered, now)
+            log.info("Gemini quota full for %s: admitting up to %d tokens/window", model, lowered)
+
+    def _ceiling(self, model: str, limits: ModelLimits, now: float) -> float:
+        """Tokens per window admission stays under: the learnt ceiling, recovering."""
+        seen = self._ceilings.get(model)
+        if seen is None:
+            return float(limits.tpm)
+        tokens, at = seen
+        recovered = (now - at) * limits.tpm / (RECOVERY_WINDOWS * self.window_s)
+        return min(float(limits.tpm), tokens + max(0.0, recovered))
 
     async def paused_until(self, model: str) -> float:
         """The pause deadline for `model`, in the budget's clock (-inf when none)."""
@@ -282,6 +311,7 @@ class Budget:
         """(0, units charged) when admitted now, else (seconds worth waiting, 0)."""
         now = self._clock()
         view = await self._store.poll(model, self._ticket, self._score, now)
+        self._ceilings[model] = view.ceiling
         if view.paused_until > now:
             return view.paused_until - now, 0
         if view.head != self._ticket:
@@ -289,6 +319,12 @@ class Budget:
         limits = self.limits_for(model)
         requests, token_item = self._items(limits)
         units = limits.units(tokens)
+        ceiling = self._ceiling(model, limits, now)
+        if ceiling < limits.tpm:
+            stats = await self._limiter.get_window_stats(token_item, model)
+            used = limits.token_units - stats.remaining
+            if used and (used + units) * limits.token_unit > ceiling:
+                return self._poll_s, 0
         if units > limits.token_units:
             # Larger than a whole window: admitted alone, charged the whole window.
             stats = await self._limiter.get_window_stats(token_item, model)

@@ -8,7 +8,10 @@ Three kinds of state, each per model:
   analysis started), so only the first in line may take from the window (no starvation);
   a ticket whose holder stopped refreshing it (a crashed container) is dropped after
   `ALIVE_SECONDS`;
-- the **pause** deadline set after a 429, which holds every container until it passes.
+- the **pause** deadline set after a 429, which holds every container until it passes;
+- the **ceiling** learnt from 429s: the window's tokens when the service said "full" (another
+  client on the key, a budget set above the real quota), recovering towards the configured
+  limit over time; admission stays under it.
 
 Deadlines and queue times are in the budget's clock (wall time, shared across hosts).
 Redis keys share one hash tag, so the multi-key script also runs on a clustered or
@@ -36,8 +39,8 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 
 # One round trip per poll: drop dead tickets, (re)join the queue, refresh ours, read the
-# head of the line and the pause. KEYS: queue, alive, pauses. ARGV: ticket, score, now,
-# alive_until, model, ttl.
+# head of the line, the pause and the learnt ceiling. KEYS: queue, alive, pauses, ceilings.
+# ARGV: ticket, score, now, alive_until, model, ttl.
 _POLL_SCRIPT = """
 local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[3])
 for _, member in ipairs(stale) do
@@ -50,7 +53,8 @@ redis.call('expire', KEYS[1], ARGV[6])
 redis.call('expire', KEYS[2], ARGV[6])
 local head = redis.call('zrange', KEYS[1], 0, 0)
 local pause = redis.call('zscore', KEYS[3], ARGV[5])
-return {head[1] or '', pause or '-inf'}
+local ceiling = redis.call('hmget', KEYS[4], ARGV[5] .. ':tokens', ARGV[5] .. ':at')
+return {head[1] or '', pause or '-inf', ceiling[1] or '', ceiling[2] or ''}
 """
 
 
@@ -60,6 +64,8 @@ class QueueView:
 
     head: str | None
     paused_until: float
+    # The learnt ceiling as last set: (tokens, when); None when never lowered.
+    ceiling: tuple[float, float] | None = None
 
 
 class BudgetStore(Protocol):
@@ -75,6 +81,8 @@ class BudgetStore(Protocol):
     async def extend_pause(self, model: str, deadline: float) -> None: ...
 
     async def paused_until(self, model: str) -> float: ...
+
+    async def set_ceiling(self, model: str, tokens: float, now: float) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -94,6 +102,7 @@ class MemoryStore:
         self.limits_storage: Storage = MemoryStorage()
         self._queues: dict[str, _MemoryQueue] = {}
         self._pauses: dict[str, float] = {}
+        self._ceilings: dict[str, tuple[float, float]] = {}
 
     async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
         queue = self._queues.setdefault(model, _MemoryQueue())
@@ -104,7 +113,7 @@ class MemoryStore:
             insort(queue.order, (score, ticket))
         queue.alive[ticket] = now + ALIVE_SECONDS
         head = queue.order[0][1] if queue.order else None
-        return QueueView(head, self._pauses.get(model, float("-inf")))
+        return QueueView(head, self._pauses.get(model, float("-inf")), self._ceilings.get(model))
 
     async def leave(self, model: str, ticket: str) -> None:
         queue = self._queues.get(model)
@@ -121,6 +130,9 @@ class MemoryStore:
 
     async def paused_until(self, model: str) -> float:
         return self._pauses.get(model, float("-inf"))
+
+    async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
+        self._ceilings[model] = (tokens, now)
 
     async def aclose(self) -> None:
         return None
@@ -158,16 +170,22 @@ class RedisStore:
 
     @staticmethod
     def _keys(model: str) -> list[str]:
-        return [f"{KEY_PREFIX}:queue:{model}", f"{KEY_PREFIX}:alive:{model}", _pauses_key()]
+        return [
+            f"{KEY_PREFIX}:queue:{model}",
+            f"{KEY_PREFIX}:alive:{model}",
+            _pauses_key(),
+            _ceilings_key(),
+        ]
 
     async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
         alive_until = repr(now + ALIVE_SECONDS)
         args = [ticket, repr(score), repr(now), alive_until, model, KEY_TTL_SECONDS]
-        head, pause = await self._poll(keys=self._keys(model), args=args)
-        return QueueView(head or None, float(pause))
+        head, pause, tokens, at = await self._poll(keys=self._keys(model), args=args)
+        ceiling = (float(tokens), float(at)) if tokens and at else None
+        return QueueView(head or None, float(pause), ceiling)
 
     async def leave(self, model: str, ticket: str) -> None:
-        queue, alive, _ = self._keys(model)
+        queue, alive, *_ = self._keys(model)
         async with self._redis.pipeline(transaction=True) as pipe:
             await pipe.zrem(queue, ticket).zrem(alive, ticket).execute()
 
@@ -181,6 +199,12 @@ class RedisStore:
         score = await self._redis.zscore(_pauses_key(), model)
         return float("-inf") if score is None else float(score)
 
+    async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_ceilings_key(), mapping={f"{model}:tokens": tokens, f"{model}:at": now})
+            pipe.expire(_ceilings_key(), KEY_TTL_SECONDS)
+            await pipe.execute()
+
     async def aclose(self) -> None:
         await self._redis.aclose()
         bridge = getattr(self.limits_storage, "bridge", None)
@@ -191,6 +215,10 @@ class RedisStore:
 
 def _pauses_key() -> str:
     return f"{KEY_PREFIX}:pauses"
+
+
+def _ceilings_key() -> str:
+    return f"{KEY_PREFIX}:ceilings"
 
 
 def redacted(uri: str) -> str:
