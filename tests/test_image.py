@@ -18,7 +18,6 @@ import fcntl
 import functools
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -360,34 +359,28 @@ LOCAL_PACKAGES = {"analysis_engine", "task_analyzer", "proctor_video"}
 
 
 def _imports(text: str) -> Iterator[str]:
+    """Dotted names imported (`from google import genai` imports google.genai: the name is
+    only used to find its distribution, so a trailing class name does no harm)."""
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:  # `from google import genai` imports google.genai
-                full = f"{node.module}.{alias.name}"
-                yield full if _is_module(full) else node.module
-
-
-def _is_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
 
 
 @functools.cache
 def _distribution_of(module: str) -> str:
-    candidates = _packages_distributions().get(module.split(".")[0], [])
-    if len(set(candidates)) == 1:
+    """Found from the installed distributions' file lists, without importing anything."""
+    parts = module.split(".")
+    candidates = sorted(set(_packages_distributions().get(parts[0], [])))
+    if len(candidates) == 1:
         return _normalised(candidates[0])
-    spec = importlib.util.find_spec(module)
-    assert spec and spec.origin, f"cannot locate {module}"
-    origin = Path(spec.origin).resolve()
-    for name in candidates:  # a namespace package (google.*): the one owning the file
-        files = importlib.metadata.distribution(name).files or []
-        if any(Path(str(f.locate())).resolve() == origin for f in files):
-            return _normalised(name)
+    for depth in range(len(parts), 1, -1):  # a namespace package (google.*): who owns it
+        package = "/".join(parts[:depth])
+        for name in candidates:
+            files = importlib.metadata.distribution(name).files or []
+            if any(str(f).startswith(f"{package}/") or str(f) == f"{package}.py" for f in files):
+                return _normalised(name)
     raise AssertionError(f"no installed distribution provides {module}")
 
 
