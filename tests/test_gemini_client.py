@@ -331,6 +331,22 @@ def test_max_tokens_raises_the_output_limit_for_the_next_attempt(
     assert limits == [1000 + 1024, 2000 + 1024]  # the answer's room doubles; thinking's not
 
 
+def test_raised_output_limit_stays_within_the_models_output_limit(
+    fake: FakeGemini, clock: FakeClock
+) -> None:
+    """Answer room plus thinking budget never asks for more than 65,536 output tokens (the
+    service would refuse the request outright)."""
+    fake.configure(script=["max_tokens", "ok"])
+
+    async def scenario() -> Any:
+        async with client_for(fake, clock) as client:
+            return await ask(client, max_output_tokens=40_000)
+
+    run(scenario())
+    limits = [r["max_output_tokens"] for r in fake.stats["generate_requests"]]
+    assert limits == [40_000 + 1024, 65_536]
+
+
 def test_all_attempts_fail(fake: FakeGemini, clock: FakeClock) -> None:
     fake.configure(rates={"503": 1.0})
 

@@ -7,6 +7,11 @@
   settles it with the real input tokens, and a 429 pauses every caller of that model that
   shares the budget, not just the one that got it.
 - **Cost.** Usage counts every attempt that reached the model, failed ones included.
+- **Refusals.** A permanent refusal (bad key, permission, unknown model, spent daily quota,
+  a prompt too large or blocked) is not retried, and one that holds for the key or the
+  model stops later calls before they are sent (see `failures` and `retry`).
+- **Thinking.** Thinking models get a fixed thinking budget on top of the answer's room, so
+  reasoning cannot use up `max_output_tokens` and end in MAX_TOKENS with no answer.
 
 The API key is never logged: log lines carry model, attempt, reason and wait only.
 """
@@ -42,7 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T", bound=pydantic.BaseModel)
 Clock = Callable[[], float]
 
-MAX_OUTPUT_TOKENS_CEILING = 65_536
+MAX_OUTPUT_TOKENS_CEILING = 65_536  # the models' output limit, thinking included
 # Tokens a thinking model may reason for before it answers (GEMINI_THINKING_BUDGET).
 DEFAULT_THINKING_BUDGET = 1024
 
@@ -200,6 +205,8 @@ class GeminiClient:
         spent = ModelUsage()
         limit = [max_output_tokens]  # the answer's room, raised after a MAX_TOKENS truncation
         thinking = thinking_budget(model, self._thinking_budget)
+        room_ceiling = MAX_OUTPUT_TOKENS_CEILING - (thinking or 0)
+        limit[0] = min(limit[0], room_ceiling)
 
         async def attempt(_: int) -> T:
             config = generation_config(
@@ -214,7 +221,7 @@ class GeminiClient:
                 )
             except AttemptFailed as failure:
                 if "MAX_TOKENS" in failure.reason:
-                    limit[0] = min(limit[0] * 2, MAX_OUTPUT_TOKENS_CEILING)
+                    limit[0] = min(limit[0] * 2, room_ceiling)
                 raise
 
         parsed, attempts = await self._retrier.run(f"generate {model}", attempt, model=model)
