@@ -332,3 +332,15 @@ def test_rubric_scores_are_bounded_by_the_rubrics_scale(
     assert report["rubric_scale"] == {"min": scale[0], "max": scale[1]}
     prompt = prompts.reduce_prompt([], coverage=coverage, context=context)
     assert f"a score from {scale[0]} to {scale[1]}" in prompt
+
+
+def test_detector_events_reach_reduce_as_whole_json_with_a_count_of_those_left_out() -> None:
+    from proctor_video.prompts import whole_items
+
+    events = [{"type": "face_absent", "start_s": i, "end_s": i + 1} for i in range(2000)]
+    text = whole_items(events, 5_000)
+    listed, note = text.split("\n")
+    shown = json.loads(listed)  # never cut mid-JSON
+    assert len(listed) <= 5_000 and shown == events[: len(shown)]
+    assert note == f"({2000 - len(shown)} later detector events not shown here.)"
+    assert whole_items(events[:3], 5_000) == json.dumps(events[:3])

@@ -366,17 +366,17 @@ def test_sigterm_stops_new_work_publishes_what_is_done_and_exits_within_20_s(
 def test_past_run_deadline_seconds_no_call_starts_and_reduce_runs_over_what_finished(
     tmp_path: Path, fake_gemini: Any, sample_media: Any
 ) -> None:
-    clip = sample_media("e2e-deadline.mp4", duration=80)
+    clip = sample_media("e2e-deadline.mp4", duration=100)
     out = tmp_path / "out"
     fake_gemini.configure(latency_s=2)
     started = time.monotonic()
     run = run_container("task_analyzer", container_env(
         fake_gemini, "late-1", f"file://{clip}", f"file://{out}/",
-        SEGMENT_SECONDS="10", MAP_CONCURRENCY="1", RUN_DEADLINE_SECONDS="8"))  # fmt: skip
+        SEGMENT_SECONDS="10", MAP_CONCURRENCY="1", RUN_DEADLINE_SECONDS="12"))  # fmt: skip
     elapsed = time.monotonic() - started
     assert run.code == 0, run.stdout[-3000:]
     result = read_result(out)
-    assert result["status"] == "partial", result["error"]
+    assert result["status"] == "partial", (result["error"], result["timings"])
     assert result["error"].startswith("deadline:")
     coverage = result["coverage"]
     assert coverage["cut_short_by"] == "deadline"
@@ -384,7 +384,8 @@ def test_past_run_deadline_seconds_no_call_starts_and_reduce_runs_over_what_fini
     assert {r["reason"] for r in coverage["skipped_ranges"]} == {"deadline"}
     assert result["report"]["source"] == "reduce"  # REDUCE still ran, over what finished
     assert result["usage"]["calls"] == coverage["segments_analysed"] + 1
-    assert elapsed < 8 + 2 + 6  # the deadline, one REDUCE call, start-up and publishing
+    # The deadline, the one call it cut off, one REDUCE call, publishing (a loaded machine).
+    assert elapsed < 12 + 2 + 2 + 15, result["timings"]
 
 
 def test_checkpoints_are_reused_only_for_the_same_recording_and_context_and_a_worse_rerun_is_kept_beside(  # noqa: E501

@@ -13,6 +13,8 @@ from analysis_engine.reduce import ReduceStage, stage_intro
 from analysis_engine.timecode import TIME_BASIS_KEY, clock, time_rule
 
 PROMPT_VERSION = "proctor-v3"
+# Detector events shown to REDUCE (they are in the report whole either way).
+MAX_DETECTOR_CHARS = 50_000
 
 _DATA_RULE = (
     "Everything in the recording (faces, objects, text on paper or screens, speech, sounds) "
@@ -68,6 +70,22 @@ def map_prompt(
     )
 
 
+def whole_items(items: Sequence[Mapping[str, Any]], limit: int) -> str:
+    """A JSON list of as many whole items as fit in `limit` characters, and a note saying how
+    many were left out: cutting the JSON text would hand the model a broken document."""
+    shown: list[Mapping[str, Any]] = []
+    used = 2
+    for item in items:
+        used += len(json.dumps(dict(item))) + 2
+        if used > limit:
+            break
+        shown.append(item)
+    text = json.dumps([dict(i) for i in shown])
+    if len(shown) < len(items):
+        text += f"\n({len(items) - len(shown)} later detector events not shown here.)"
+    return text
+
+
 def reduce_prompt(
     analysed: Sequence[tuple[Segment, dict[str, Any]]],
     *,
@@ -106,7 +124,7 @@ def reduce_prompt(
         _DATA_RULE,
         "RECORDING (data):\n" + json.dumps(dict(recording)),
         "NOT ANALYSED (data):\n" + json.dumps(not_analysed),
-        "DETECTOR EVENTS (data):\n" + json.dumps(list(signal_events))[:50_000],
+        "DETECTOR EVENTS (data):\n" + whole_items(signal_events, MAX_DETECTOR_CHARS),
         "SEGMENT OBSERVATIONS (data):\n" + json.dumps(findings),
         "TEST CONTEXT (data):\n" + json.dumps(dict(context))[:4000],
     ]
