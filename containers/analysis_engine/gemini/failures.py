@@ -3,9 +3,10 @@
 other call would be refused the same way).
 
 Permanent refusals are never retried: an invalid API key, a permission error, an unknown
-model, a request larger than the model's context window, a per-day quota that is spent. The
-first two hold for every call with this key, the next for every call to that model (`scope`),
-so the client stops sending those calls at all (see `retry.Refusals`).
+model, a request larger than the model's context window, a per-day quota that is spent (and,
+in `response`, a blocked prompt). A bad key or a permission error holds for every call with
+this key, an unknown model or a spent daily quota for every call to that model (`scope`), so
+the client stops sending those calls at all (see `retry.Refusals`).
 """
 
 from __future__ import annotations
