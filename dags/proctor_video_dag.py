@@ -21,9 +21,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag
 
-from analysis_pipeline.alerts import alert_on_analysis_failure
+from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
 from analysis_pipeline.config import levers_for
-from analysis_pipeline.launchers import analysis_launch_task
+from analysis_pipeline.launch.task import analysis_launch_task
 from analysis_pipeline.params import proctor_video_params
 from analysis_pipeline.steps import check_result_step, publish_step, validate_step
 

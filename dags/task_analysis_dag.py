@@ -24,9 +24,9 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag
 
-from analysis_pipeline.alerts import alert_on_analysis_failure
+from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
 from analysis_pipeline.config import levers_for
-from analysis_pipeline.launchers import analysis_launch_task
+from analysis_pipeline.launch.task import analysis_launch_task
 from analysis_pipeline.params import task_analysis_params
 from analysis_pipeline.steps import (
     check_result_step,
@@ -66,6 +66,8 @@ def task_analysis() -> None:
         trigger_run_id="{{ params.submission_id }}",
         conf={"attempt_id": "{{ params.submission_id }}", "webcam_uri": "{{ params.webcam_uri }}"},
         skip_when_already_exists=True,
+        # A paused proctor_video would leave the run queued silently forever: fail (and alert).
+        fail_when_dag_is_paused=True,
         retries=1,
     )
     proctoring_requested(validated) >> trigger

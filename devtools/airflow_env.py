@@ -114,7 +114,8 @@ def airflow_env(
             "AWS_ENDPOINT_URL": s3_endpoint,
             "ALLOWED_INPUT_PREFIXES": f"s3://{recordings_bucket}/",
             "RESULTS_URI": f"s3://{results_bucket}/",
-            "ANALYSIS_ALERT_STATE_FILE": str(home / "alert_state.json"),
+            # task_analysis triggers proctor_video and fails when that DAG is paused.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         }
     )
     if gemini_base_url:

@@ -8,6 +8,7 @@ import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +19,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 
 from analysis_pipeline import config  # noqa: E402
-from analysis_pipeline.alerts import alert_on_analysis_failure  # noqa: E402
-from analysis_pipeline.launch_ecs import AnalysisEcsRunTaskOperator  # noqa: E402
-from analysis_pipeline.launch_local import LocalAnalysisOperator  # noqa: E402
+from analysis_pipeline.alerts.notifier import alert_on_analysis_failure  # noqa: E402
+from analysis_pipeline.launch.ecs import AnalysisEcsRunTaskOperator  # noqa: E402
+from analysis_pipeline.launch.local import LocalAnalysisOperator  # noqa: E402
 from analysis_pipeline.outcome import AnalysisRetryPolicy  # noqa: E402
 
 DAGS = REPO / "dags"
@@ -151,10 +152,10 @@ def test_ecs_launch_matches_the_terraform_names(clean_env: pytest.MonkeyPatch) -
     }
     for dag_id, container in expected.items():
         launch = dags[dag_id].get_task("launch")
-        assert launch.cluster == "analysis-pipeline"
-        assert launch.task_definition == f"analysis-pipeline-{container}"
+        assert rendered(launch, "cluster") == "analysis-pipeline"
+        assert rendered(launch, "task_definition") == f"analysis-pipeline-{container}"
         assert launch.container_name == container
-        assert launch.awslogs_group == f"/ecs/analysis-pipeline/{container}"
+        assert rendered(launch, "awslogs_group") == f"/ecs/analysis-pipeline/{container}"
         assert launch.awslogs_stream_prefix == container
         assert launch.launch_type == "FARGATE"
         assert launch.deferrable is True
@@ -162,6 +163,30 @@ def test_ecs_launch_matches_the_terraform_names(clean_env: pytest.MonkeyPatch) -
         # The trigger must outlive neither more nor much less than execution_timeout.
         waited = launch.waiter_delay * launch.waiter_max_attempts
         assert 7200 <= waited <= 7200 + 600
+
+
+def rendered(task: Any, field: str) -> Any:
+    """A templated field as the worker renders it (``{{ var.value.* }}`` included)."""
+    from airflow.sdk.execution_time.context import VariableAccessor
+
+    value = getattr(task, field)
+    return task.render_template(value, {"var": {"value": VariableAccessor(deserialize_json=False)}})
+
+
+def test_run_time_levers_are_read_when_the_task_runs(clean_env: pytest.MonkeyPatch) -> None:
+    """Cluster, task definition, network and log group come from the Variable (SSM) when
+    the task runs, not from the environment the dag-processor parsed with."""
+    clean_env.setenv("ANALYSIS_ECS_SUBNETS", "subnet-parse")
+    launch = parse().dags["task_analysis"].get_task("launch")
+    assert rendered(launch, "subnets") == "subnet-parse"
+    clean_env.setenv("AIRFLOW_VAR_ANALYSIS_ECS_SUBNETS", "subnet-a,subnet-b")
+    clean_env.setenv("AIRFLOW_VAR_ANALYSIS_ECS_CLUSTER", "other-cluster")
+    clean_env.setenv("AIRFLOW_VAR_TASK_ANALYZER_TASK_DEFINITION", "other-family")
+    clean_env.setenv("AIRFLOW_VAR_TASK_ANALYZER_LOG_GROUP", "/ecs/other/task-analyzer")
+    assert rendered(launch, "subnets") == "subnet-a,subnet-b"
+    assert rendered(launch, "cluster") == "other-cluster"
+    assert rendered(launch, "task_definition") == "other-family"
+    assert rendered(launch, "awslogs_group") == "/ecs/other/task-analyzer"
 
 
 def test_local_mode_swaps_only_the_launcher(clean_env: pytest.MonkeyPatch) -> None:

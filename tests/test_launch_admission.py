@@ -23,7 +23,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from analysis_pipeline import launch_ecs  # noqa: E402
+from analysis_pipeline.launch import admission, ecs  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCREEN = "s3://recordings/uploads/S-CAP/screen.mp4"
@@ -42,13 +42,24 @@ def airflow_db() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def forget_shared_state() -> None:
+    """Alert grouping and the breaker live in Variables of the metadata DB: start clean."""
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Variable).filter(Variable.key.like("analysis\\_%", escape="\\")).delete(
+            synchronize_session=False
+        )
+
+
 @pytest.fixture
 def discord(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeDiscord]:
     fake = start_fake_discord()
     monkeypatch.setenv(
         "AIRFLOW_CONN_DISCORD_ALERTS", json.dumps({"conn_type": "http", "host": fake.url})
     )
-    monkeypatch.setenv("ANALYSIS_ALERT_STATE_FILE", str(tmp_path / "alerts.json"))
+    forget_shared_state()
     yield fake
     fake.close()
 
@@ -72,6 +83,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="recordings")
+        s3.create_bucket(Bucket="results")
         s3.put_object(Bucket="recordings", Key="uploads/S-CAP/screen.mp4", Body=b"video")
         yield
 
@@ -84,23 +96,25 @@ def test_refusals_reschedule_silently_then_fail_once_with_one_alert(
     dag = DagBag(dag_folder=str(REPO / "dags" / "task_analysis_dag.py")).dags["task_analysis"]
     refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
     with (
-        mock.patch.object(launch_ecs, "admission_backoff", lambda count: timedelta(seconds=1)),
-        mock.patch.object(launch_ecs, "MAX_ADMISSION_RESCHEDULES", 2),
-        mock.patch.object(launch_ecs, "async_aws_available", lambda: True),
+        mock.patch.object(admission, "admission_backoff", lambda count: timedelta(seconds=1)),
+        mock.patch.object(admission, "MAX_ADMISSION_WAIT", timedelta(seconds=2)),
+        mock.patch.object(ecs, "async_aws_available", lambda: True),
         mock.patch.object(
-            launch_ecs.AnalysisEcsRunTaskOperator, "client", new_callable=mock.PropertyMock
+            ecs.AnalysisEcsRunTaskOperator, "client", new_callable=mock.PropertyMock
         ) as client,
     ):
         client.return_value.run_task.return_value = refused
         client.return_value.list_tasks.return_value = {"taskArns": []}
         run = dag.test(run_conf={"submission_id": "S-CAP", "screenshare_uri": SCREEN})
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
-    # Two refusals were reschedules inside the first try; the third ended it for good.
-    assert client.return_value.run_task.call_count == 3
+    # Refusals were reschedules inside the first try until the wait (measured from the
+    # first reschedule, not counted) ran out; then the try ended for good.
+    assert client.return_value.run_task.call_count >= 2
     assert states["launch"] == ("failed", 1)
     assert states["check_result"][0] == "upstream_failed"
     posts = discord.posted()
     assert len(posts) == 1
     embed = posts[0]["embeds"][0]
-    assert "refused the task 2 times" in embed["description"]
+    assert "not admitted for" in embed["description"]
+    assert "RESOURCE:CPU" in embed["description"]
     assert {f["name"]: f["value"] for f in embed["fields"]}["Failed step"] == "launch"

@@ -31,15 +31,18 @@ from airflow.sdk.exceptions import (  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from analysis_pipeline.launch_ecs import (  # noqa: E402
-    MAX_ADMISSION_RESCHEDULES,
-    AnalysisEcsRunTaskOperator,
+from analysis_pipeline.launch.admission import (  # noqa: E402
+    MAX_ADMISSION_WAIT,
     FargateCapacityUnavailable,
     FargateNotAdmittedForTooLong,
     admission_backoff,
+)
+from analysis_pipeline.launch.ecs import AnalysisEcsRunTaskOperator  # noqa: E402
+from analysis_pipeline.launch.stopping import (  # noqa: E402
+    analysis_started_by,
     stop_running_analysis,
 )
-from analysis_pipeline.launchers import analysis_launch_task  # noqa: E402
+from analysis_pipeline.launch.task import analysis_launch_task  # noqa: E402
 from analysis_pipeline.outcome import (  # noqa: E402
     ALL_SEGMENTS_FAILED,
     AllSegmentsFailed,
@@ -70,7 +73,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     for name in unset:
         monkeypatch.delenv(name, raising=False)
     # The deferral itself is exercised by the real-trigger test below (needs aiobotocore).
-    monkeypatch.setattr("analysis_pipeline.launch_ecs.async_aws_available", lambda: True)
+    monkeypatch.setattr("analysis_pipeline.launch.ecs.async_aws_available", lambda: True)
     with mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -115,8 +118,12 @@ def make_context(params: dict[str, Any] = PARAMS, **extra: Any) -> dict[str, Any
 
 
 def launch_op() -> AnalysisEcsRunTaskOperator:
+    """The launch step as a worker runs it: parsed, then its templates rendered."""
+    from airflow.sdk.execution_time.context import VariableAccessor
+
     op = analysis_launch_task("task_analysis")
     assert isinstance(op, AnalysisEcsRunTaskOperator)
+    op.render_template_fields({"var": {"value": VariableAccessor(deserialize_json=False)}})
     return op
 
 
@@ -136,12 +143,15 @@ def test_run_task_gets_exactly_the_contract(aws: dict[str, Any]) -> None:
         {"name": "GEMINI_MAP_MODEL", "value": "gemini-2.5-flash-lite"},
         {"name": "INPUT_URI", "value": SCREEN},
         {"name": "OUTPUT_URI", "value": "s3://results/task_analysis/S-1/"},
+        # 120-minute timeout: the container stops starting model calls 12 minutes earlier.
+        {"name": "RUN_DEADLINE_SECONDS", "value": "6480"},
     ]
     run_task.assert_called_once_with(
         cluster=CLUSTER,
         taskDefinition="analysis-pipeline-task-analyzer",
         overrides={"containerOverrides": [{"name": "task-analyzer", "environment": environment}]},
-        startedBy=generate_uuid("task_analysis", "launch", RUN_ID, "-1"),
+        # One id per analysis (not per run): a duplicate run reattaches instead of launching.
+        startedBy=generate_uuid("task_analysis", "S-1"),
         launchType="FARGATE",
         networkConfiguration={
             "awsvpcConfiguration": {
@@ -163,7 +173,7 @@ def test_run_task_gets_exactly_the_contract(aws: dict[str, Any]) -> None:
 
 
 def test_without_aiobotocore_nothing_is_launched(aws: dict[str, Any], monkeypatch) -> None:
-    monkeypatch.setattr("analysis_pipeline.launch_ecs.async_aws_available", lambda: False)
+    monkeypatch.setattr("analysis_pipeline.launch.ecs.async_aws_available", lambda: False)
     op = launch_op()
     with (
         mock.patch.object(op.client, "run_task") as run_task,
@@ -300,7 +310,7 @@ def test_capacity_refusal_reschedules_without_failing(aws: dict[str, Any], reaso
     before = datetime.now(UTC)
     with (
         mock.patch.object(op.client, "run_task", return_value=refused),
-        mock.patch("analysis_pipeline.alerts.alert_on_analysis_failure") as alert,
+        mock.patch("analysis_pipeline.alerts.notifier.AnalysisFailureNotifier.notify") as alert,
         pytest.raises(FargateCapacityUnavailable) as raised,
     ):
         op.execute(make_context())
@@ -380,14 +390,24 @@ def test_later_reschedules_wait_longer(aws: dict[str, Any]) -> None:
     assert raised.value.reschedule_date >= before + timedelta(minutes=7)
 
 
-def test_endless_refusals_eventually_fail_and_alert(aws: dict[str, Any]) -> None:
+def test_refusals_give_up_after_a_day_of_waiting_not_after_a_count(
+    aws: dict[str, Any],
+) -> None:
     op = launch_op()
     refused = {"tasks": [], "failures": [{"arn": "x", "reason": "RESOURCE:CPU"}]}
-    with (
-        mock.patch.object(op.client, "run_task", return_value=refused),
-        pytest.raises(FargateNotAdmittedForTooLong) as raised,
-    ):
-        op.execute(make_context(task_reschedule_count=MAX_ADMISSION_RESCHEDULES))
+    now = datetime.now(UTC)
+
+    def context_first_rescheduled(ago: timedelta) -> dict[str, Any]:
+        context = make_context(task_reschedule_count=3)
+        context["ti"].get_first_reschedule_date = lambda _context: now - ago
+        return context
+
+    with mock.patch.object(op.client, "run_task", return_value=refused):
+        # Many reschedules but less than a day: still waiting.
+        with pytest.raises(FargateCapacityUnavailable):
+            op.execute(context_first_rescheduled(MAX_ADMISSION_WAIT - timedelta(minutes=5)))
+        with pytest.raises(FargateNotAdmittedForTooLong) as raised:
+            op.execute(context_first_rescheduled(MAX_ADMISSION_WAIT + timedelta(minutes=1)))
     assert not isinstance(raised.value, AirflowRescheduleException)
 
 
@@ -483,3 +503,112 @@ def test_log_group_follows_the_terraform_lever() -> None:
     assert config.log_group("task_analysis", env={}) == "/ecs/analysis-pipeline/task-analyzer"
     env = {"AIRFLOW_VAR_TASK_ANALYZER_LOG_GROUP": "/ecs/other-project/task-analyzer"}
     assert config.log_group("task_analysis", env=env) == "/ecs/other-project/task-analyzer"
+
+
+# --- never pay twice ----------------------------------------------------------------------
+def identity_of_screen(aws: dict[str, Any]) -> str:
+    head = aws["s3"].head_object(Bucket="recordings", Key="uploads/tasks/S-1/screen.mp4")
+    return f"etag:{head['ETag'].strip(chr(34))};size:{head['ContentLength']}"
+
+
+def test_a_complete_result_of_this_input_is_reused_without_a_container(
+    aws: dict[str, Any],
+) -> None:
+    put_result(aws, status="complete", error=None, input={"uri": SCREEN, "identity": "other"})
+    op = launch_op()
+    with mock.patch.object(op.client, "run_task", wraps=op.client.run_task) as run_task:
+        start(op, make_context())  # another recording's result: launched
+    assert run_task.call_count == 1
+    aws["ecs"].stop_task(cluster=CLUSTER, task=op.arn, reason="done")
+    put_result(
+        aws,
+        status="complete",
+        error=None,
+        input={"uri": SCREEN, "identity": identity_of_screen(aws)},
+    )
+    again = launch_op()  # e.g. a UI Clear of the finished run
+    with mock.patch.object(again.client, "run_task") as run_task:
+        summary = again.execute(make_context())
+    run_task.assert_not_called()
+    assert summary["status"] == "complete" and summary["reused"] is True
+
+
+def test_a_retry_after_the_container_finished_classifies_it_instead_of_relaunching(
+    aws: dict[str, Any],
+) -> None:
+    """The try failed after the container stopped (e.g. DescribeTasks throttled): the
+    retry finds the STOPPED task of this analysis and its result instead of paying again."""
+    op = launch_op()
+    start(op, make_context())
+    aws["ecs"].stop_task(cluster=CLUSTER, task=op.arn, reason="finished")
+    put_result(aws, status="partial", error=None)  # usable, but not "complete": not reused
+    retry = launch_op()
+    with mock.patch.object(retry.client, "run_task") as run_task:
+        summary = retry.execute(make_context())
+    run_task.assert_not_called()
+    assert summary["status"] == "partial" and summary["ecs_task_arn"] == op.arn
+
+
+def test_a_retry_after_a_failed_container_launches_again(aws: dict[str, Any]) -> None:
+    op = launch_op()
+    start(op, make_context())
+    aws["ecs"].stop_task(cluster=CLUSTER, task=op.arn, reason="finished")
+    put_result(aws, status="failed", error=ALL_SEGMENTS_FAILED)
+    retry = launch_op()
+    with mock.patch.object(retry.client, "run_task", wraps=retry.client.run_task) as run_task:
+        start(retry, make_context())
+    assert run_task.call_count == 1 and retry.arn != op.arn
+
+
+def test_a_duplicate_run_of_the_same_analysis_reattaches(aws: dict[str, Any]) -> None:
+    first = launch_op()
+    start(first, make_context())
+    duplicate = launch_op()
+    context = make_context()
+    context["ti"].run_id = "manual__generated-by-a-second-trigger"
+    with mock.patch.object(duplicate.client, "run_task") as run_task:
+        start(duplicate, context)
+    run_task.assert_not_called()
+    assert duplicate.arn == first.arn
+    listed = aws["ecs"].list_tasks(
+        cluster=CLUSTER, startedBy=analysis_started_by("task_analysis", "S-1")
+    )["taskArns"]
+    assert listed == [first.arn]
+
+
+def test_a_purged_ecs_record_is_classified_from_result_json(aws: dict[str, Any]) -> None:
+    put_result(aws, status="complete", error=None)
+    resumed, kwargs = finish(aws)
+    purged = {"tasks": [], "failures": [{"arn": kwargs["event"]["task_arn"], "reason": "MISSING"}]}
+    with mock.patch.object(resumed.client, "describe_tasks", return_value=purged):
+        summary = resumed.execute_complete(make_context(), **kwargs)
+    assert summary["status"] == "complete" and summary["exit_code"] is None
+
+
+def test_a_trigger_error_fails_the_try_but_keeps_the_container(aws: dict[str, Any]) -> None:
+    from airflow.sdk.exceptions import TaskDeferralError
+
+    op = launch_op()
+    start(op, make_context())
+    resumed = launch_op()
+    context = make_context()
+    context["ti"].task = resumed
+    fail_kwargs = {"error": TriggerFailureReason.TRIGGER_FAILURE}  # e.g. DescribeTasks throttled
+    with pytest.raises(TaskDeferralError):
+        resumed.resume_execution(TRIGGER_FAIL_REPR, fail_kwargs, context)
+    task = aws["ecs"].describe_tasks(cluster=CLUSTER, tasks=[op.arn])["tasks"][0]
+    assert task["desiredStatus"] == "RUNNING"
+    retry = launch_op()  # ... and the retry resumes waiting on the same container
+    with mock.patch.object(retry.client, "run_task") as run_task:
+        start(retry, make_context())
+    run_task.assert_not_called()
+    assert retry.arn == op.arn
+
+
+def test_the_container_gets_a_run_deadline_shorter_than_the_timeout() -> None:
+    from analysis_pipeline.launch.completion import run_deadline_seconds
+
+    assert run_deadline_seconds(timedelta(minutes=120)) == 120 * 60 - 12 * 60
+    assert run_deadline_seconds(timedelta(minutes=30)) == 25 * 60  # at least 5 min margin
+    assert run_deadline_seconds(timedelta(hours=6)) == 6 * 3600 - 15 * 60  # at most 15
+    assert 0 < run_deadline_seconds(timedelta(minutes=2)) < 120

@@ -23,13 +23,13 @@ How a lever is read (``read_lever``), cheapest first:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["task_analysis", "proctor_video"]
-KINDS: tuple[Kind, ...] = ("task_analysis", "proctor_video")
 
 # --- names Terraform must match ---------------------------------------------------------
 PROJECT = "analysis-pipeline"
@@ -159,6 +159,18 @@ def setting(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
     if raw is None and env.get("ANALYSIS_LEVERS_FROM_VARIABLES", "").lower() == "true":
         raw = _variable_or_none(name)
     return raw
+
+
+def lever_template(name: str, fallback: str) -> str:
+    """A templated value read when the task runs: the Variable ``name`` through the secrets
+    backend (SSM ``/airflow/variables/<name>``), else what this process saw when it parsed."""
+    return "{{ var.value.get(" + json.dumps(name) + ", " + json.dumps(fallback) + ") }}"
+
+
+def runtime_setting(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
+    """A value needed only at run time (a task, a listener): the Variable first, so a lever
+    change applies without restarting anything; then the environment."""
+    return _variable_or_none(name) or setting(name, env=env)
 
 
 def read_lever(name: str, default: int, *, env: Mapping[str, str] | None = None) -> int:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from analysis_pipeline.config import GEMINI_TUNABLES, gemini_budgets, output_uri_for
-from analysis_pipeline.params import AnalysisRequest, context_json, validate_request
+from analysis_pipeline.params import AnalysisRequest, context_json
 
 # Local mode only: what a child process needs to reach moto/S3 and find its tools.
 LOCAL_PASSTHROUGH: tuple[str, ...] = (
@@ -25,10 +24,6 @@ LOCAL_PASSTHROUGH: tuple[str, ...] = (
     "MAX_RECORDING_SECONDS",
     "IDLE_MIN_SECONDS",
 )
-
-
-def request_from_context(kind: str, context: Mapping[str, Any]) -> AnalysisRequest:
-    return validate_request(kind, context["params"])  # type: ignore[arg-type]
 
 
 def container_env(

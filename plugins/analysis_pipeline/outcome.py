@@ -147,19 +147,3 @@ class AnalysisRetryPolicy(RetryPolicy):
             delay = self._backoff(self.crash_delay, try_number)
             return RetryDecision.retry(delay, reason="container produced no usable result")
         return RetryDecision.default()
-
-    def serialize(self) -> dict[str, Any]:
-        return {
-            "__type": type(self).__name__,
-            "sentinel_delay": self.sentinel_delay.total_seconds(),
-            "crash_delay": self.crash_delay.total_seconds(),
-            "max_delay": self.max_delay.total_seconds(),
-        }
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> AnalysisRetryPolicy:
-        return cls(
-            sentinel_delay=timedelta(seconds=data["sentinel_delay"]),
-            crash_delay=timedelta(seconds=data["crash_delay"]),
-            max_delay=timedelta(seconds=data["max_delay"]),
-        )

@@ -172,6 +172,11 @@ def validate_request(
     )
 
 
+def request_from_context(kind: Kind, context: Mapping[str, Any]) -> AnalysisRequest:
+    """The validated request of the run a task context belongs to."""
+    return validate_request(kind, context["params"])
+
+
 def context_json(context: Mapping[str, Any]) -> str:
     """ANALYSIS_CONTEXT as the container receives it (non-ASCII kept as is: shorter)."""
     return json.dumps(context, sort_keys=True, ensure_ascii=False)

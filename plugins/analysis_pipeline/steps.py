@@ -6,6 +6,7 @@ Plain functions (easy to test) plus the TaskFlow wrappers the DAG files use.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,26 +17,39 @@ from analysis_pipeline import config, storage
 from analysis_pipeline.outcome import classify
 from analysis_pipeline.params import InvalidRequestError, validate_request
 
+log = logging.getLogger(__name__)
+
 
 def validate_recordings(kind: config.Kind, params: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse a run whose params break the contract or whose recording is missing/empty.
 
     Both are the caller's mistake: fail at once (no retry, no Fargate time). Storage errors
-    (throttling, outage) are left to propagate, so the normal retries apply.
+    (throttling, outage) are left to propagate, so the normal retries apply. A missing
+    *webcam* stream does not fail the recruiter-facing task analysis: the reason is recorded
+    here and ``proctor_video`` (still triggered) fails and alerts for it on its own.
     """
     try:
         request = validate_request(kind, params)
-        sizes = {"input_bytes": storage.require_recording(request.input_uri)}
-        if request.webcam_uri:
-            sizes["webcam_bytes"] = storage.require_recording(request.webcam_uri)
+        if config.launcher_mode() == "ecs" and not config.runtime_setting("ANALYSIS_ECS_SUBNETS"):
+            raise InvalidRequestError(
+                "ANALYSIS_ECS_SUBNETS is empty: ecs mode cannot place a Fargate task "
+                "(Terraform writes it to /airflow/variables/ANALYSIS_ECS_SUBNETS)"
+            )
+        checked: dict[str, Any] = {"input_bytes": storage.require_recording(request.input_uri)}
     except (InvalidRequestError, storage.RecordingMissingError) as exc:
         raise AirflowFailException(str(exc)) from exc
+    if request.webcam_uri:
+        try:
+            checked["webcam_bytes"] = storage.require_recording(request.webcam_uri)
+        except storage.RecordingMissingError as exc:
+            log.warning("Proctoring of %s will fail on its own: %s", request.analysis_id, exc)
+            checked["webcam_problem"] = str(exc)
     return {
         "analysis_id": request.analysis_id,
         "input_uri": request.input_uri,
         "webcam_uri": request.webcam_uri,
         "output_uri": config.output_uri_for(kind, request.analysis_id),
-        **sizes,
+        **checked,
     }
 
 
@@ -51,7 +65,10 @@ def summarize(kind: config.Kind, result: Mapping[str, Any], output_uri: str) -> 
         "error": result.get("error"),
         "result_uri": output_uri + "result.json",
         "coverage": coverage,
-        "usage": {k: usage.get(k) for k in ("calls", "input_tokens", "output_tokens")},
+        "usage": {
+            k: usage.get(k) for k in ("calls", "input_tokens", "output_tokens", "estimated_usd")
+        },
+        "report_uri": output_uri + "report.html",
         "finished_at": result.get("finished_at"),
     }
     if kind == "proctor_video" and isinstance(report, Mapping):

@@ -18,32 +18,42 @@ class RecordingMissingError(ValueError):
     """The recording a run names is absent or empty; analysing it would only burn Fargate time."""
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
+def split_s3(uri: str) -> tuple[str, str]:
     parsed = urlparse(uri)
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _file_path(uri: str) -> Path:
+def file_path(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
 
 
-def _s3_client() -> Any:
+def s3_client() -> Any:
     return boto3.client("s3")
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def head_or_none(client: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """HeadObject, or None when the object does not exist (other errors propagate)."""
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
 
 
 def recording_size(uri: str) -> int:
     """Total bytes under ``uri`` (one object, or every object of a prefix ending in '/')."""
     if uri.startswith("file://"):
-        return _file_size(_file_path(uri), prefix=uri.endswith("/"))
-    bucket, key = _split_s3(uri)
-    client = _s3_client()
+        return _file_size(file_path(uri), prefix=uri.endswith("/"))
+    bucket, key = split_s3(uri)
+    client = s3_client()
     if not uri.endswith("/"):
-        try:
-            return int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return 0
-            raise
+        head = head_or_none(client, bucket, key)
+        return int(head["ContentLength"]) if head else 0
     total = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
         total += sum(int(obj.get("Size", 0)) for obj in page.get("Contents", []))
@@ -68,13 +78,13 @@ def require_recording(uri: str) -> int:
 def read_json(uri: str) -> dict[str, Any] | None:
     """The parsed JSON document at ``uri``; None when it does not exist."""
     if uri.startswith("file://"):
-        path = _file_path(uri)
+        path = file_path(uri)
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    bucket, key = _split_s3(uri)
+    bucket, key = split_s3(uri)
     try:
-        body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if _missing(exc):
             return None
         raise
     return json.loads(body)

@@ -18,8 +18,13 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from analysis_pipeline import config, storage
-from analysis_pipeline.contract import local_process_env, request_from_context
-from analysis_pipeline.outcome import LOG_TAIL_LINES, classify, drop_stale
+from analysis_pipeline.alerts import breaker
+from analysis_pipeline.contract import local_process_env
+from analysis_pipeline.launch import admission
+from analysis_pipeline.launch.completion import classify_run, run_deadline_seconds
+from analysis_pipeline.launch.prior import reusable_result
+from analysis_pipeline.outcome import LOG_TAIL_LINES, drop_stale
+from analysis_pipeline.params import request_from_context
 
 KILL_GRACE_SECONDS = 10
 
@@ -37,7 +42,24 @@ class LocalAnalysisOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         request = request_from_context(self.kind, context)
         env = local_process_env(request)
+        if self.execution_timeout is not None:
+            env["RUN_DEADLINE_SECONDS"] = str(run_deadline_seconds(self.execution_timeout))
         spec = config.CONTAINERS[self.kind]
+        if reusable_result(request, env["OUTPUT_URI"]) is not None:
+            output_uri = env["OUTPUT_URI"]
+            return {
+                "exit_code": None,
+                "status": "complete",
+                "output_uri": output_uri,
+                "reused": True,
+            }
+        hold = breaker.hold_until(context)
+        if hold is not None:
+            raise admission.not_admitted(
+                context,
+                "Gemini quota breaker open (an earlier run exhausted the quota)",
+                not_before=datetime.fromtimestamp(hold, UTC),
+            )
         launched_at = datetime.now(UTC)
         self.log.info(
             "Running %s locally for %s (input %s, output %s)",
@@ -48,11 +70,14 @@ class LocalAnalysisOperator(BaseOperator):
         )
         exit_code, last_lines = self._run([sys.executable, "-m", spec.module], env)
         result = drop_stale(storage.read_json(env["OUTPUT_URI"] + "result.json"), launched_at)
-        classified = classify(exit_code=exit_code, result=result, last_lines=last_lines)
+        classified = classify_run(
+            context, request.analysis_id, exit_code=exit_code, result=result, last_lines=last_lines
+        )
         return {
             "exit_code": exit_code,
             "status": classified.get("status"),
             "output_uri": env["OUTPUT_URI"],
+            "reused": False,
         }
 
     def _run(self, command: list[str], env: Mapping[str, str]) -> tuple[int, list[str]]:

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from analysis_pipeline import config
-from analysis_pipeline.alerts import alert_on_analysis_failure
+from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
 from analysis_pipeline.outcome import AnalysisRetryPolicy
 
 
@@ -43,10 +43,11 @@ def analysis_launch_task(
         ),
     }
     if config.launcher_mode(env=env) == "local":
-        from analysis_pipeline.launch_local import LocalAnalysisOperator
+        from analysis_pipeline.launch.local import LocalAnalysisOperator
 
         return LocalAnalysisOperator(on_failure_callback=alert_on_analysis_failure, **common)
-    from analysis_pipeline.launch_ecs import AnalysisEcsRunTaskOperator, stop_ecs_task_on_failure
+    from analysis_pipeline.launch.ecs import AnalysisEcsRunTaskOperator
+    from analysis_pipeline.launch.stopping import stop_ecs_task_on_failure
 
     return AnalysisEcsRunTaskOperator(
         env=env,
