@@ -425,3 +425,31 @@ def test_checkpoints_are_reused_only_for_the_same_recording_and_context_and_a_wo
     assert code == 3 and result["status"] == "complete"
     beside = list(out.glob("result.failed-*.json"))
     assert len(beside) == 1 and json.loads(beside[0].read_text())["error"] == ALL_SEGMENTS_FAILED
+
+
+def test_sigterm_before_any_answer_fails_with_reason_stopped_and_exits_1_promptly(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    """The stop lands while ffmpeg works (idle detection, cutting) or while the first calls
+    hang: either way nothing was analysed, so the result is `failed`, reason "stopped"."""
+    clip = sample_media("e2e-stop.mp4", duration=60)
+    out = tmp_path / "out"
+    fake_gemini.configure(latency_s=60)
+    proc = _popen(container_env(fake_gemini, "stop-2", f"file://{clip}", f"file://{out}/",
+                                SEGMENT_SECONDS="10"))  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            if b"recording:" in line:  # probed; idle detection and cutting come next
+                break
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = proc.wait(timeout=20)
+        elapsed = time.monotonic() - stopped_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = read_result(out)
+    assert (result["status"], result["error"], code) == ("failed", "stopped", 1)
+    assert elapsed < 20 and fake_gemini.stats["live_files"] == 0
+    assert result["input"]["identity"].startswith("sha256:")
