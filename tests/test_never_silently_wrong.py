@@ -344,3 +344,37 @@ def test_detector_events_reach_reduce_as_whole_json_with_a_count_of_those_left_o
     assert len(listed) <= 5_000 and shown == events[: len(shown)]
     assert note == f"({2000 - len(shown)} later detector events not shown here.)"
     assert whole_items(events[:3], 5_000) == json.dumps(events[:3])
+
+
+# ---------------------------------------------------------------- one identity, both sides
+def test_the_container_stamps_the_input_identity_the_dag_computes(
+    tmp_path: Path, moto_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DAG reuses a complete result only when `input.identity` equals what it computes
+    for the trigger's input, so the container must produce the very same string."""
+    from conftest import AWS_TEST_ENV
+
+    from analysis_engine.recording import fetch_recording
+    from analysis_engine.settings import Settings
+    from analysis_pipeline.identity import input_identity
+
+    for key, value in {**AWS_TEST_ENV, "AWS_ENDPOINT_URL": moto_s3.endpoint}.items():
+        monkeypatch.setenv(key, value)
+    chunks = tmp_path / "chunks"
+    chunks.mkdir()
+    for i in range(3):
+        (chunks / f"{i}.webm").write_bytes(b"chunk %d" % i * 100)
+        moto_s3.put(f"s3://recordings/ident/chunks/{i}.webm", b"chunk %d" % i * 100)
+    moto_s3.put("s3://recordings/ident/one.bin", b"recording" * 100)
+    inputs = [f"file://{chunks}/0.webm", f"file://{chunks}/", "s3://recordings/ident/one.bin",
+              "s3://recordings/ident/chunks/"]  # fmt: skip
+    storage = Storage()
+    for uri in inputs:
+        settings = Settings(analysis_id="a", input_uri=uri, output_uri=f"file://{tmp_path}/o/")
+        if uri.endswith("/"):  # the prefix's identity, before stitching (not a recording)
+            from analysis_engine.recording import prefix_identity
+
+            ours = prefix_identity(storage, uri)
+        else:
+            ours = fetch_recording(settings, storage, tmp_path / "work").identity
+        assert ours == input_identity(uri), uri
