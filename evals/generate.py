@@ -97,7 +97,10 @@ def _sound_graph(pieces: Sequence[Mapping[str, Any]], speech_input: int | None) 
 def webcam_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
     seconds = float(recipe["duration_s"])
     fps = 5
-    video = [f"testsrc2=size=160x120:rate={fps}", "format=yuv420p"]
+    # A camera's sensor noise: no two sessions (or seconds) are ever byte-identical.
+    seed = int(recipe.get("seed", 1))
+    video = [f"testsrc2=size=160x120:rate={fps}", f"noise=alls=10:allf=t:all_seed={seed}"]
+    video.append("format=yuv420p")
     for a, b in recipe.get("frozen", []):
         video.append(
             f"split[x][y];[x][y]freezeframes=first={int(a * fps)}:last={int(b * fps)}"
@@ -158,6 +161,7 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
     chunks: list[bytes] = []
     recorder: list[tuple[int, int]] = []  # (session, index within session) per chunk
     for n, session in enumerate(sessions):
+        session = {"seed": n + 1, **session}
         got = mediarecorder_chunks(webcam_recording(session, workdir / f"session{n}.webm"))
         recorder += [(n, i) for i in range(len(got))]
         chunks += got

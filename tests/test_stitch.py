@@ -322,7 +322,8 @@ def test_restart_in_another_codec_is_reencoded_alone(media: dict[str, Path], tmp
     assert any(near(b[0], 15, 3) for b in blacks) and any(near(b[0], 24, 3) for b in blacks)
 
 
-def test_chunks_in_codecs_webm_cannot_hold_are_reencoded(tmp_path: Path):
+def test_h264_chunks_are_stream_copied_into_mp4(tmp_path: Path):
+    # Chrome's `video/webm;codecs=h264`: Matroska chunks WebM cannot hold. MP4 can: no re-encode.
     src = tmp_path / "src"
     src.mkdir()
     subprocess.run(
@@ -334,8 +335,15 @@ def test_chunks_in_codecs_webm_cannot_hold_are_reencoded(tmp_path: Path):
         check=True,
     )  # fmt: skip
     report = stitch_chunks(sorted(src.iterdir()), tmp_path / "video.webm")
-    assert report.mode == "reencode" and not report.gaps
-    assert near(probe_duration(tmp_path / "video.webm"), 9, 1)
+    assert report.mode == "copy" and not report.gaps
+    assert report.output == tmp_path / "video.mp4" and report.output.exists()
+    assert near(probe_duration(report.output), 9, 1)
+    codecs = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,nb_frames",
+         "-of", "csv=p=0", str(report.output)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "h264" in codecs and "aac" in codecs
 
 
 def test_stitch_from_storage_listing(media: dict[str, Path], tmp_path: Path):

@@ -75,6 +75,7 @@ CHANGE_PIXEL_LEVEL = 24
 CHANGED_PIXELS_720P = 80.0
 MIN_CHANGED_PIXELS = 20.0
 STILL_PIXELS = 2.0  # consecutive samples this close are the same picture
+CHANGE_SETTLE_S = 1.0  # a still stretch starts this long after the sample showing a change
 
 
 # ----------------------------------------------------------------------------- runner
@@ -957,6 +958,8 @@ def _verify_candidate(
         lag_s=CHANGE_LAG_S,
         threshold=changed_pixels_threshold(info),
     )
+    # The first frame showing a change (a paste) must stay in the analysed part.
+    active = [Interval(a.start_s, a.end_s + CHANGE_SETTLE_S) for a in active]
     still = iv.complement(active, lo, hi)
     if not sparse:
         # Keyframe samples are seconds apart; the packet run is accurate to one second.

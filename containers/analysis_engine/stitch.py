@@ -55,6 +55,9 @@ MAX_OUT_CLUSTER = 8 * 1024 * 1024
 MAX_BLOCK = 32 * 1024 * 1024
 MAX_HEADER_ELEMENT = 1024 * 1024
 WEBM_CODECS = {"V_VP8", "V_VP9", "V_AV1", "A_OPUS", "A_VORBIS"}
+# Codecs WebM cannot hold but MP4 can, so they are stream-copied into MP4 instead (Chrome's
+# `video/webm;codecs=h264` recordings are Matroska with H.264): never a re-encode.
+MP4_CODECS = {"V_MPEG4/ISO/AVC", "V_MPEGH/ISO/HEVC", "V_AV1", "A_AAC", "A_OPUS", "A_MPEG/L3"}
 
 # EBML / Matroska element IDs (with their length-marker bits, as they appear on disk).
 EBML = 0x1A45DFA3
@@ -1094,7 +1097,9 @@ class Timeline:
 
 
 class _Remuxer:
-    """ffmpeg reading the rebuilt stream on stdin, writing a seekable WebM (cues, duration)."""
+    """ffmpeg reading the rebuilt stream on stdin, writing a seekable WebM (cues, duration), or
+    an MP4 (same name, `.mp4`) when the codecs only fit MP4: stream copy either way; only
+    codecs neither can hold are re-encoded."""
 
     def __init__(self, output: Path, *, ffmpeg: str, threads: int) -> None:
         self.output = output
@@ -1106,7 +1111,11 @@ class _Remuxer:
         self.mode: Literal["copy", "reencode"] = "copy"
 
     def start(self, codecs: set[str]) -> None:
-        self.mode = "copy" if codecs <= WEBM_CODECS else "reencode"
+        self.mode = "copy" if codecs <= WEBM_CODECS or codecs <= MP4_CODECS else "reencode"
+        fmt = ["-f", "webm"]
+        if self.mode == "copy" and not codecs <= WEBM_CODECS:
+            self.output = self.output.with_suffix(".mp4")
+            fmt = ["-f", "mp4", "-movflags", "+faststart"]
         codec_args = (
             ["-c", "copy"]
             if self.mode == "copy"
@@ -1117,7 +1126,7 @@ class _Remuxer:
             self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
             "-fflags", "+genpts", "-f", "matroska", "-i", "pipe:0",
             "-map", "0", *codec_args, "-copyts", "-threads", str(self.threads),
-            "-f", "webm", str(self.output),
+            *fmt, str(self.output),
         ]  # fmt: skip
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as ffmpeg
         self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stderr=self.stderr)
@@ -1201,7 +1210,7 @@ def stitch_chunks(
         remuxer.abort()
         raise
     report = StitchReport(
-        output=output,
+        output=remuxer.output,
         chunks_total=len(items),
         chunks_used=len(set().union(*(r.chunks for r in timeline.runs))),
         duplicates=(*duplicates, *timeline.replayed),
@@ -1392,12 +1401,13 @@ def stitch_from_storage(
     refs = list(refs)
     if all(ref.uri.startswith("file://") for ref in refs):  # local runs: read in place
         paths = [Path(unquote(urlsplit(ref.uri).path)) for ref in refs]
-        return output, stitch_chunks(paths, output, chunk_seconds=chunk_seconds)
+        report = stitch_chunks(paths, output, chunk_seconds=chunk_seconds)
+        return report.output, report
     scratch = output.parent / ".chunks"
     scratch.mkdir(parents=True, exist_ok=True)
     with _Prefetcher(storage, refs, scratch, prefetch) as fetcher:
         report = stitch_chunks(fetcher.chunks(), output, chunk_seconds=chunk_seconds)
-    return output, report
+    return report.output, report
 
 
 class _Prefetcher:

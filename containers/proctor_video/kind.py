@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -68,7 +69,7 @@ class ProctorVideoKind:
         report = run.stitch_report
         self._offset = report.start_s if report is not None else 0.0
         video_uri = run.storage.upload_file(
-            run.video, run.output_uri("video.webm"), content_type="video/webm"
+            run.video, run.output_uri(video_name(run.video)), content_type=_mime(run.video)
         )
         log.info("uploaded %s (%.1f MB)", video_uri, run.video.stat().st_size / 1e6)
         end_s = self._offset + run.info.duration_s
@@ -261,6 +262,16 @@ def _model_event(data: dict[str, Any], segment: int | None) -> Event:
     return replace(event, evidence=evidence)
 
 
+def video_name(video: Path) -> str:
+    """`video.webm`, or `video.mp4` when the stitcher stream-copied codecs WebM cannot hold
+    (H.264) into MP4 or the recording arrived as an MP4."""
+    return "video.mp4" if video.suffix.lower() == ".mp4" else "video.webm"
+
+
+def _mime(video: Path) -> str:
+    return "video/mp4" if video.suffix.lower() == ".mp4" else "video/webm"
+
+
 def _brief(event: Event) -> dict[str, Any]:
     return {k: v for k, v in event.to_dict().items() if k != "evidence"}
 
@@ -268,7 +279,7 @@ def _brief(event: Event) -> dict[str, Any]:
 def _recording(run: RunContext, end_s: float) -> dict[str, Any]:
     report = run.stitch_report
     data: dict[str, Any] = {
-        "video": "video.webm",
+        "video": video_name(run.video),
         "duration_s": round(end_s, 2),
         "video_start_s": round(report.start_s if report else 0.0, 2),
     }
