@@ -4,7 +4,8 @@
 # 720p30 recording used 16 CPU-s and 237 MB peak RSS (ffmpeg stream-copy cuts; the rest is
 # waiting on Gemini), and a 30-minute proctor session 72 CPU-s and 182 MB; neither uses more
 # than one core. So 1 vCPU / 2 GiB each: the same vCPU quota runs 4x the containers of the
-# decision record's 4-vCPU setting, and the Gemini quota, not Fargate, becomes the limit.
+# decision record's 4-vCPU setting. At these caps the DAG caps bind (1.6 h / 4.7 h for 350
+# each); raising them, the shared Gemini TPM binds next, not Fargate (`make capacity`).
 #
 # Placeholders (replace before a real plan): Region, VPC, subnets, bucket names, secret ARN.
 
