@@ -65,8 +65,9 @@ resource "aws_elasticache_serverless_cache" "budget" {
   major_engine_version = "8"
   kms_key_id           = aws_kms_key.this.arn
   security_group_ids   = [aws_security_group.budget_store.id]
-  subnet_ids           = var.subnet_ids
-  user_group_id        = aws_elasticache_user_group.budget.user_group_id
+  # A serverless cache takes at most three subnets (one per Availability Zone).
+  subnet_ids    = slice(var.subnet_ids, 0, min(3, length(var.subnet_ids)))
+  user_group_id = aws_elasticache_user_group.budget.user_group_id
 
   # Counters for a minute's window: tiny. The limits cap the bill, not the pipeline.
   cache_usage_limits {
