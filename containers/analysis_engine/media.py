@@ -958,17 +958,26 @@ def _verify_candidate(
         lag_s=CHANGE_LAG_S,
         threshold=changed_pixels_threshold(info),
     )
-    # The first frame showing a change (a paste) must stay in the analysed part.
-    active = [Interval(a.start_s, a.end_s + CHANGE_SETTLE_S) for a in active]
     still = iv.complement(active, lo, hi)
     if not sparse:
         # Keyframe samples are seconds apart; the packet run is accurate to one second.
-        still = [_refine_to_run(f, run, inside) for f in still]
-        still = [f for f in still if f.end_s > f.start_s]
+        still = [_settle(_refine_to_run(f, run, inside), f, lo) for f in still]
+    else:
+        still = [_settle(f, f, lo) for f in still]
+    still = [f for f in still if f.end_s > f.start_s]
     if info.has_audio:
         silent = detector_log.silences(stderr, open_end=hi, offset=lo)
         still = iv.intersect(still, silent)
     return still
+
+
+def _settle(still: Interval, measured: Interval, lo: float) -> Interval:
+    """A still stretch that begins at a sample showing a change (a paste) starts a little
+    later, so that first frame of the new picture stays in the analysed part; unless the
+    packet run moved its start earlier (the change was over before the run began)."""
+    if measured.start_s <= lo or still.start_s < measured.start_s:
+        return still
+    return Interval(round(still.start_s + CHANGE_SETTLE_S, 3), still.end_s)
 
 
 def _seek_cost(

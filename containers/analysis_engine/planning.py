@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+from analysis_engine import intervals as iv
 from analysis_engine.models import Interval, Segment, SegmentPlan
 
 # A copy-mode segment may stretch to this multiple of the target before we re-encode instead.
@@ -75,12 +76,7 @@ def normalise_idle(
         for i in idle
         if min(duration_s, i.end_s) - max(0.0, i.start_s) > EPS
     )
-    merged: list[Interval] = []
-    for cur in clipped:
-        if merged and cur.start_s <= merged[-1].end_s + GLUE_S:
-            merged[-1] = Interval(merged[-1].start_s, max(merged[-1].end_s, cur.end_s))
-        else:
-            merged.append(cur)
+    merged = iv.merge(clipped, gap_s=GLUE_S)
     return [i for i in merged if i.duration_s >= min_seconds - EPS]
 
 
