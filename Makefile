@@ -116,6 +116,7 @@ tf-check: install tools
 	$(TF_NEEDED)
 	$(TERRAFORM) fmt -check -recursive terraform
 	cd terraform && $(TF_INIT_OFFLINE) >/dev/null && $(TERRAFORM) validate && $(TERRAFORM) test
+	cd terraform && for f in examples/*.tfvars; do $(TERRAFORM) test -test-directory=tests/examples -var-file=$$f || exit 1; done
 	cd terraform/modules/capacity && $(TERRAFORM) init -backend=false -input=false >/dev/null && $(TERRAFORM) test
 	cd terraform && BC_SKIP_MAPPING=TRUE ../$(TOOLS_VENV)/bin/checkov -d . --framework terraform --quiet --compact
 	$(BIN)/pytest -q tests/test_terraform.py tests/test_capacity.py
