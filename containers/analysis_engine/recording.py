@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from analysis_engine import stitch
-from analysis_engine.errors import InvalidInputError
+from analysis_engine.errors import InvalidInputError, StorageError
 from analysis_engine.settings import Settings
 from analysis_engine.storage import Storage
 
@@ -67,11 +67,14 @@ def prefix_identity(storage: Storage, prefix_uri: str) -> str:
         pages = storage.client.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=prefix
         )
-        lines = [
-            f"{obj['Key']} {str(obj.get('ETag', '')).strip(chr(34))} {int(obj.get('Size', 0))}"
-            for page in pages
-            for obj in page.get("Contents", [])
-        ]
+        try:
+            lines = [
+                f"{obj['Key']} {str(obj.get('ETag', '')).strip(chr(34))} {int(obj.get('Size', 0))}"
+                for page in pages
+                for obj in page.get("Contents", [])
+            ]
+        except Exception as exc:  # botocore's own errors: name the URI, never credentials
+            raise StorageError(f"list {prefix_uri}: {type(exc).__name__}: {exc}"[:300]) from exc
     else:
         root = Path(unquote(urlparse(prefix_uri).path))
         lines = [

@@ -199,6 +199,9 @@ class _Run:
         client: GeminiClient,
     ) -> Outcome:
         coverage = coverage_of(outcomes, run.info.duration_s)
+        if coverage["times"]["times_outside_segment"]:
+            log.warning("MAP answers gave %d time(s) outside their segment (clamped to it)",
+                        coverage["times"]["times_outside_segment"])  # fmt: skip
         status, error = map_status(outcomes)
         if status == "failed":
             return Outcome(
