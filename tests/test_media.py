@@ -6,9 +6,11 @@ import itertools
 from collections.abc import Callable
 from pathlib import Path
 
+import _media_oracles as oracles
 import pytest
 
-from analysis_engine import media
+from analysis_engine import detector_log, media
+from analysis_engine import intervals as iv
 from analysis_engine.errors import InvalidInputError, MediaError
 from analysis_engine.models import Interval, SegmentPlan
 from analysis_engine.planning import plan_segments
@@ -198,7 +200,7 @@ def test_still_screen_with_sound_is_not_idle(tmp_path: Path) -> None:
         tmp_path / "talk.mp4", duration=60, fps=2, idle=[(10, 50)], silent_idle=False
     )
     info = media.probe(path)
-    assert media.detect_freeze(path, min_seconds=20) != []
+    assert oracles.detect_freeze(path, min_seconds=20) != []
     assert media.detect_idle(path, info, min_seconds=20) == []
 
 
@@ -208,19 +210,19 @@ def test_active_recording_has_no_idle(sample_media: Make) -> None:
 
 
 def test_detect_freeze_silence_and_speech(idle_minute: Path) -> None:
-    (frozen,) = media.detect_freeze(idle_minute, min_seconds=10)
+    (frozen,) = oracles.detect_freeze(idle_minute, min_seconds=10)
     assert (frozen.start_s, frozen.end_s) == pytest.approx(IDLE, abs=1.5)
-    (silent,) = media.detect_silence(idle_minute, min_seconds=10)
+    (silent,) = oracles.detect_silence(idle_minute, min_seconds=10)
     assert (silent.start_s, silent.end_s) == pytest.approx(IDLE, abs=1.5)
-    speech = media.detect_speech(idle_minute)
+    speech = oracles.detect_speech(idle_minute)
     assert [(round(i.start_s), round(i.end_s)) for i in speech] == [(0, 20), (80, 110)]
 
 
 def test_detect_black(tmp_path: Path) -> None:
     path = gen.make_live_webcam(tmp_path / "covered.webm", duration=12, black=[(4, 9)])
-    (black,) = media.detect_black(path, min_seconds=2)
+    (black,) = oracles.detect_black(path, min_seconds=2)
     assert (black.start_s, black.end_s) == pytest.approx((4, 9), abs=0.5)
-    assert media.detect_black(gen.make_live_webcam(tmp_path / "ok.webm", duration=4)) == []
+    assert oracles.detect_black(gen.make_live_webcam(tmp_path / "ok.webm", duration=4)) == []
 
 
 def test_thumbnail_is_a_jpeg(sample_media: Make, tmp_path: Path) -> None:
@@ -258,14 +260,17 @@ def test_argv_builders_are_pure_and_cheap() -> None:
     assert enc[enc.index("-c:a") + 1] == "aac"  # unknown source sound: cheap 16 kHz AAC
     kept = media.reencode_segment_argv(Path("a.mp4"), [], Path("s-%05d.mp4"), audio_codec="aac")
     assert kept[kept.index("-c:a") + 1] == "copy"
-    idle = media.idle_detect_argv(Path("x.mp4"), min_seconds=30, has_audio=False, start=5, end=9)
-    assert idle[idle.index("-ss") + 1] == "5.000"
+    idle = media.change_detect_argv(
+        Path("x.mp4"), start=8, end=20, keyframes_only=True, has_audio=False, min_seconds=30
+    )
+    assert idle[idle.index("-ss") + 1] == "8.000"  # the candidate ...
+    assert idle[idle.index("-ss", idle.index("-ss") + 1) + 1] == "2.000"  # ... its reference
     assert "silencedetect" not in " ".join(idle)
 
 
 def test_parse_start_end_closes_open_freeze_at_range_end() -> None:
     events = [("start", 1.0), ("end", 4.0), ("start", 7.0)]
-    assert media.parse_start_end(events, offset=10, open_end=30) == [
+    assert detector_log.pair(events, offset=10, open_end=30) == [
         Interval(11, 14),
         Interval(17, 30),
     ]
@@ -282,8 +287,10 @@ def test_quiet_stretches_from_packet_sizes() -> None:
 def test_interval_helpers() -> None:
     a = [Interval(0, 10), Interval(20, 30)]
     b = [Interval(5, 25)]
-    assert media.intersect(a, b) == [Interval(5, 10), Interval(20, 25)]
-    assert media.complement(a, 40) == [Interval(10, 20), Interval(30, 40)]
+    assert iv.intersect(a, b) == [Interval(5, 10), Interval(20, 25)]
+    assert iv.complement(a, 0, 40) == [Interval(10, 20), Interval(30, 40)]
+    assert iv.subtract(b, a) == [Interval(10, 20)]
+    assert iv.merge([Interval(0, 1), Interval(1.5, 2)], gap_s=0.5) == [Interval(0, 2)]
 
 
 def test_split_clusters_makes_mediarecorder_style_chunks(tmp_path: Path) -> None:

@@ -17,10 +17,9 @@ import itertools
 import json
 import logging
 import math
-import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,6 @@ KEYFRAME_VERIFY_MAX_GAP = 10.0
 # With sparse keyframes, a full decode verifies a candidate only if reaching it (from the
 # keyframe before it) decodes at most this many frames per frame of the candidate itself.
 FULL_DECODE_BUDGET = 2.0
-FREEZE_NOISE = 0.001  # freezedetect default (-60 dB): exact stills, compression noise ignored
 SILENCE_NOISE_DB = -50.0
 # Picture change inside a quiet packet run. freezedetect averages the difference over the
 # whole frame, so one typed character in a 720p editor (~40-150 changed pixels) is far below
@@ -217,21 +215,6 @@ def _segment_opts(cut_times: Sequence[float], fmt: str) -> list[str]:
     return opts
 
 
-def freeze_detect_argv(
-    path: Path,
-    *,
-    min_seconds: float,
-    noise: float = FREEZE_NOISE,
-    start: float | None = None,
-    end: float | None = None,
-    threads: int | None = None,
-) -> list[str]:
-    argv = [*_ffmpeg(), "-loglevel", "info", *_threads(threads)]
-    argv += [*_seek(start, end), "-i", str(path), "-map", "0:v:0"]
-    argv += ["-vf", f"freezedetect=n={noise:g}:d={min_seconds:g}", "-f", "null", "-"]
-    return argv
-
-
 def silence_detect_argv(
     path: Path,
     *,
@@ -245,38 +228,6 @@ def silence_detect_argv(
     argv += [*_seek(start, end), "-i", str(path), "-map", "0:a:0"]
     argv += ["-af", f"silencedetect=n={noise_db:g}dB:d={min_seconds:g}", "-f", "null", "-"]
     return argv
-
-
-def idle_detect_argv(
-    path: Path,
-    *,
-    min_seconds: float,
-    has_audio: bool,
-    start: float | None = None,
-    end: float | None = None,
-    noise: float = FREEZE_NOISE,
-    noise_db: float = SILENCE_NOISE_DB,
-    keyframes_only: bool = False,
-    freeze_seconds: float | None = None,
-    threads: int | None = None,
-) -> list[str]:
-    """freezedetect and (when there is sound) silencedetect in one decode of [start, end).
-
-    `keyframes_only` decodes just the video keyframes (`-skip_frame:v nokey`, ~20x cheaper);
-    freezedetect then compares consecutive keyframes, so `freeze_seconds` is usually set to
-    about one keyframe interval.
-    """
-    freeze_d = min_seconds if freeze_seconds is None else freeze_seconds
-    graph = f"[0:v:0]freezedetect=n={noise:g}:d={freeze_d:g}[v]"
-    maps = ["-map", "[v]"]
-    if has_audio:
-        graph += f";[0:a:0]silencedetect=n={noise_db:g}dB:d={min_seconds:g}[a]"
-        maps += ["-map", "[a]"]
-    argv = [*_ffmpeg(), "-loglevel", "info", *_threads(threads)]
-    if keyframes_only:
-        argv += ["-skip_frame:v", "nokey"]
-    argv += [*_seek(start, end), "-i", str(path), "-filter_complex", graph, *maps]
-    return [*argv, "-f", "null", "-"]
 
 
 def change_detect_argv(
@@ -317,19 +268,6 @@ def change_detect_argv(
     argv += [*skip, *_seek(start, end), "-i", str(path)]
     argv += [*skip, *_seek(ref_start, end), "-itsoffset", f"{offset:.3f}", "-i", str(path)]
     return [*argv, "-filter_complex", graph, *maps, "-f", "null", "-"]
-
-
-def black_detect_argv(
-    path: Path,
-    *,
-    min_seconds: float,
-    pixel_threshold: float = 0.10,
-    picture_threshold: float = 0.98,
-    threads: int | None = None,
-) -> list[str]:
-    vf = f"blackdetect=d={min_seconds:g}:pix_th={pixel_threshold:g}:pic_th={picture_threshold:g}"
-    argv = [*_ffmpeg(), "-loglevel", "info", *_threads(threads), "-i", str(path)]
-    return [*argv, "-map", "0:v:0", "-vf", vf, "-f", "null", "-"]
 
 
 def thumbnail_argv(path: Path, at_s: float, dest: Path, *, width: int = 320) -> list[str]:
@@ -647,115 +585,7 @@ def _run_segmenter(argv: list[str], out_dir: Path, timeout: float) -> list[Path]
     return sorted(out_dir.glob("seg-*"))
 
 
-# ------------------------------------------------------------------------- detectors
-_FREEZE_RE = re.compile(r"lavfi\.freezedetect\.freeze_(start|end): *([-\d.]+)")
-_SILENCE_RE = re.compile(r"silence_(start|end): *([-\d.]+)")
-_BLACK_RE = re.compile(r"black_start: *([-\d.]+) +black_end: *([-\d.]+)")
-
-
-def parse_start_end(
-    events: Iterable[tuple[str, float]], *, offset: float, open_end: float
-) -> list[Interval]:
-    """Pair ("start", t)/("end", t) events into intervals; an unclosed start runs to
-    `open_end` (freezedetect says nothing at EOF). Times are shifted by `offset`."""
-    out: list[Interval] = []
-    start: float | None = None
-    for kind, t in events:
-        if kind == "start":
-            start = t
-        elif start is not None:
-            out.append(Interval(round(start + offset, 3), round(t + offset, 3)))
-            start = None
-    if start is not None and open_end - offset > start:
-        out.append(Interval(round(start + offset, 3), round(open_end, 3)))
-    return out
-
-
-def _events(regex: re.Pattern[str], text: str) -> list[tuple[str, float]]:
-    return [(m.group(1), float(m.group(2))) for m in regex.finditer(text)]
-
-
-def detect_freeze(
-    path: Path,
-    *,
-    min_seconds: float,
-    noise: float = FREEZE_NOISE,
-    start: float | None = None,
-    end: float | None = None,
-    threads: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[Interval]:
-    """Stretches of at least `min_seconds` where the picture does not change (freezedetect)."""
-    argv = freeze_detect_argv(
-        path, min_seconds=min_seconds, noise=noise, start=start, end=end, threads=threads
-    )
-    stderr = run_ffmpeg(argv, timeout=timeout).stderr
-    open_end = end if end is not None else _duration(path)
-    return parse_start_end(_events(_FREEZE_RE, stderr), offset=start or 0.0, open_end=open_end)
-
-
-def detect_silence(
-    path: Path,
-    *,
-    min_seconds: float,
-    noise_db: float = SILENCE_NOISE_DB,
-    start: float | None = None,
-    end: float | None = None,
-    threads: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[Interval]:
-    """Stretches of at least `min_seconds` below `noise_db` (silencedetect). A file without an
-    audio stream is silent throughout."""
-    info = probe(path, field="recording")
-    lo, hi = start or 0.0, end if end is not None else info.duration_s
-    if not info.has_audio:
-        return [Interval(lo, hi)] if hi - lo >= min_seconds else []
-    argv = silence_detect_argv(
-        path, min_seconds=min_seconds, noise_db=noise_db, start=start, end=end, threads=threads
-    )
-    stderr = run_ffmpeg(argv, timeout=timeout).stderr
-    return parse_start_end(_events(_SILENCE_RE, stderr), offset=lo, open_end=hi)
-
-
-def detect_speech(
-    path: Path,
-    *,
-    min_seconds: float = 0.5,
-    noise_db: float = SILENCE_NOISE_DB,
-    min_silence_seconds: float = 1.0,
-    threads: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[Interval]:
-    """Stretches with sound (the inverse of silences of at least `min_silence_seconds`), kept
-    when at least `min_seconds` long. Not a voice detector: any sound above `noise_db` counts."""
-    info = probe(path, field="recording")
-    silences = detect_silence(
-        path, min_seconds=min_silence_seconds, noise_db=noise_db, threads=threads, timeout=timeout
-    )
-    return [i for i in complement(silences, info.duration_s) if i.duration_s >= min_seconds - 1e-6]
-
-
-def detect_black(
-    path: Path,
-    *,
-    min_seconds: float = 2.0,
-    pixel_threshold: float = 0.10,
-    picture_threshold: float = 0.98,
-    threads: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> list[Interval]:
-    """Stretches of at least `min_seconds` where the picture is (almost) black (blackdetect)."""
-    argv = black_detect_argv(
-        path,
-        min_seconds=min_seconds,
-        pixel_threshold=pixel_threshold,
-        picture_threshold=picture_threshold,
-        threads=threads,
-    )
-    stderr = run_ffmpeg(argv, timeout=timeout).stderr
-    return [Interval(round(float(a), 3), round(float(b), 3)) for a, b in _BLACK_RE.findall(stderr)]
-
-
+# ------------------------------------------------------------------------- thumbnails
 def thumbnail(path: Path, at_s: float, dest: Path, *, width: int = 320) -> Path:
     """A JPEG of the frame at `at_s` seconds, `width` pixels wide."""
     dest = Path(dest)
@@ -765,10 +595,6 @@ def thumbnail(path: Path, at_s: float, dest: Path, *, width: int = 320) -> Path:
     if not dest.exists() or dest.stat().st_size == 0:
         raise MediaError(f"no frame at {at_s:.3f}s for a thumbnail", command=argv)
     return dest
-
-
-def _duration(path: Path) -> float:
-    return probe(path, field="recording").duration_s
 
 
 # ------------------------------------------------------------------------ idle detection
@@ -840,33 +666,6 @@ def quiet_stretches(
     return out
 
 
-def intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
-    """Pairwise overlaps of two sorted interval lists."""
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i].start_s, b[j].start_s), min(a[i].end_s, b[j].end_s)
-        if hi > lo:
-            out.append(Interval(lo, hi))
-        if a[i].end_s < b[j].end_s:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def complement(intervals: Sequence[Interval], duration_s: float) -> list[Interval]:
-    out: list[Interval] = []
-    cursor = 0.0
-    for i in sorted(intervals):
-        if i.start_s > cursor:
-            out.append(Interval(cursor, i.start_s))
-        cursor = max(cursor, i.end_s)
-    if duration_s > cursor:
-        out.append(Interval(cursor, duration_s))
-    return out
-
-
 def detect_idle(
     path: Path,
     info: MediaInfo,
@@ -885,19 +684,21 @@ def detect_idle(
 
     1. Container pass (ffprobe packet sizes, no decoding, ~500-1000x): a still screen is a run
        of seconds whose P-frames are tiny. These runs are the only candidates.
-    2. Verification per candidate, one ffmpeg process running freezedetect + silencedetect:
+    2. Verification per candidate, one ffmpeg process counting changed pixels (see
+       `change_detect_argv`, `active_from_changes`) + silencedetect: a whole-frame freeze
+       threshold cannot see one typed character, a changed-pixel count can, and comparing
+       with the frame CHANGE_LAG_S earlier tells typing (adds up) from a blinking caret.
        - keyframes dense (gap <= KEYFRAME_VERIFY_MAX_GAP): decode keyframes only
-         (`-skip_frame:v nokey`, ~20x cheaper than a full decode) and require consecutive
-         keyframes to be identical; the in-between P-frames are already known to be tiny.
-         Boundaries come from the packet run (1 s resolution), clipped by the keyframe freeze.
+         (`-skip_frame:v nokey`, ~20x cheaper than a full decode; the file is opened twice,
+         for the lagged reference, so ~2x that). Boundaries come from the packet run (1 s
+         resolution) where the change was over before it.
        - keyframes sparse (one a minute, or only one): a decode must start at the keyframe
          before the candidate. When that costs at most FULL_DECODE_BUDGET x the candidate's
-         own frames, full decode + freezedetect. Otherwise (measured: 60-minute CFR file with
-         a keyframe per 10 minutes, ~110 s of CPU for 12 candidates = 33x realtime) the
-         picture check rests on the packet run alone (every P-frame tiny for >= min_seconds,
-         the same sensitivity as freezedetect at -60 dB, which also ignores a cursor blink or
-         one typed character) and only silencedetect runs (audio decodes without seeking
-         cost).
+         own frames, full decode sampled at 1 fps. Otherwise (measured: 60-minute CFR file
+         with a keyframe per 10 minutes, ~110 s of CPU for 12 candidates = 33x realtime) the
+         picture check rests on the packet run alone (every P-frame tiny for >= min_seconds;
+         this path cannot see slow typing) and only silencedetect runs (audio decodes
+         without seeking cost).
     """
     packets = read_packets(path, timeout=timeout)
     pixels = (info.width or 1280) * (info.height or 720)
@@ -1005,8 +806,8 @@ def _silent_part(
         path, min_seconds=min_seconds, start=run.start_s, end=run.end_s, threads=threads
     )
     stderr = run_ffmpeg(argv, timeout=timeout).stderr
-    silent = parse_start_end(_events(_SILENCE_RE, stderr), offset=run.start_s, open_end=run.end_s)
-    return intersect([run], silent)
+    silent = detector_log.silences(stderr, offset=run.start_s, open_end=run.end_s)
+    return iv.intersect([run], silent)
 
 
 def keyframe_gap(keyframes: Sequence[float], lo: float, hi: float) -> float:
@@ -1030,11 +831,7 @@ def _refine_to_run(frozen: Interval, run: Interval, keyframes: Sequence[float]) 
 __all__ = [
     "MediaInfo",
     "cut_segments",
-    "detect_black",
-    "detect_freeze",
     "detect_idle",
-    "detect_silence",
-    "detect_speech",
     "keyframe_times",
     "mime_type_for",
     "probe",
