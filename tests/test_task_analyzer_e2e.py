@@ -75,6 +75,8 @@ def test_complete_run_on_s3_writes_every_result_field(
     coverage = result["coverage"]
     assert coverage["segments_total"] == coverage["segments_analysed"] >= 3
     assert coverage["seconds_analysed"] == pytest.approx(100, abs=1)
+    assert coverage["reduce"] == {"calls": 1, "levels": 1, "compacted": []}  # one call fits
+    assert coverage["cut_short_by"] is None
     report = result["report"]
     assert report["source"] == "reduce"
     for key in ("summary", "timeline", "rubric_scores", "integrity_flags", "tools_used"):
