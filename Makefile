@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch eval clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain eval clean
 
 install: $(STAMP)
 
@@ -133,6 +133,14 @@ bench-idle: install
 # with a fixed per-call latency (results appended to bench/RESULTS.md).
 bench-map: install
 	$(BIN)/python bench/bench_map.py --append
+
+# Drain: a fleet of real containers through ONE Gemini project quota (fake Gemini enforcing
+# it, a real redis-server as the shared budget store): the decision record's setting, today's
+# defaults and the shared budget on one workload (~35 min; time scaled, see the script).
+# Writes bench/results/drain-full.{json,png} and appends to bench/RESULTS.md. Quick check
+# (< 3 min, shared budget only): $(BIN)/python bench/bench_drain.py --quick
+bench-drain: install
+	$(BIN)/python bench/bench_drain.py --append
 
 # Proctor video: 30-minute 600-chunk stitch on one core + a whole container run (session
 # cached in $BENCH_CACHE or /tmp/bench-cache; results appended to bench/RESULTS.md).

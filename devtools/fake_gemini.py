@@ -306,22 +306,29 @@ class FakeState:
 
     # -- the project quota ------------------------------------------------------------
 
-    def admit_quota(self, model: str, tokens: int) -> float | None:
-        """Count a call against the model's quota: None when admitted, else the seconds
-        until it would fit (what the real service puts in RetryInfo.retryDelay)."""
+    def admit_quota(self, model: str, tokens: int, arrived: float) -> float | None:
+        """Count a call (arrived at `arrived`, time.monotonic()) against the model's quota:
+        None when admitted, else the seconds until it would fit (what the real service puts
+        in RetryInfo.retryDelay)."""
         with self.lock:
             cfg = self.config
             if cfg.quota_rpm is None and cfg.quota_tpm is None:
                 return None
-            now = time.monotonic()
-            window = self._quota_windows.setdefault(model, deque())
-            while window and window[0][0] <= now - cfg.quota_window_s:
-                window.popleft()
+            # Counted from its arrival, as the service does: the fake's own work on the
+            # request (parsing, probing media) must not make it look later than it was.
+            now = arrived
+            # Calls are counted from their arrival, which need not be the order they got
+            # here in: keep the window sorted.
+            kept = sorted(
+                e for e in self._quota_windows.get(model, ()) if e[0] > now - cfg.quota_window_s
+            )
+            window = self._quota_windows[model] = deque(kept)
             rpm = cfg.quota_rpm if cfg.quota_rpm is not None else math.inf
             tpm = cfg.quota_tpm if cfg.quota_tpm is not None else math.inf
             used = sum(t for _, t in window)
             if len(window) < rpm and (used + tokens <= tpm or (not window and tokens > tpm)):
                 window.append((now, tokens))
+                self._quota_windows[model] = deque(sorted(window))
                 return None
             # Oldest first: when enough has left the window for this call to fit.
             wait, remaining, count = cfg.quota_window_s, used, len(window)
@@ -334,7 +341,7 @@ class FakeState:
             self.stats["quota_rejections"] += 1
             by_model = self.stats["quota_rejections_by_model"]
             by_model[model] = by_model.get(model, 0) + 1
-            return max(wait, 0.001)
+            return max(wait - (time.monotonic() - arrived), 0.001)
 
     # -- fault choice -----------------------------------------------------------------
 
@@ -756,6 +763,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _generate_inner(self, model: str, body: bytes) -> None:
         state = self.state
+        arrived = time.monotonic()
         mode = state.choose_mode()
         try:
             request = json.loads(body or b"{}")
@@ -805,7 +813,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"tokens allowed ({state.config.input_token_limit}).",
             )
         if not media_problem and mode not in _REFUSALS and mode != "hang" and not mode.isdigit():
-            retry_after = state.admit_quota(model, prompt_tokens)
+            retry_after = state.admit_quota(model, prompt_tokens, arrived)
             if retry_after is not None:
                 self._error(429, retry_delay=f"{math.ceil(retry_after * 1000) / 1000:g}s")
                 return

@@ -60,7 +60,7 @@ STORE_GRACE_SECONDS = 30.0
 # After a 429 the ceiling is set this much under the window's tokens, then climbs back to
 # the configured limit in this many windows (additive increase, multiplicative decrease).
 CEILING_BACKOFF = 0.95
-RECOVERY_WINDOWS = 30
+RECOVERY_WINDOWS = 5
 CEILING_FLOOR = 0.05  # of the limit: never so low that nothing but oversized calls fit
 # Priorities in the store's queue: lower goes first.
 PRIORITIES = {"task_analysis": 0, "proctor_video": 1}

@@ -11,7 +11,7 @@ Three kinds of state, each per model:
 - the **pause** deadline set after a 429, which holds every container until it passes;
 - the **ceiling** learnt from 429s: the window's tokens when the service said "full" (another
   client on the key, a budget set above the real quota), recovering towards the configured
-  limit over time; admission stays under it.
+  limit within a few windows; admission stays under it.
 
 Deadlines and queue times are in the budget's clock (wall time, shared across hosts).
 Redis keys share one hash tag, so the multi-key script also runs on a clustered or
