@@ -355,3 +355,50 @@ def test_stitch_from_storage_listing(media: dict[str, Path], tmp_path: Path):
     refs = storage.list_chunks(f"file://{tmp_path / 'in'}/")
     path, report = stitch_from_storage(storage, refs, tmp_path / "out" / "video.webm")
     assert path.exists() and report.chunks_used == len(chunks) and not report.gaps
+
+
+def _safari_chunks(tmp_path: Path, seconds: int = 15) -> list[bytes]:
+    """Safari-style fragmented MP4 chunks: the init segment with the first ~3 s fragment,
+    then one `moof`+`mdat` fragment per chunk (H.264 + AAC)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "safari.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc2=size=320x240:rate=10", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+         "-c:a", "aac", "-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+         "-frag_duration", "3000000", str(src)],
+        check=True,
+    )  # fmt: skip
+    data, pos, chunks, current = src.read_bytes(), 0, [], b""
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"moof" and b"moof" in current:
+            chunks.append(current)
+            current = b""
+        current += data[pos : pos + size]
+        pos += size
+    return [*chunks, current]
+
+
+def test_safari_mp4_chunks_are_stream_copied_with_their_gaps(tmp_path: Path):
+    chunks = _safari_chunks(tmp_path)
+    assert len(chunks) == 5 and chunks[0][4:8] == b"ftyp" and chunks[1][4:8] == b"moof"
+    kept = [i for i in range(len(chunks)) if i != 2]  # 6-9 s never arrived
+    paths = write_chunks([chunks[i] for i in kept], tmp_path / "in", [f"{i}.mp4" for i in kept])
+    report = stitch_chunks(paths, tmp_path / "video.webm")
+
+    assert report.mode == "copy" and report.output == tmp_path / "video.mp4"
+    (gap,) = report.gaps
+    assert near(gap.start_s, 6, 0.5) and near(gap.end_s, 9, 0.5)
+    assert near(report.duration_s, 15, 0.5) and near(probe_duration(report.output), 15, 0.5)
+    data = report.output.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # seekable: the index comes first
+
+    # A restart (a second init segment) is a second run, continuing on the clock.
+    again = _safari_chunks(tmp_path / "b", seconds=9)
+    names = [f"part{i}" for i in range(len(chunks) + len(again))]  # no suffix: sniffed
+    both = write_chunks([*chunks, *again], tmp_path / "in2", names)
+    report = stitch_chunks(both, tmp_path / "restart.webm")
+    assert [r.first_chunk for r in report.runs] == ["part0", "part5"]
+    assert not report.gaps and near(report.duration_s, 24, 0.5)

@@ -1186,6 +1186,10 @@ def stitch_chunks(
         raise InvalidInputError("INPUT_URI", "the chunk prefix is empty (no chunks to stitch)")
     ordered, duplicates = order_chunks(items)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if _mp4_chunks(ordered):
+        from analysis_engine.stitch_mp4 import stitch_mp4_chunks  # imports this module
+
+        return stitch_mp4_chunks(ordered, duplicates, output, total=len(items))
     remuxer = _Remuxer(output, ffmpeg=ffmpeg, threads=threads)
 
     def out(data: bytes) -> None:
@@ -1232,6 +1236,23 @@ def stitch_chunks(
         report.seconds_elapsed,
     )  # fmt: skip
     return report
+
+
+MP4_SUFFIXES = {".mp4", ".m4s", ".m4v", ".mov"}
+
+
+def _mp4_chunks(ordered: Sequence[tuple[int | None, Chunk]]) -> bool:
+    """Safari's MediaRecorder uploads fragmented MP4, not WebM: by name, else by the first
+    non-empty chunk's first box."""
+    if not ordered:
+        return False
+    if Path(ordered[0][1].name).suffix.lower() in MP4_SUFFIXES:
+        return True
+    if Path(ordered[0][1].name).suffix.lower() in {".webm", ".mkv"}:
+        return False
+    with ordered[0][1].opener() as stream:
+        head = stream.read(8)
+    return len(head) == 8 and head[4:8] in {b"ftyp", b"styp", b"moof", b"moov"}
 
 
 def _feed_all(
