@@ -455,3 +455,30 @@ def test_sigterm_before_any_answer_fails_with_reason_stopped_and_exits_1_promptl
     assert (result["status"], result["error"], code) == ("failed", "stopped", 1)
     assert elapsed < 20 and fake_gemini.stats["live_files"] == 0
     assert result["input"]["identity"].startswith("sha256:")
+
+
+def test_sigterm_during_reduce_publishes_the_map_findings_with_reason_stopped(
+    tmp_path: Path, fake_gemini: Any, sample_media: Any
+) -> None:
+    clip = sample_media("e2e-small.mp4", duration=20)
+    out = tmp_path / "out"
+    fake_gemini.configure(latency_s=5)
+    proc = _popen(container_env(fake_gemini, "stop-3", f"file://{clip}", f"file://{out}/"))
+    try:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            if b"segment 0 done 1/1" in line:  # MAP is over; REDUCE is in flight
+                break
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = proc.wait(timeout=20)
+        elapsed = time.monotonic() - stopped_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = read_result(out)
+    assert (result["status"], code) == ("partial", 0) and elapsed < 20
+    assert result["error"] == "stopped: REDUCE cut off"
+    assert result["coverage"]["cut_short_by"] == "stopped"
+    assert result["report"]["source"] == "map_only"

@@ -208,14 +208,19 @@ class _Run:
                 status, error, self.kind.fallback_report(run=run, extras=extras), coverage
             )
         analysed = analysed_outputs(outcomes)
-        reduced = None
+        reduced, reduce_error = None, None
         if analysed and self.stop.terminated:
-            error = _joined(error, "REDUCE skipped: stopped")
+            reduce_error = f"{STOPPED}: REDUCE not run"
         elif analysed:
             reduced, reduce_error = await self._reduce_call(analysed, coverage, run, extras, client)
-            if reduce_error:
-                # The MAP findings still make a report; say what is missing.
-                status, error = "partial", _joined(error, reduce_error)
+        if reduce_error:
+            # The MAP findings still make a report; say what is missing (a stop first: it is
+            # the contract's reason).
+            status = "partial"
+            if reduce_error.startswith(STOPPED):
+                error, coverage["cut_short_by"] = _joined(reduce_error, error), STOPPED
+            else:
+                error = _joined(error, reduce_error)
         report = self.kind.assemble_report(
             reduced=reduced, analysed=analysed, coverage=coverage, run=run, extras=extras
         )
@@ -245,7 +250,7 @@ class _Run:
                 )
             )
         if not finished:
-            return None, "REDUCE cut off: stopped"
+            return None, f"{STOPPED}: REDUCE cut off"
         coverage["reduce"] = result.coverage_note()
         error = result.error
         if result.compacted:
