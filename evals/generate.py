@@ -119,10 +119,20 @@ def webcam_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
         speech_input = 1
     graph = _sound_graph(pieces, speech_input)
     argv += ["-filter_complex", graph, "-map", "0:v", "-map", "[a]", "-t", f"{seconds:g}"]
-    argv += ["-c:v", "libvpx", "-b:v", "150k", "-g", str(3 * fps), "-deadline", "realtime",
-             "-cpu-used", "16", "-c:a", "libopus", "-b:a", "32k", "-threads", "1",
-             "-f", "webm", "-live", "1", "-cluster_time_limit", "3000",
-             "-cluster_size_limit", "100M", str(dest)]  # fmt: skip
+    container = recipe.get("container", "webm")
+    if container == "webm":
+        argv += ["-c:v", "libvpx", "-b:v", "150k", "-deadline", "realtime", "-cpu-used", "16",
+                 "-c:a", "libopus", "-b:a", "32k"]  # fmt: skip
+    else:  # Chrome's video/webm;codecs=h264 (Matroska) or Safari's fragmented MP4
+        argv += ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k"]
+    argv += ["-g", str(3 * fps), "-threads", "1"]
+    if container == "safari_mp4":
+        argv += ["-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+                 "-frag_duration", "3000000", str(dest)]  # fmt: skip
+    else:
+        fmt = "webm" if container == "webm" else "matroska"
+        argv += ["-f", fmt, "-live", "1", "-cluster_time_limit", "3000",
+                 "-cluster_size_limit", "100M", str(dest)]  # fmt: skip
     _run(argv)
     return dest
 
@@ -141,7 +151,22 @@ def _split_clusters(data: bytes) -> tuple[bytes, list[bytes]]:
     return header, clusters
 
 
+def safari_chunks(recording: Path) -> list[bytes]:
+    """Fragmented MP4 → the init segment with the first fragment, then one fragment each."""
+    data, pos, chunks, current = recording.read_bytes(), 0, [], b""
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"moof" and b"moof" in current:
+            chunks.append(current)
+            current = b""
+        current += data[pos : pos + size]
+        pos += size
+    return [*chunks, current]
+
+
 def mediarecorder_chunks(recording: Path) -> list[bytes]:
+    if recording.suffix == ".mp4":
+        return safari_chunks(recording)
     header, clusters = _split_clusters(recording.read_bytes())
     if len(clusters) > 1 and len(clusters[-1]) < 2048:  # ffmpeg's tiny tail cluster
         clusters[-2:] = [clusters[-2] + clusters[-1]]
@@ -160,9 +185,11 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
     sessions = recipe.get("sessions") or [recipe]
     chunks: list[bytes] = []
     recorder: list[tuple[int, int]] = []  # (session, index within session) per chunk
+    container = recipe.get("container", "webm")
+    suffix = ".mp4" if container == "safari_mp4" else ".webm"
     for n, session in enumerate(sessions):
-        session = {"seed": n + 1, **session}
-        got = mediarecorder_chunks(webcam_recording(session, workdir / f"session{n}.webm"))
+        session = {"seed": n + 1, "container": container, **session}
+        got = mediarecorder_chunks(webcam_recording(session, workdir / f"session{n}{suffix}"))
         recorder += [(n, i) for i in range(len(got))]
         chunks += got
     entries = list(zip(chunks, recorder, strict=True))
@@ -184,13 +211,13 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
                 per_session[session] = per_session.get(session, -1) + 1
             continue
         if names == "tagged":
-            name = f"{rng.getrandbits(16):04x}_{index}.webm"
+            name = f"{rng.getrandbits(16):04x}_{index}{suffix}"
         elif names == "per_recorder":
             s = max(session, 0)
             per_session[s] = per_session.get(s, -1) + 1
-            name = f"rec{s + 1}_{per_session[s]}.webm"
+            name = f"rec{s + 1}_{per_session[s]}{suffix}"
         else:
-            name = f"{index}.webm"
+            name = f"{index}{suffix}"
         (out / name).write_bytes(data)
     return out
 

@@ -198,6 +198,9 @@ def check_stitch(
         problems.append(
             f"duplicates {len(report.get('duplicates', []))} != {expected['duplicates']}"
         )
+    for key in ("mode", "container"):
+        if key in expected and report.get(key) != expected[key]:
+            problems.append(f"{key} {report.get(key)!r} != {expected[key]!r}")
     if "gaps" in expected:
         got = sorted((g["start_s"], g["end_s"]) for g in report.get("gaps", []))
         want = sorted((float(a), float(b)) for a, b in expected["gaps"])

@@ -102,7 +102,8 @@ def run_signals(case: Case, path: Path, config: Config, workdir: Path) -> dict[s
         if path.is_dir():
             video = workdir / case.id / "video.webm"
             report = stitch_chunks(sorted(path.iterdir()), video)
-            out["stitch"] = report.to_dict()
+            video = report.output  # video.mp4 when the codecs only fit MP4
+            out["stitch"] = {**report.to_dict(), "container": video.suffix.lstrip(".")}
         info = media.probe(video)
         offset = report.start_s if report else 0.0
         end_s = max(offset + info.duration_s, report.duration_s if report else 0.0)
