@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -150,7 +151,8 @@ POOL_DESCRIPTION = "Fargate vCPUs shared by all analyses; each launch takes its 
 
 
 def ensure_pool(env: Mapping[str, str], slots: int | None = None) -> str:
-    """Create or resize the vCPU pool (``airflow pools set`` is idempotent)."""
+    """Create or resize the vCPU pool (``airflow pools set`` is idempotent), then check what
+    the database now holds (raises when it does not match)."""
     if str(REPO / "plugins") not in sys.path:
         sys.path.insert(0, str(REPO / "plugins"))
     from analysis_pipeline.config import POOL_NAME, pool_vcpus
@@ -160,20 +162,48 @@ def ensure_pool(env: Mapping[str, str], slots: int | None = None) -> str:
     done = run_airflow(args, env)
     if done.returncode != 0:
         raise RuntimeError(f"airflow pools set failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    problem = check_pool(env, slots=slots)
+    if problem:
+        raise RuntimeError(problem)
     return f"pool {POOL_NAME}: {slots} slots (vCPUs), deferred tasks counted"
 
 
+def check_pool(env: Mapping[str, str], *, slots: int | None = None) -> str | None:
+    """What is wrong with the pool in the deployment's database (None when it matches)."""
+    if str(REPO / "plugins") not in sys.path:
+        sys.path.insert(0, str(REPO / "plugins"))
+    from analysis_pipeline.config import POOL_NAME, pool_vcpus
+    from analysis_pipeline.pool import pool_problem
+
+    done = run_airflow(["pools", "get", POOL_NAME, "-o", "json"], env)
+    found = None
+    if done.returncode == 0:
+        rows = json.loads(done.stdout[done.stdout.index("[") :]) if "[" in done.stdout else []
+        if rows:
+            row = rows[0]
+            deferred = str(row.get("include_deferred", "")).lower() == "true"
+            found = SimpleNamespace(slots=int(row.get("slots", -1)), include_deferred=deferred)
+    return pool_problem(found, slots=slots or pool_vcpus(env=env))
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m devtools.airflow_env pool``: the deploy step behind ``make pool``.
+    """``python -m devtools.airflow_env pool [--check]``: the deploy step behind ``make pool``
+    (``--check`` only verifies, exit status 1 when the pool is missing or differs).
 
     Uses the caller's Airflow environment (AIRFLOW_HOME / AIRFLOW__DATABASE__*), i.e. the
     deployment's metadata database, not a throwaway one.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args != ["pool"]:
-        raise SystemExit("usage: python -m devtools.airflow_env pool")
+    if args not in (["pool"], ["pool", "--check"]):
+        raise SystemExit("usage: python -m devtools.airflow_env pool [--check]")
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if args == ["pool", "--check"]:
+        problem = check_pool(env)
+        if problem:
+            raise SystemExit(problem)
+        print("pool matches the lever")
+        return
     print(ensure_pool(env))
 
 

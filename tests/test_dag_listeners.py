@@ -1,0 +1,139 @@
+"""The plugin's listeners through Airflow's real plugin loading and listener manager:
+marking a launch FAILED in the UI/REST API (the API server's own hook call) stops its ECS
+container (moto); a retry does not; the vCPU pool check is loud when the pool is wrong."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
+
+import boto3  # noqa: E402
+from airflow.utils.state import TaskInstanceState  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from analysis_pipeline.launch.stopping import analysis_started_by  # noqa: E402
+from analysis_pipeline.pool import pool_problem  # noqa: E402
+
+CLUSTER = "analysis-pipeline"
+
+
+@pytest.fixture
+def listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Airflow's listener manager with the plugins folder of this repository loaded."""
+    from airflow import plugins_manager
+    from airflow.listeners import listener
+
+    monkeypatch.setattr("airflow.settings.PLUGINS_FOLDER", str(REPO / "plugins"))
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    plugins_manager._get_plugins.cache_clear()
+    listener.get_listener_manager.cache_clear()
+    yield listener.get_listener_manager()
+    plugins_manager._get_plugins.cache_clear()
+    listener.get_listener_manager.cache_clear()
+
+
+@pytest.fixture
+def ecs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "ANALYSIS_LAUNCHER", "ANALYSIS_ECS_CLUSTER"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        client = boto3.client("ecs", region_name="us-east-1")
+        client.create_cluster(clusterName=CLUSTER)
+        client.register_task_definition(
+            family="analysis-pipeline-task-analyzer",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="1024",
+            memory="2048",
+            containerDefinitions=[{"name": "task-analyzer", "image": "x", "memory": 2048}],
+        )
+        client.subnet = subnet
+        yield client
+
+
+def running_analysis(ecs: Any, analysis_id: str) -> str:
+    return ecs.run_task(
+        cluster=CLUSTER,
+        taskDefinition="analysis-pipeline-task-analyzer",
+        startedBy=analysis_started_by("task_analysis", analysis_id),
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": [ecs.subnet], "securityGroups": []}
+        },
+    )["tasks"][0]["taskArn"]
+
+
+def marked(state: TaskInstanceState, analysis_id: str) -> SimpleNamespace:
+    """What the API server hands the hook: the ORM row, with its run's conf."""
+    return SimpleNamespace(
+        dag_id="task_analysis",
+        task_id="launch",
+        state=state,
+        dag_run=SimpleNamespace(conf={"submission_id": analysis_id}),
+    )
+
+
+def desired(ecs: Any, arn: str) -> str:
+    return ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"][0]["desiredStatus"]
+
+
+def test_only_the_plugin_module_is_loaded_as_a_plugin(listeners: Any) -> None:
+    from airflow import plugins_manager
+
+    plugins, errors = plugins_manager._get_plugins()
+    assert not errors
+    ours = [p for p in plugins if p.name == "analysis_pipeline"]
+    assert [str(p.source) for p in ours] == [
+        "$PLUGINS_FOLDER/analysis_pipeline/analysis_pipeline_plugin.py"
+    ]
+    # .airflowignore: the package's modules are not re-imported as top-level 'config' etc.
+    assert "config" not in sys.modules and "storage" not in sys.modules
+
+
+def test_marking_the_launch_failed_in_the_ui_stops_its_container(listeners: Any, ecs: Any) -> None:
+    from airflow.api_fastapi.core_api.services.public.task_instances import (
+        _emit_state_listener_hooks,
+    )
+
+    arn = running_analysis(ecs, "S-UI")
+    other = running_analysis(ecs, "S-OTHER")
+    _emit_state_listener_hooks([marked(TaskInstanceState.FAILED, "S-UI")], "failed")
+    assert desired(ecs, arn) == "STOPPED"
+    assert desired(ecs, other) == "RUNNING"
+
+
+def test_a_retry_keeps_the_container(listeners: Any, ecs: Any) -> None:
+    arn = running_analysis(ecs, "S-RETRY")
+    listeners.hook.on_task_instance_failed(
+        previous_state=TaskInstanceState.RUNNING,
+        task_instance=marked(TaskInstanceState.UP_FOR_RETRY, "S-RETRY"),
+        error="DescribeTasks throttled",
+    )
+    assert desired(ecs, arn) == "RUNNING"
+
+
+def test_pool_problems_are_named() -> None:
+    good = SimpleNamespace(slots=64, include_deferred=True)
+    assert pool_problem(good, slots=64) is None
+    assert "does not exist" in str(pool_problem(None, slots=64))
+    wrong = pool_problem(SimpleNamespace(slots=8, include_deferred=False), slots=64)
+    assert "8 slots, the lever says 64" in str(wrong) and "include_deferred" in str(wrong)
