@@ -378,3 +378,22 @@ def test_the_container_stamps_the_input_identity_the_dag_computes(
         else:
             ours = fetch_recording(settings, storage, tmp_path / "work").identity
         assert ours == input_identity(uri), uri
+
+
+def test_a_deadline_passed_before_map_starts_no_call_and_fails_with_that_reason() -> None:
+    from analysis_engine.result import exit_code_for
+
+    client = ScriptedClient()
+    plan = make_plan(3, skipped={1})
+    config = MapConfig(model="m1", concurrency=2, tokens_per_second=300)
+
+    async def go() -> list[Any]:
+        stop = RunStop(deadline_s=0.0)
+        return await _runner(client, plan, MemoryCheckpoints(), config, stop=stop).run(plan)
+
+    outcomes = asyncio.run(go())
+    assert client.generated == [] and client.uploaded == []
+    assert [o.reason for o in outcomes] == ["deadline", "idle", "deadline"]
+    status, error = map_status(outcomes)
+    assert status == "failed" and error is not None and error.startswith("deadline:")
+    assert exit_code_for(status, error) == 1  # not the retry-later sentinel
