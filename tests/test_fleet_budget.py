@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from analysis_engine.budget import Budget, BudgetStoreError, ModelLimits, open_budget
-from analysis_engine.budget.store import RedisStore
+from analysis_engine.budget.store import ALIVE_SECONDS, RedisStore
 from analysis_engine.settings import Settings
 from devtools.redis_server import RedisServer, free_port
 
@@ -48,7 +48,7 @@ def container(uri: str, *, tpm: int = 1000, window_s: int = 2, **kwargs: Any) ->
 _WORKER = """
 import asyncio, json, sys
 from analysis_engine.budget import Budget, ModelLimits
-from analysis_engine.budget.store import RedisStore
+from analysis_engine.budget.store import ALIVE_SECONDS, RedisStore
 
 async def main(uri, calls, tokens):
     budget = Budget(RedisStore(uri), limits=ModelLimits(1000, 1000), window_s=2, margin_s=0)
@@ -186,3 +186,16 @@ def test_open_budget_with_a_reachable_store_is_shared(server: RedisServer) -> No
 
     shared, (requests, tokens) = run(scenario())
     assert shared and requests == 1 and 5000 <= tokens < 5000 + 80
+
+
+def test_a_dead_containers_place_in_line_expires(server: RedisServer) -> None:
+    async def scenario() -> tuple[str | None, str | None]:
+        store = RedisStore(server.uri)
+        now = time.time()
+        await store.poll(MODEL, "crashed", 0.0, now)  # first in line, then never polls again
+        behind = await store.poll(MODEL, "alive", 1.0, now + 1)
+        later = await store.poll(MODEL, "alive", 1.0, now + ALIVE_SECONDS + 1)
+        await store.aclose()
+        return behind.head, later.head
+
+    assert run(scenario()) == ("crashed", "alive")
