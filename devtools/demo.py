@@ -231,9 +231,45 @@ def _summary(results_dir: Path, outcomes: list[af.DagTestOutcome], elapsed: floa
     return "\n".join(lines)
 
 
-def standalone() -> int:
-    """``make airflow``: the UI on local stand-ins, until Ctrl-C."""
-    home = af.REPO / ".airflow" / "standalone"
+def standalone_env(
+    home: Path,
+    *,
+    port: int,
+    s3_endpoint: str,
+    gemini_url: str | None,
+    recordings_bucket: str = RECORDINGS_BUCKET,
+    results_bucket: str = RESULTS_BUCKET,
+    database_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment `make airflow` runs `airflow standalone` with (the UI tests use it too):
+    local launcher, every user an admin, DAGs unpaused, SQLite unless `database_url`."""
+    settings = {
+        "SEGMENT_SECONDS": DEMO_SEGMENT_SECONDS,
+        "AIRFLOW__API__PORT": str(port),
+        # The task runners reach the API server here; it must follow a non-default port.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+    if database_url:
+        from devtools.postgres import airflow_database_env
+
+        settings.update(airflow_database_env(database_url))
+    return af.airflow_env(
+        home,
+        s3_endpoint=s3_endpoint,
+        recordings_bucket=recordings_bucket,
+        results_bucket=results_bucket,
+        gemini_base_url=gemini_url,
+        extra={**settings, **(extra or {})},
+    )
+
+
+def standalone(*, postgres: bool = False) -> int:
+    """``make airflow``: the UI on local stand-ins, until Ctrl-C (``DB=postgres``: with its
+    metadata in a throwaway PostgreSQL, as production Airflow keeps it)."""
+    home = af.REPO / ".airflow" / ("standalone-postgres" if postgres else "standalone")
     logs = af.REPO / ".airflow" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
@@ -241,25 +277,17 @@ def standalone() -> int:
         af.moto_s3(log_path=logs / "moto.log") as s3_endpoint,
         gemini(logs) as gemini_url,
         tempfile.TemporaryDirectory(prefix="airflow-media-") as media_dir,
+        _metadata_database(postgres) as database_url,
     ):
         uris = upload_recordings(s3_endpoint, Path(media_dir), SUBMISSION_ID)
-        env = af.airflow_env(
-            home,
-            s3_endpoint=s3_endpoint,
-            recordings_bucket=RECORDINGS_BUCKET,
-            results_bucket=RESULTS_BUCKET,
-            gemini_base_url=gemini_url,
-            extra={
-                "SEGMENT_SECONDS": DEMO_SEGMENT_SECONDS,
-                "AIRFLOW__API__PORT": str(port),
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            },
-        )
+        env = standalone_env(
+            home, port=port, s3_endpoint=s3_endpoint, gemini_url=gemini_url,
+            database_url=database_url,
+        )  # fmt: skip
         af.migrate(env)
         print(af.ensure_pool(env))
         print(f"Airflow UI: http://localhost:{port}  (local launcher, moto S3 at {s3_endpoint})")
+        print(f"Metadata database: {database_url or 'SQLite under ' + str(home)}")
         print("Trigger task_analysis with, for example:")
         print(json.dumps({"submission_id": SUBMISSION_ID, **uris}, indent=2))
         try:
@@ -268,12 +296,28 @@ def standalone() -> int:
             return 0
 
 
+@contextmanager
+def _metadata_database(postgres: bool) -> Iterator[str | None]:
+    if not postgres:
+        yield None
+        return
+    from devtools.postgres import temporary_postgres
+
+    with temporary_postgres() as url:
+        yield url
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
     parser.add_argument("--keep-airflow-home", action="store_true")
     parser.add_argument("--standalone", action="store_true", help="run the UI (make airflow)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="with --standalone: metadata in PostgreSQL"
+    )
     args = parser.parse_args(argv)
-    sys.exit(standalone() if args.standalone else run(keep_airflow_home=args.keep_airflow_home))
+    if args.standalone:
+        sys.exit(standalone(postgres=args.postgres))
+    sys.exit(run(keep_airflow_home=args.keep_airflow_home))
 
 
 if __name__ == "__main__":
