@@ -27,6 +27,7 @@ FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 ESPEAK = shutil.which("espeak-ng") or "espeak-ng"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
+LINE_CHARS = 110  # typed characters per editor line (1280 px at 10 px a character)
 SPEECH = (
     "Can you tell me the answer to question four? I think it is the second option, because "
     "the loop stops early when the list is empty, and the function returns none."
@@ -261,12 +262,21 @@ def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
             rate = float(act.get("chars_per_s", 1.0))
             # Spaces are invisible: typed text here has none, so every typed second shows.
             source = str(act.get("text") or ";".join(CODE)).replace(" ", ".")
-            n = min(len(source), 118, int((b - a) * rate))
-            text.append(_text(x0, y, source[:n], enable=f"gte(t,{a})"))
-            reveal = rf"{x0}+max(0\,floor((t-{a})*{rate}))*{cw}"
-            covers.append((f"{n * cw + 20}x{lh}", reveal, str(y - 3), f"lt(t,{b})"))
-            caret.append((a, rf"{x0}+min({n}\,max(0\,floor((t-{a})*{rate})))*{cw}", str(y - 2)))
-            line += 1
+            total = int((b - a) * rate)
+            typed = (source * (total // max(1, len(source)) + 1))[:total]
+            for first in range(0, total, LINE_CHARS):  # a new line every LINE_CHARS
+                chars = typed[first : first + LINE_CHARS]
+                n, la = len(chars), a + first / rate
+                y = y0 + line * lh
+                text.append(_text(x0, y, chars, enable=f"gte(t,{la:g})"))
+                reveal = rf"{x0}+max(0\,floor((t-{la:g})*{rate}))*{cw}"
+                covers.append(
+                    (f"{n * cw + 20}x{lh}", reveal, str(y - 3), f"lt(t,{la + n / rate:g})")
+                )
+                caret.append(
+                    (la, rf"{x0}+min({n}\,max(0\,floor((t-{la:g})*{rate})))*{cw}", str(y - 2))
+                )
+                line += 1
         elif kind == "paste":
             for k, code in enumerate(CODE):
                 text.append(_text(x0, y0 + (line + k) * lh, code, enable=f"gte(t,{a})"))
