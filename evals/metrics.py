@@ -186,6 +186,8 @@ def check_stitch(
     expected: Mapping[str, Any], report: Mapping[str, Any], *, tolerance_s: float = 1.0
 ) -> list[str]:
     """What differs between a stitch report and the expected one ([] when right)."""
+    if "error" in report:
+        return [f"failed: {report['error']}"]
     problems = []
     if "runs" in expected and len(report.get("runs", [])) != expected["runs"]:
         problems.append(f"runs {len(report.get('runs', []))} != {expected['runs']}")

@@ -167,6 +167,19 @@ def run_model(case: Case, path: Path, config: Config, workdir: Path) -> dict[str
     }
 
 
+def _guarded(fn: Callable[..., dict[str, Any]], case: Case, *args: Any) -> dict[str, Any]:
+    """A case the product rejects or fails on is a result too (nothing found), not a crash."""
+    from analysis_engine.errors import AnalysisError
+
+    try:
+        return fn(case, *args)
+    except AnalysisError as exc:
+        empty: dict[str, Any] = {"error": str(exc), "wall_s": 0.0}
+        if case.kind == "proctor_video":
+            return {**empty, "events": [], "integrity": "low", "stitch": {"error": str(exc)}}
+        return {**empty, "idle": []}
+
+
 # ------------------------------------------------------------------------- scoring
 def score(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Aggregate signal metrics over every case's result (pure)."""
@@ -175,6 +188,7 @@ def score(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> di
     idle = metrics.IdleScore()
     levels: list[tuple[str, str]] = []
     stitch_failures: dict[str, list[str]] = {}
+    errors = {case.id: results[case.id]["error"] for case in cases if "error" in results[case.id]}
     wall = 0.0
     for case in cases:
         got = results[case.id]
@@ -239,6 +253,7 @@ def score(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> di
         "clean_at_high": matrix["low"]["high"],
         "stitch_failures": len(stitch_failures),
         "stitch_failure_detail": stitch_failures,
+        "case_errors": errors,
         "wall_s": round(wall, 2),
     }
 
@@ -363,7 +378,7 @@ def evaluate(
             started = time.monotonic()
             if case.id not in paths:
                 paths[case.id] = source_path(case, workdir)
-            signal_results[case.id] = run_signals(case, paths[case.id], config, workdir)
+            signal_results[case.id] = _guarded(run_signals, case, paths[case.id], config, workdir)
             if with_model:
                 model_results[case.id] = run_model(case, paths[case.id], config, workdir)
             progress(
