@@ -262,7 +262,9 @@ def test_a_new_window_starts_a_new_message(discord: tuple[FakeDiscord, str], sto
     assert grouping.notify(alert_from_context(context("S-2")), url, store, now=1500.0) == "updated"
     assert grouping.notify(alert_from_context(context("S-3")), url, store, now=1800.0) == "posted"
     assert len(fake.sent("POST")) == 2
-    assert not [k for k in store.keys(grouping.PREFIX) if ".2.f." in k]  # old window forgotten
+    assert [k for k in store.keys(grouping.PREFIX) if ".2.f." in k]  # the previous window stays
+    grouping.notify(alert_from_context(context("S-4")), url, store, now=2400.0)
+    assert not [k for k in store.keys(grouping.PREFIX) if ".2.f." in k]  # two back: forgotten
 
 
 def test_unreachable_webhook_never_raises_or_logs_the_url(

@@ -93,12 +93,13 @@ def notify(alert: Alert, url: str, store: SharedStore, *, now: float | None = No
 
 
 def _forget_old_windows(store: SharedStore, group: str) -> None:
-    """Delete this cause's keys from earlier windows (best effort)."""
-    cause, current = group.rstrip(".").rsplit(".", 1)
+    """Delete every cause's keys from windows before the previous one (best effort), so
+    the Variables table holds at most two windows of alert state."""
+    current = int(group.rstrip(".").rsplit(".", 1)[1])
     try:
-        for key in store.keys(cause + "."):
-            window = key[len(cause) + 1 :].split(".", 1)[0]
-            if window.isdigit() and int(window) < int(current):
+        for key in store.keys(PREFIX):
+            parts = key[len(PREFIX) :].split(".", 2)
+            if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < current - 1:
                 store.delete(key)
     except Exception as exc:
         log.info("old alert windows not cleaned (%s)", type(exc).__name__)
