@@ -20,14 +20,14 @@ from pathlib import Path
 
 from analysis_engine.errors import InvalidInputError
 from analysis_engine.media import FFMPEG, Packet, read_packets, run_ffmpeg
-from analysis_engine.stitch import (
-    GAP_THRESHOLD_S,
-    Chunk,
+from analysis_engine.stitch.chunks import Chunk
+from analysis_engine.stitch.report import (
     ChunkProblem,
     RecordingGap,
     RunReport,
     StitchReport,
 )
+from analysis_engine.stitch.timeline import GAP_THRESHOLD_S
 
 log = logging.getLogger(__name__)
 
