@@ -214,11 +214,13 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         hold = breaker.hold_until(self._context or {})
         if hold is not None:
             resume = datetime.fromtimestamp(hold, UTC) + admission.admission_backoff(0) / 2
-            raise admission.not_admitted(
+            error = admission.not_admitted(
                 self._context or {},
                 "Gemini quota breaker open (an earlier run exhausted the quota)",
                 not_before=resume,
             )
+            self.log.warning("%s", error)
+            raise error
         try:
             super()._start_task()
         except EcsOperatorError as exc:

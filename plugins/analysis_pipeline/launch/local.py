@@ -55,11 +55,13 @@ class LocalAnalysisOperator(BaseOperator):
             }
         hold = breaker.hold_until(context)
         if hold is not None:
-            raise admission.not_admitted(
+            error = admission.not_admitted(
                 context,
                 "Gemini quota breaker open (an earlier run exhausted the quota)",
                 not_before=datetime.fromtimestamp(hold, UTC),
             )
+            self.log.warning("%s", error)
+            raise error
         launched_at = datetime.now(UTC)
         self.log.info(
             "Running %s locally for %s (input %s, output %s)",
