@@ -74,7 +74,7 @@ def _alert(dag_run: Any, problem: str) -> None:
     alert = Alert(
         dag_id=str(dag_run.dag_id),
         run_id=str(dag_run.run_id),
-        analysis_id="(all runs)",
+        analysis_id="all-runs",
         task_id="launch",
         try_number=0,
         reason=problem,
