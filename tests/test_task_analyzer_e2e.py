@@ -333,7 +333,7 @@ def test_sigterm_stops_new_work_publishes_what_is_done_and_exits_within_20_s(
 ) -> None:
     clip = sample_media("e2e-stop.mp4", duration=60)
     out = tmp_path / "out"
-    fake_gemini.configure(latency_s=4)  # slow model: calls are in flight when the stop comes
+    fake_gemini.configure(latency_s=3)  # slow model: calls are in flight when the stop comes
     proc = _popen(container_env(fake_gemini, "stop-1", f"file://{clip}", f"file://{out}/",
                                 SEGMENT_SECONDS="10", MAP_CONCURRENCY="2"))  # fmt: skip
     try:
@@ -462,14 +462,14 @@ def test_sigterm_during_reduce_publishes_the_map_findings_with_reason_stopped(
 ) -> None:
     clip = sample_media("e2e-small.mp4", duration=20)
     out = tmp_path / "out"
-    fake_gemini.configure(latency_s=5)
+    fake_gemini.configure(latency_s=3)
     proc = _popen(container_env(fake_gemini, "stop-3", f"file://{clip}", f"file://{out}/"))
     try:
         assert proc.stdout is not None
         for line in iter(proc.stdout.readline, b""):
             if b"segment 0 done 1/1" in line:  # MAP is over; REDUCE is in flight
                 break
-        time.sleep(0.5)
+        time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         code = proc.wait(timeout=20)
