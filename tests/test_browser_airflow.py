@@ -1,5 +1,7 @@
-"""The Airflow UI as operators use it: real `airflow standalone` (local launcher, SQLite) on
-moto S3 and the fake Gemini, driven in the Debian chromium through Playwright.
+"""The Airflow UI as operators use it: real `airflow standalone` with the `make airflow`
+environment (local launcher, moto S3, the fake Gemini) and its metadata in PostgreSQL, as
+production keeps it (`make airflow DB=postgres`), driven in the Debian chromium through
+Playwright.
 
 One standalone serves every test in this module: the `task_analysis` trigger form shows each
 param with its title and description; a bad submission id is refused with the reason shown;
@@ -25,8 +27,9 @@ from typing import Any
 import pytest
 
 from devtools import airflow_env as af
-from devtools import media
+from devtools import demo, media
 from devtools.fake_gemini import FakeGemini
+from devtools.postgres import temporary_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -73,25 +76,22 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
     with (
         af.moto_s3(log_path=root / "moto.log") as s3_endpoint,
         FakeGemini(latency_s=300) as fake,
+        temporary_postgres() as database_url,
     ):
         s3 = _s3(s3_endpoint)
         for bucket in (RECORDINGS, RESULTS):
             s3.create_bucket(Bucket=bucket)
         for sid in ("S-UI-1", "S-UI-2"):
             s3.upload_file(str(recording), RECORDINGS, f"tasks/{sid}/screen.mp4")
-        env = af.airflow_env(
+        env = demo.standalone_env(
             root / "home",
+            port=port,
             s3_endpoint=s3_endpoint,
+            gemini_url=fake.base_url,
             recordings_bucket=RECORDINGS,
             results_bucket=RESULTS,
-            gemini_base_url=fake.base_url,
-            extra={
-                "AIRFLOW__API__PORT": str(port),
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW_VAR_MAX_CONCURRENT_ANALYSES": "1",
-            },
+            database_url=database_url,
+            extra={"AIRFLOW_VAR_MAX_CONCURRENT_ANALYSES": "1"},
         )
         af.migrate(env)
         af.ensure_pool(env)
@@ -184,7 +184,11 @@ def test_bad_submission_id_is_refused_with_the_reason(browser: Any, airflow: Air
     submit(dialog, "bad id/..")
     reason = dialog.get_by_text("Invalid input for param submission_id")
     reason.wait_for()
-    assert "does not match" in dialog.inner_text()
+    shown = dialog.inner_text()
+    # The schema rule that failed (pattern or the no-whitespace rule: jsonschema reports
+    # whichever it checks first) and the offending value are shown.
+    assert "Invalid input for param submission_id: 'bad id/..'" in shown, shown
+    assert "Failed validating" in shown, shown
     assert "bad id/.." not in airflow.runs()
     page.close()
 
