@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain eval clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost eval clean
 
 install: $(STAMP)
 
@@ -147,6 +147,11 @@ bench-drain: install
 bench-stitch: install
 	$(BIN)/python bench/bench_stitch.py --append
 
+# Cost: one 60-minute task analysis at each media resolution (tokens and estimated USD from
+# result.json usage; fake Gemini; results appended to bench/RESULTS.md).
+bench-cost: install
+	$(BIN)/python bench/bench_cost.py --append
+
 # Detection quality (evals/): CONFIG and BASELINE (JSON lever files) on the generated
 # labelled set, side by side, with a verdict against the targets; JSON + Markdown land in
 # evals/out/. Model metrics need GEMINI_API_KEY and are skipped, with the reason, without it.
@@ -162,8 +167,9 @@ demo: install
 
 # `airflow standalone` in local launcher mode, with moto S3 + sample recordings + fake
 # Gemini, so a person can trigger runs from the UI form (AIRFLOW_PORT, default 8080).
+# DB=postgres keeps Airflow's metadata in a throwaway PostgreSQL, as production does.
 airflow: install
-	$(BIN)/python -m devtools.demo --standalone
+	$(BIN)/python -m devtools.demo --standalone $(if $(filter postgres,$(DB)),--postgres)
 
 # Deploy step (idempotent): the vCPU pool every launch takes pool_slots from, counting
 # deferred tasks. Size = FARGATE_VCPU_POOL_SLOTS (env/AIRFLOW_VAR_, default 64).
