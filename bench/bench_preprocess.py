@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from analysis_engine import media
-from analysis_engine.planning import plan_segments
 from analysis_engine.clips import segment_clips
+from analysis_engine.planning import plan_segments
 from devtools.media import make_long_screenshare
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -50,6 +50,7 @@ def cpu_seconds() -> float:
 
 def timed(label: str, steps: list[tuple[str, float, float]], fn, *args, **kwargs):  # type: ignore[no-untyped-def]
     """Run one step, recording (label, wall seconds, CPU seconds)."""
+    print(f"  {label} ...", flush=True)  # progress: some steps take a minute on one core
     t0, c0 = time.perf_counter(), cpu_seconds()
     out = fn(*args, **kwargs)
     steps.append((label, time.perf_counter() - t0, cpu_seconds() - c0))

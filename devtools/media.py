@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -319,6 +320,9 @@ def make_long_screenshare(
             for k in range(times) for a, b in idle_in_cycle]  # fmt: skip
     if dest.exists():
         return dest, idle
+    # The first run takes a minute or more: say so (benchmarks call this before any output).
+    print(f"generating a {minutes}-minute {size} screenshare once, cached as {dest} ...",
+          file=sys.stderr, flush=True)  # fmt: skip
     cycle = cache_dir / f"cycle-{tag}.mp4"
     if not cycle.exists():
         tmp = cycle.with_name("tmp-" + cycle.name)
