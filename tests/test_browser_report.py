@@ -173,16 +173,20 @@ def test_proctor_report_in_chromium(browser: Any, outputs: dict[str, Path]) -> N
     page, problems = open_report(browser, outputs["proctor"])
     assert page.locator("#timeline .tl-event").count() == len(report["events"])
     assert page.locator("#timeline .tl-gap").count() == 1
-    page.wait_for_function("document.getElementById('video').readyState >= 1")
-    assert page.evaluate("Array.from(document.images).every(i => i.naturalWidth > 0)")
+    # Functions, not expression strings: Playwright evals an expression inside the page,
+    # which the report's Content-Security-Policy rightly forbids.
+    page.wait_for_function("() => document.getElementById('video').readyState >= 1")
+    assert page.evaluate("() => Array.from(document.images).every(i => i.naturalWidth > 0)")
     # Clicking the second voice's time seeks the stitched video there.
     voice = next(e for e in report["events"] if e["type"] == "other_voice")
     offset = report["recording"]["video_start_s"]
     row = page.locator("#events tr", has_text="other voice")
     row.locator("a.seek").first.click()
+    target = voice["start_s"] - offset
     page.wait_for_function(
-        f"Math.abs(document.getElementById('video').currentTime - {voice['start_s'] - offset})"
-        " < 0.5 && !document.getElementById('video').seeking"
+        "(t) => { const v = document.getElementById('video');"
+        " return !v.seeking && Math.abs(v.currentTime - t) < 0.5; }",
+        arg=target,
     )
     screenshot(page, "report-proctor.png")
     assert problems == []
