@@ -103,6 +103,32 @@ def test_proctor_video_end_to_end(stack: Stack) -> None:
     assert f"proctor_video/{ANALYSIS_ID}/video.webm" in keys_under(stack, "proctor_video/")
 
 
+def test_running_a_finished_analysis_again_spends_nothing_and_a_paused_proctor_dag_is_loud(
+    stack: Stack,
+) -> None:
+    """A second trigger of the finished submission (a new run id) reuses its complete
+    result.json of the same recording: no container, no model call. With proctor_video
+    paused, the proctoring trigger fails (and alerts) instead of queueing silently."""
+    conf = {"submission_id": ANALYSIS_ID, **stack.uris}
+    before_result = read_result(stack, "task_analysis")
+    before_posts = len(stack.discord_posts)
+    paused = af.run_airflow(["dags", "pause", "proctor_video"], stack.env)
+    assert paused.returncode == 0, paused.stderr[-2000:]
+    try:
+        outcome = af.dags_test("task_analysis", conf, stack.env)
+    finally:
+        af.run_airflow(["dags", "unpause", "proctor_video"], stack.env)
+    assert "[task-analyzer]" not in outcome.output  # no container ran
+    assert "already has a complete result for this input" in outcome.output
+    assert read_result(stack, "task_analysis") == before_result  # nothing overwritten
+    assert outcome.state == "failed", outcome.output[-4000:]  # only the proctoring trigger
+    assert "is paused" in outcome.output or "DagIsPaused" in outcome.output
+    new = stack.discord_posts[before_posts:]
+    assert len(new) == 1
+    fields = {f["name"]: f["value"] for f in new[0]["json"]["embeds"][0]["fields"]}
+    assert fields["Failed step"] == "trigger_proctor_video"
+
+
 def test_missing_recording_fails_at_validate_and_alerts(stack: Stack) -> None:
     conf = {
         "submission_id": "S-E2E-MISSING",
@@ -131,12 +157,14 @@ def _configure_gemini(stack: Stack, values: dict[str, Any]) -> None:
 
 
 def test_quota_storm_sentinel_is_retried_then_alerts(stack: Stack) -> None:
-    """Every Gemini call 429s: the container writes the sentinel (exit 3), the launch is
-    retried after the sentinel backoff, then fails and alerts Discord once."""
+    """Every Gemini call 429s: the container writes the sentinel (exit 3), which opens the
+    quota breaker (one message); the retry waits, rescheduled, until the breaker cools down
+    (one "resumed" message), runs into the storm again, then fails and alerts once."""
     env = {
         **stack.env,
         "ANALYSIS_LAUNCH_RETRIES": "1",
         "ANALYSIS_SENTINEL_RETRY_SECONDS": "1",
+        "ANALYSIS_BREAKER_COOLDOWN_SECONDS": "3",
         "GEMINI_MAX_ATTEMPTS": "1",
     }
     conf = {"submission_id": "S-E2E-STORM", "screenshare_uri": stack.uris["screenshare_uri"]}
@@ -149,11 +177,18 @@ def test_quota_storm_sentinel_is_retried_then_alerts(stack: Stack) -> None:
     assert outcome.state == "failed", outcome.output[-4000:]
     assert outcome.output.count("task_analyzer exited with code 3") == 2  # first try + 1 retry
     assert "all segments failed; waiting for quota" in outcome.output
+    assert "Gemini quota breaker open" in outcome.output  # the retry was held, not failed
     result = read_result(stack, "task_analysis", "S-E2E-STORM")
     assert result["status"] == "failed" and result["error"] == "All segments failed analysis"
-    new = stack.discord_posts[before:]
-    assert len(new) == 1, new
-    embed = new[0]["json"]["embeds"][0]
+    new = [p["json"]["embeds"][0] for p in stack.discord_posts[before:]]
+    titles = [e["title"] for e in new]
+    assert titles[:2] == [
+        "Gemini quota exhausted: launches paused",
+        "Gemini quota breaker closed: launches resumed",
+    ], titles
+    failures = [e for e in new if e["title"].startswith("task_analysis")]
+    assert len(failures) == 1, titles
+    embed = failures[0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert "All segments failed analysis" in embed["description"]
     assert fields["Failed step"] == "launch" and fields["Exit code"] == "3"
