@@ -137,3 +137,24 @@ def test_pool_problems_are_named() -> None:
     assert "does not exist" in str(pool_problem(None, slots=64))
     wrong = pool_problem(SimpleNamespace(slots=8, include_deferred=False), slots=64)
     assert "8 slots, the lever says 64" in str(wrong) and "include_deferred" in str(wrong)
+
+
+def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch) -> None:
+    """The scheduler calls on_dag_run_running mid-loop with its scoped session holding
+    rows; the check must not close that session (DetachedInstanceError afterwards)."""
+    from airflow import settings
+    from airflow.models.pool import Pool
+    from sqlalchemy import select
+
+    from analysis_pipeline.pool import PoolCheckListener
+
+    session = settings.Session()
+    try:
+        held = session.scalar(select(Pool).where(Pool.pool == "default_pool"))
+        assert held is not None
+        monkeypatch.setattr("analysis_pipeline.pool._alert", lambda dag_run, problem: None)
+        run = SimpleNamespace(dag_id="task_analysis", run_id="r1")
+        PoolCheckListener().on_dag_run_running(dag_run=run, msg="")
+        assert held in session  # still attached: the scheduler can go on using it
+    finally:
+        settings.Session.remove()

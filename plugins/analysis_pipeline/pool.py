@@ -40,10 +40,25 @@ def pool_problem(pool: Any | None, *, slots: int) -> str | None:
 
 
 def check_pool_in_database() -> str | None:
-    """The problem with the pool in this process' metadata database (scheduler, CLI)."""
-    from airflow.models.pool import Pool
+    """The problem with the pool in this process' metadata database (scheduler, CLI).
 
-    return pool_problem(Pool.get_pool(config.POOL_NAME), slots=config.pool_vcpus())
+    Its own non-scoped session: the scheduler calls listeners in the middle of its loop, and
+    closing the scoped session (``provide_session`` would) detaches the scheduler's rows.
+    """
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session(scoped=False) as session:
+        pool = session.scalar(select(Pool).where(Pool.pool == config.POOL_NAME))
+        found = None if pool is None else _Found(pool.slots, bool(pool.include_deferred))
+    return pool_problem(found, slots=config.pool_vcpus())
+
+
+class _Found:
+    def __init__(self, slots: int, include_deferred: bool) -> None:
+        self.slots = slots
+        self.include_deferred = include_deferred
 
 
 class PoolCheckListener:
