@@ -152,7 +152,7 @@ def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch) -> None
     try:
         held = session.scalar(select(Pool).where(Pool.pool == "default_pool"))
         assert held is not None
-        monkeypatch.setattr("analysis_pipeline.pool._alert", lambda dag_run, problem: None)
+        monkeypatch.setattr("analysis_pipeline.pool._alert", lambda run, problem: None)
         run = SimpleNamespace(dag_id="task_analysis", run_id="r1")
         PoolCheckListener().on_dag_run_running(dag_run=run, msg="")
         assert held in session  # still attached: the scheduler can go on using it

@@ -11,6 +11,7 @@ or does not match the lever.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -73,26 +74,37 @@ class PoolCheckListener:
             if problem is None:
                 return
             log.error("%s (run %s of %s)", problem, dag_run.run_id, dag_run.dag_id)
-            _alert(dag_run, problem)
+            # Off the scheduler's thread: the connection lookup may use the metastore
+            # backend, whose scoped session is per thread (the scheduler's must stay open),
+            # and Discord's HTTP must not stall the scheduling loop.
+            alert = {"dag_id": str(dag_run.dag_id), "run_id": str(dag_run.run_id)}
+            threading.Thread(target=_alert, args=(alert, problem), daemon=True).start()
         except Exception as exc:  # never break the scheduler loop
             log.warning("pool check skipped (%s)", type(exc).__name__)
 
 
-def _alert(dag_run: Any, problem: str) -> None:
+def _alert(run: dict[str, str], problem: str) -> None:
     from analysis_pipeline.alerts import discord, grouping
     from analysis_pipeline.alerts.message import Alert
     from analysis_pipeline.shared_state import default_store
 
-    url = discord.webhook_url()
+    try:
+        url = discord.webhook_url()
+    except Exception as exc:
+        log.warning("pool alert not sent (%s)", type(exc).__name__)
+        return
     if not url:
         return
     alert = Alert(
-        dag_id=str(dag_run.dag_id),
-        run_id=str(dag_run.run_id),
+        dag_id=run["dag_id"],
+        run_id=run["run_id"],
         analysis_id="all-runs",
         task_id="launch",
         try_number=0,
         reason=problem,
         error_type="PoolMisconfigured",
     )
-    grouping.notify(alert, url, default_store())
+    try:
+        grouping.notify(alert, url, default_store())
+    except Exception as exc:
+        log.warning("pool alert not sent (%s)", type(exc).__name__)

@@ -16,6 +16,7 @@ per analysis, whichever run started it).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,11 +36,13 @@ def analysis_started_by(kind: str, analysis_id: str) -> str:
     return generate_uuid(kind, analysis_id)
 
 
-def stop_analysis(kind: str, analysis_id: str, *, reason: str) -> list[str]:
+def stop_analysis(
+    kind: str, analysis_id: str, *, reason: str, cluster: str | None = None
+) -> list[str]:
     """Stop every RUNNING ECS task of this analysis; never raises. Returns stopped ARNs."""
     from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 
-    cluster = config.runtime_setting("ANALYSIS_ECS_CLUSTER") or config.ECS_CLUSTER
+    cluster = cluster or config.runtime_setting("ANALYSIS_ECS_CLUSTER") or config.ECS_CLUSTER
     try:
         client = EcsHook(aws_conn_id=config.aws_conn_id()).conn
         arns = client.list_tasks(
@@ -100,9 +103,16 @@ class StopAnalysisListener:
             if config.launcher_mode() != "ecs":
                 return  # local mode: the worker's supervisor kills its child process itself
             analysis_id = _conf_of(task_instance).get(ID_PARAMS[kind])
+            # The environment only: a Variable lookup here would go through the metastore
+            # secrets backend, whose scoped session is the scheduler's / API server's own.
+            env = os.environ
+            cluster = env.get("ANALYSIS_ECS_CLUSTER") or env.get("AIRFLOW_VAR_ANALYSIS_ECS_CLUSTER")
             if analysis_id:
                 stop_analysis(
-                    kind, str(analysis_id), reason=f"Airflow: launch marked failed ({error})"
+                    kind,
+                    str(analysis_id),
+                    reason=f"Airflow: launch marked failed ({error})",
+                    cluster=cluster or config.ECS_CLUSTER,
                 )
         except Exception as exc:  # a listener must never break the API call that fired it
             log.warning("stop-on-failed listener skipped (%s)", type(exc).__name__)
