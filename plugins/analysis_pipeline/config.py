@@ -126,9 +126,14 @@ GEMINI_TUNABLES: tuple[str, ...] = (
     "GEMINI_MEDIA_RESOLUTION",
     "SEGMENT_SECONDS",
     "MAP_CONCURRENCY",
-    # Where the Gemini budget lives (a shared Redis/Valkey makes it fleet-wide) and its
-    # per-model limits: the same for every container, so passed through as they are.
-    "GEMINI_BUDGET_URI",
+    "GEMINI_MAX_RETRY_DELAY_SECONDS",
+    "GEMINI_THINKING_BUDGET",
+    "GEMINI_PRICES",
+    # Per-model fleet limits: the same for every container, so passed through as they are.
+    # GEMINI_BUDGET_URI is deliberately absent: it carries the store's auth token, so in
+    # ecs mode it reaches the container only through the task definition's `secrets`
+    # (a plain override would print it in DescribeTasks); local mode passes every
+    # GEMINI_* through anyway.
     "GEMINI_MODEL_BUDGETS",
 )
 
