@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis_engine.models import Interval
+
 FORMAT = "analysis-evals/labelled-set"
 VERSION = 1
 KINDS = ("proctor_video", "task_analysis")
@@ -44,14 +46,8 @@ class LabelError(ValueError):
     """A labelled set that cannot be used: names the field and the reason."""
 
 
-@dataclass(frozen=True)
-class Span:
-    start_s: float
-    end_s: float
-
-    @property
-    def duration_s(self) -> float:
-        return max(0.0, self.end_s - self.start_s)
+# A labelled time range is the product's own interval type: one definition of a range.
+Span = Interval
 
 
 @dataclass(frozen=True)

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from evals.labels import LEVELS, Span, TruthEvent
+from proctor_video.events import EventType
 
 # Events only the detectors produce (±2 s) and events only the model can see (±5 s).
 SIGNAL_TYPES = ("camera_covered", "camera_frozen", "recording_gap", "audio_activity")
-MODEL_TYPES = (
-    "face_absent",
-    "multiple_faces",
-    "different_person",
-    "looking_away",
-    "phone_or_device",
-    "other_voice",
-    "other",
-)
+MODEL_TYPES = tuple(t for t in get_args(EventType) if t not in SIGNAL_TYPES)
 SIGNAL_TOLERANCE_S = 2.0
 MODEL_TOLERANCE_S = 5.0
 
