@@ -136,7 +136,7 @@ bench-map: install
 
 # Drain: a fleet of real containers through ONE Gemini project quota (fake Gemini enforcing
 # it, a real redis-server as the shared budget store): the decision record's setting, today's
-# defaults and the shared budget on one workload (~35 min; time scaled, see the script).
+# defaults and the shared budget on one workload (~40 min; time scaled, see the script).
 # Writes bench/results/drain-full.{json,png} and appends to bench/RESULTS.md. Quick check
 # (< 3 min, shared budget only): $(BIN)/python bench/bench_drain.py --quick
 bench-drain: install

@@ -21,7 +21,7 @@ tokens, is real. Three settings on the same workload:
 plus the shared budget set to twice the true quota (another client on the key), and a
 lone 60-minute analysis under (2) and (3).
 
-    make bench-drain                              # full (~35 min), appends to RESULTS.md
+    make bench-drain                              # full (~40 min), appends to RESULTS.md
     .venv/bin/python bench/bench_drain.py --quick # < 3 min: shared budget only
 
 Bound = max(total tokens / TPM, total calls / RPM, the longest analysis alone), in windows
