@@ -6,8 +6,10 @@ Webcam (`webcam`): a moving test pattern at 160x120/5 fps with VP8 + Opus in ~3 
 MediaRecorder-style chunks (the first carries the header, the rest are bare clusters), with
 optional black (`covered`), frozen, silent stretches and a sound track made of pieces
 (`fan` = brown noise, `tone` = 440 Hz, `speech` = espeak-ng, `silence`), and chunk-level
-damage: lost chunks (gaps), a recorder restart with or without its header chunk, a re-upload
-under a new index, per-recorder names, random tags before the index, a zero-byte chunk.
+damage: lost chunks (gaps), a recorder restart with or without its header chunk, a recorder
+stopped for a while before it restarts (the chunk files' mtimes are then the upload times a
+client uploading while recording gives them), a re-upload under a new index, per-recorder
+names, random tags before the index, a zero-byte chunk.
 
 Screen (`screen`): a dark 720p editor (DejaVu Sans Mono on #1e1e1e, a blinking caret) driven
 by a list of activities: `typing` (chars per second), `idle`, `scroll`, `paste`, `ai_tab`
@@ -16,6 +18,7 @@ by a list of activities: `typing` (chars per second), `idle`, `scroll`, `paste`,
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -27,6 +30,7 @@ FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 ESPEAK = shutil.which("espeak-ng") or "espeak-ng"
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
 CLUSTER_ID = b"\x1f\x43\xb6\x75"
+UPLOAD_EPOCH = 1.8e9  # any fixed wall-clock start for stamped uploads
 LINE_CHARS = 110  # typed characters per editor line (1280 px at 10 px a character)
 SPEECH = (
     "Can you tell me the answer to question four? I think it is the second option, because "
@@ -181,7 +185,9 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
     webcam recipe; chunk damage is applied to the concatenated chunk list (global indices):
     `lost` (indices never uploaded), `reupload` ({"index": i, "as": j}: chunk i uploaded again
     as index j, later chunks shifted by one), `empty_after` (a zero-byte chunk inserted after
-    index i), `names` ("index" | "tagged" | "per_recorder").
+    index i), `names` ("index" | "tagged" | "per_recorder"). A session's `stopped_s`: the
+    recorder was stopped that long before it; the files are then stamped with upload times
+    (each chunk at the end of its ~3 s slice, lost chunks included), as the stitcher needs.
     """
     sessions = recipe.get("sessions") or [recipe]
     chunks: list[bytes] = []
@@ -199,6 +205,7 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
         entries.insert(int(item["as"]), entries[int(item["index"])])
     for after in sorted(recipe.get("empty_after", []), reverse=True):
         entries.insert(after + 1, (b"", (-1, -1)))
+    uploads = _upload_times(sessions, entries)
     out = workdir / "chunks"
     if out.exists():
         shutil.rmtree(out)
@@ -220,7 +227,27 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
         else:
             name = f"{index}{suffix}"
         (out / name).write_bytes(data)
+        if uploads is not None:
+            os.utime(out / name, (uploads[index], uploads[index]))
     return out
+
+
+def _upload_times(
+    sessions: Sequence[Mapping[str, Any]], entries: Sequence[tuple[bytes, tuple[int, int]]]
+) -> list[float] | None:
+    """Per entry, when a client uploading while recording would have sent it: the end of its
+    ~3 s slice, plus each stop before a session. None when no session was stopped (the files
+    keep their write times, which look like a bulk copy)."""
+    if not any(s.get("stopped_s") for s in sessions):
+        return None
+    clock, times, current = UPLOAD_EPOCH, [], 0
+    for _, (session, _) in entries:
+        if session > current:
+            clock += sum(float(s.get("stopped_s", 0)) for s in sessions[current + 1 : session + 1])
+            current = session
+        clock += 3.0
+        times.append(clock)
+    return times
 
 
 # ------------------------------------------------------------------------------- screen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from pathlib import Path
@@ -402,3 +403,101 @@ def test_safari_mp4_chunks_are_stream_copied_with_their_gaps(tmp_path: Path):
     report = stitch_chunks(both, tmp_path / "restart.webm")
     assert [r.first_chunk for r in report.runs] == ["part0", "part5"]
     assert not report.gaps and near(report.duration_s, 24, 0.5)
+
+
+def _uploaded_as_recorded(
+    paths: list[Path], runs: list[int], stops: list[float], start: float = 1.8e9
+) -> None:
+    """Stamp each chunk file with the time a client uploading while recording would have:
+    the end of the ~3 s slice it carries; `stops[k]` seconds pass before run k+1 starts."""
+    clock, position = start, 0
+    for run, length in enumerate(runs):
+        clock += stops[run - 1] if run else 0.0
+        for path in paths[position : position + length]:
+            clock += 3.0
+            os.utime(path, (clock, clock))
+        position += length
+
+
+def test_a_stopped_recorder_keeps_its_pause_on_the_test_clock(
+    media: dict[str, Path], tmp_path: Path
+):
+    from analysis_engine.storage import Storage
+
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    paths = write_chunks([*first, *second], tmp_path / "in")
+    _uploaded_as_recorded(paths, [len(first), len(second)], stops=[20.0])
+    storage = Storage()  # through the product's listing: ObjectRef.uploaded_at → the stitcher
+    refs = storage.list_chunks(f"file://{tmp_path / 'in'}/")
+    _, report = stitch_from_storage(storage, refs, tmp_path / "paused" / "video.webm")
+
+    assert report.restart_timing == "upload_times" and not report.restart_timing_note
+    assert near(report.runs[1].paused_s, 20, 1) and near(report.runs[1].start_s, 32, 1)
+    (gap,) = report.gaps
+    assert gap.reason == "recorder_stopped" and not gap.chunks
+    assert near(gap.start_s, 12, 1) and near(gap.end_s - gap.start_s, 20, 1)
+    assert near(report.duration_s, 41, 1)
+    assert near(probe_duration(report.output), 41, 1)
+
+    # The same chunks copied in bulk (one upload time): today's back-to-back placement.
+    for path in paths:
+        os.utime(path, (1.8e9, 1.8e9))
+    squeezed = stitch_chunks(paths, tmp_path / "squeezed.webm")
+    assert not squeezed.gaps and near(squeezed.runs[1].start_s, 12, 1)
+    # Every later event moves by the pause, 20 s ± 1 s: the black stretch of the second run.
+    (paused_black,) = black_intervals(report.output)
+    (squeezed_black,) = black_intervals(tmp_path / "squeezed.webm")
+    assert near(paused_black[0] - squeezed_black[0], 20, 1)
+    assert near(paused_black[1] - squeezed_black[1], 20, 1)
+
+
+@pytest.mark.parametrize("shape", ["bulk_copy", "out_of_order", "missing"])
+def test_implausible_upload_times_fall_back_to_back_to_back_and_say_so(
+    shape: str, media: dict[str, Path], tmp_path: Path
+):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    paths = write_chunks([*first, *second], tmp_path / "in")
+    _uploaded_as_recorded(paths, [len(first), len(second)], stops=[20.0])
+    if shape == "bulk_copy":  # seconds apart, not 3 s: copied, not uploaded while recording
+        for i, path in enumerate(paths):
+            os.utime(path, (1.8e9 + i * 0.2, 1.8e9 + i * 0.2))
+    elif shape == "out_of_order":
+        os.utime(paths[2], (1.7e9, 1.7e9))
+    chunks = [Chunk.from_path(p) for p in paths]
+    if shape == "missing":
+        chunks[1] = Chunk(chunks[1].name, chunks[1].opener, chunks[1].size, None)
+    report = stitch_chunks(chunks, tmp_path / "video.webm")
+
+    assert report.restart_timing == "back_to_back"
+    expected = {"bulk_copy": "bulk copy", "out_of_order": "out of order", "missing": "no upload"}
+    assert expected[shape] in report.restart_timing_note
+    assert not report.gaps and near(report.runs[1].start_s, 12, 1)
+    assert report.runs[1].paused_s == 0 and near(report.duration_s, 21, 1)
+
+
+def test_upload_jitter_without_a_stop_adds_no_gap(media: dict[str, Path], tmp_path: Path):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    paths = write_chunks([*first, *second], tmp_path / "in")
+    # A camera switch: restarted at once, its first upload 1.5 s late (S3 rounds to seconds).
+    _uploaded_as_recorded(paths, [len(first), len(second)], stops=[1.5])
+    report = stitch_chunks(paths, tmp_path / "video.webm")
+
+    assert report.restart_timing == "upload_times"
+    assert not report.gaps and near(report.runs[1].start_s, 12, 1)
+
+
+def test_a_stopped_recorder_whose_header_chunk_was_lost(media: dict[str, Path], tmp_path: Path):
+    first, second = mediarecorder_chunks(media["first"]), mediarecorder_chunks(media["second"])
+    paths = write_chunks([*first, *second], tmp_path / "in")
+    _uploaded_as_recorded(paths, [len(first), len(second)], stops=[20.0])
+    paths.pop(len(first)).unlink()  # the restarted recorder's header chunk never arrived
+    report = stitch_chunks(paths, tmp_path / "video.webm")
+
+    # 20 s stopped, then 3 s lost: the new run's second chunk lands at 12 + 20 + 3 s.
+    assert [r.header for r in report.runs] == ["own", "borrowed"]
+    assert near(report.runs[1].paused_s, 20, 1) and near(report.runs[1].start_s, 35, 1)
+    (gap,) = report.gaps
+    assert gap.reason == "recorder_stopped" and gap.chunks == (str(len(first)),)
+    assert near(gap.start_s, 12, 1) and near(gap.end_s, 35, 1)
+    (black,) = black_intervals(report.output)
+    assert near(black[0], 35, 1)

@@ -65,6 +65,26 @@ def test_list_chunks_natural_order(root: tuple[Storage, str]) -> None:
     assert all(r.uri.startswith(base) for r in refs)
 
 
+def test_listing_and_stat_carry_the_upload_time(root: tuple[Storage, str]) -> None:
+    storage, base = root
+    put(storage, base + "0.webm")
+    put(storage, base + "1.webm")
+    if base.startswith("s3://"):
+        # moto stamps LastModified itself (it cannot be set): the listing must carry exactly
+        # what S3 says, as POSIX seconds.
+        listed = storage.client.list_objects_v2(Bucket=BUCKET, Prefix="rec/")["Contents"]
+        expected = {o["Key"].rsplit("/", 1)[-1]: o["LastModified"].timestamp() for o in listed}
+    else:
+        directory = Path(base.removeprefix("file://"))
+        expected = {"0.webm": 1_700_000_000.0, "1.webm": 1_700_000_023.5}
+        for name, when in expected.items():
+            os.utime(directory / name, (when, when))
+    refs = storage.list_chunks(base)
+    assert {r.name: r.uploaded_at for r in refs} == pytest.approx(expected)
+    assert all(r.uploaded_at is not None for r in refs)
+    assert storage.stat(base + "1.webm").uploaded_at == pytest.approx(expected["1.webm"])
+
+
 def test_list_chunks_accepts_prefix_without_slash(root: tuple[Storage, str]) -> None:
     storage, base = root
     put(storage, base + "0.webm")

@@ -112,6 +112,10 @@ class ObjectRef:
     size_bytes: int
     # S3's ETag (quotes removed): with the size, what identifies this version of the object.
     etag: str | None = None
+    # When the object was written, POSIX seconds (S3 `LastModified`, a file's mtime). Chunks
+    # are uploaded as they are recorded, so this dates a recorder restart's pause. Metadata,
+    # not identity: two listings of the same object compare equal.
+    uploaded_at: float | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:

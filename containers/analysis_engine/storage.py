@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
@@ -81,7 +82,12 @@ class Storage:
                 head = self.client.head_object(Bucket=bucket, Key=key)
             except Exception as exc:
                 raise self._error("stat", uri, exc, field) from exc
-            return ObjectRef(uri, int(head["ContentLength"]), _etag(head.get("ETag")))
+            return ObjectRef(
+                uri,
+                int(head["ContentLength"]),
+                _etag(head.get("ETag")),
+                _timestamp(head.get("LastModified")),
+            )
         path = _file_path(uri)
         try:
             st = path.stat()
@@ -89,7 +95,7 @@ class Storage:
             raise self._error("stat", uri, exc, field) from exc
         if not path.is_file():
             raise self._error("stat", uri, FileNotFoundError(uri), field)
-        return ObjectRef(uri, st.st_size)
+        return ObjectRef(uri, st.st_size, uploaded_at=st.st_mtime)
 
     def exists(self, uri: str) -> bool:
         try:
@@ -220,7 +226,8 @@ class Storage:
                     if not name or name.endswith("/") or name.startswith(_TEMP_PREFIX):
                         continue
                     etag = _etag(obj.get("ETag"))
-                    yield ObjectRef(f"s3://{bucket}/{key}", int(obj["Size"]), etag)
+                    uploaded = _timestamp(obj.get("LastModified"))
+                    yield ObjectRef(f"s3://{bucket}/{key}", int(obj["Size"]), etag, uploaded)
         except Exception as exc:
             raise self._error("list", prefix_uri, exc, None) from exc
 
@@ -273,7 +280,8 @@ def _file_list(prefix_uri: str) -> Iterator[ObjectRef]:
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_file():
             continue
-        yield ObjectRef(f"{base}/{entry.name}", entry.stat().st_size)
+        st = entry.stat()
+        yield ObjectRef(f"{base}/{entry.name}", st.st_size, uploaded_at=st.st_mtime)
 
 
 def _describe(exc: BaseException) -> tuple[bool, str]:
@@ -312,6 +320,11 @@ __all__ = ["ObjectRef", "Storage", "natural_key"]
 
 def _etag(raw: object) -> str | None:
     return str(raw).strip('"') or None if raw else None
+
+
+def _timestamp(value: object) -> float | None:
+    """boto3's `LastModified` (an aware datetime) as POSIX seconds; None when absent."""
+    return value.timestamp() if isinstance(value, datetime) else None
 
 
 def _tagging(retention: str | None) -> dict[str, str]:

@@ -20,13 +20,18 @@ How it works, streaming (one chunk, read 64 KiB at a time, is ever in memory):
   as a hole in the timeline *and* reported as a `RecordingGap` (seconds from test start).
   Where timecodes cannot tell (a restart, a run whose header was lost), missing chunks count
   `chunk_seconds` (3 s) each. A gap ends where the picture resumes (the next video keyframe).
+- A restarted recorder counts from 0 again, so the media cannot tell how long it was stopped;
+  the chunks' upload times can (`wallclock`): the new run starts after that pause, which is a
+  `recorder_stopped` gap. Without plausible upload times (missing, a bulk copy, out of order)
+  runs are placed back to back and the report says so (`restart_timing`).
   If the first recording's header chunk was lost, a later header (a restart of the same
   browser) decodes it; an empty chunk (MediaRecorder's empty blob) is reported but the stream
   goes on without a resync.
 - Safari's fragmented-MP4 chunks take another path (`mp4`): stream copy into one MP4.
 
 Modules: `chunks` (names → order), `ebml` (primitives), `parser` (streaming WebM parser),
-`timeline` (the test clock, gaps, runs), `remux` (ffmpeg), `report` (plain data), `mp4`;
+`timeline` (the test clock, gaps, runs), `wallclock` (upload times → pauses), `remux`
+(ffmpeg), `report` (plain data), `mp4`;
 this module drives them and adapts storage.
 """
 
@@ -66,6 +71,7 @@ from analysis_engine.stitch.report import (
     ChunkProblem,
     GapReason,
     RecordingGap,
+    RestartTiming,
     RunReport,
     StitchReport,
 )
@@ -75,6 +81,7 @@ from analysis_engine.stitch.timeline import (
     READ_SIZE,
     Timeline,
 )
+from analysis_engine.stitch.wallclock import upload_clock
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +123,9 @@ def stitch_chunks(
         remuxer.write(data)
 
     timeline = Timeline(out, chunk_seconds, scratch=output.parent, ffmpeg=ffmpeg)
+    timeline.uploads, clock_note = upload_clock(
+        [(c.name, c.uploaded_at) for _, c in ordered], chunk_seconds
+    )
     parser = WebmParser(timeline)
     stats = _ChunkStats(total=len(ordered))
     problems: list[ChunkProblem] = []
@@ -131,6 +141,7 @@ def stitch_chunks(
     except BaseException:
         remuxer.abort()
         raise
+    timing = _restart_timing(timeline, clock_note)
     report = StitchReport(
         output=remuxer.output,
         chunks_total=len(items),
@@ -145,6 +156,8 @@ def stitch_chunks(
         mode=remuxer.mode,
         bytes_in=stats.bytes_in,
         seconds_elapsed=round(time.monotonic() - started, 3),
+        restart_timing=timing,
+        restart_timing_note=clock_note if timing == "back_to_back" else "",
     )
     log.info(
         "stitched %d/%d chunks (%d runs, %d duplicates, %d bad, %d gaps = %.1f s) into "
@@ -154,6 +167,23 @@ def stitch_chunks(
         report.seconds_elapsed,
     )  # fmt: skip
     return report
+
+
+def _restart_timing(timeline: Timeline, clock_note: str) -> RestartTiming | None:
+    """How restarts were placed; a fallback is logged (a stopped recorder's pause is lost)."""
+    if len(timeline.runs) < 2:
+        return None
+    if timeline.uploads is not None:
+        for run in timeline.runs[1:]:
+            if run.paused_s:
+                log.info("the recorder was stopped for %.1f s before chunk %s (upload times)",
+                         run.paused_s, run.first_chunk)  # fmt: skip
+        return "upload_times"
+    log.warning(
+        "%d recorder restarts placed back to back (any time the recorder was stopped is "
+        "squeezed out): %s", len(timeline.runs) - 1, clock_note,
+    )  # fmt: skip
+    return "back_to_back"
 
 
 MP4_SUFFIXES = {".mp4", ".m4s", ".m4v", ".mov"}
@@ -374,7 +404,12 @@ class _Prefetcher:
     def chunks(self) -> list[Chunk]:
         # Download in the stitcher's order (natural, duplicates ranked), not the listing's.
         items = [
-            Chunk(ref.name, self._opener(i), getattr(ref, "size_bytes", None))
+            Chunk(
+                ref.name,
+                self._opener(i),
+                getattr(ref, "size_bytes", None),
+                getattr(ref, "uploaded_at", None),
+            )
             for i, ref in enumerate(self.refs)
         ]
         kept, _ = order_chunks(items)  # duplicates that lose are never downloaded
@@ -416,6 +451,7 @@ __all__ = [
     "ChunkProblem",
     "GapReason",
     "RecordingGap",
+    "RestartTiming",
     "RunReport",
     "StitchReport",
     "chunk_index",

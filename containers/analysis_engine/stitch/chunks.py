@@ -16,10 +16,13 @@ class Chunk:
     name: str
     opener: Callable[[], BinaryIO] = field(repr=False)
     size: int | None = None
+    # When it was uploaded (POSIX seconds; a file's mtime): dates a recorder restart's pause.
+    uploaded_at: float | None = None
 
     @classmethod
     def from_path(cls, path: Path) -> Chunk:
-        return cls(path.name, lambda: path.open("rb"), path.stat().st_size)
+        st = path.stat()
+        return cls(path.name, lambda: path.open("rb"), st.st_size, st.st_mtime)
 
 
 _RETRY_SUFFIX = re.compile(r"([-_.]?(retry|dup|copy|again|re)\d*)+$", re.IGNORECASE)

@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 from analysis_engine.models import Interval
 
-GapReason = Literal["missing_chunks", "bad_chunks", "timecode_jump", "no_header", "restart"]
+# `recorder_stopped`: a recorder restart after a real pause, dated by the chunks' upload times
+# (the gap also holds any chunks lost around the restart).
+GapReason = Literal[
+    "missing_chunks", "bad_chunks", "timecode_jump", "no_header", "restart", "recorder_stopped"
+]
+# How recorder restarts were placed on the test clock: after the pause the upload times show,
+# or back to back (upload times missing or implausible: any pause is squeezed out).
+RestartTiming = Literal["upload_times", "back_to_back"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class RunReport:
     end_s: float
     header: Literal["own", "borrowed"]
     reencoded: bool = False
+    paused_s: float = 0.0  # the recorder was stopped this long before this run started
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,9 @@ class StitchReport:
     mode: Literal["copy", "reencode"]
     bytes_in: int
     seconds_elapsed: float
+    # None when there was no restart; `restart_timing_note` says why upload times were not used.
+    restart_timing: RestartTiming | None = None
+    restart_timing_note: str = ""
 
     @property
     def gap_intervals(self) -> tuple[Interval, ...]:

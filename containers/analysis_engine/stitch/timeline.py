@@ -34,6 +34,7 @@ from analysis_engine.stitch.report import (
     RecordingGap,
     RunReport,
 )
+from analysis_engine.stitch.wallclock import pause_seconds
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class _Run:
     header: Literal["own", "borrowed"]
     reason: GapReason
     reencoded: bool = False
+    paused_s: float = 0.0  # the recorder was stopped this long before this run (upload times)
     last_chunk: str = ""
     chunks: set[str] = field(default_factory=set)
     start: int | None = None
@@ -188,6 +190,10 @@ class Timeline:
         self.skipped_runs: list[str] = []
         self.codecs: set[str] = set()
         self.borrowing: str | None = None  # a later chunk lending its header to the first run
+        # Chunk name → upload time, when those times can date a restart's pause (see
+        # `wallclock`); None: restarts are placed back to back.
+        self.uploads: dict[str, float] | None = None
+        self.last_media_chunk: str | None = None  # the last chunk that wrote a block
         # Re-uploads: a cluster whose (input) timecode this run already had, and whose first
         # block is byte-identical, is the same media again: dropped, not a restart.
         self.seen: dict[int, bytes] = {}
@@ -241,7 +247,9 @@ class Timeline:
             log.warning(
                 "chunk %s starts a recording with incompatible tracks; dropped", self.current_chunk
             )
-        self._start_run("own", self._expected_start(), "restart")
+        pause = self._pause_s()
+        self._start_run("own", self._expected_start() + pause, self._restart_reason(pause))
+        self.runs[-1].paused_s = pause
         if self.divert is not None:
             self.runs[-1].reencoded = True
 
@@ -332,6 +340,22 @@ class Timeline:
     def _expected_start(self) -> float:
         return self.seconds(self.frontier) + len(self.lost_chunks) * self.chunk_seconds
 
+    def _pause_s(self) -> float:
+        """How long the recorder was stopped before the run the current chunk starts: the
+        upload times of the last chunk with media and of this one, minus the media recorded
+        in between (this chunk's slice and each lost chunk's). 0 without usable times."""
+        if self.uploads is None or self.last_media_chunk is None:
+            return 0.0
+        return pause_seconds(
+            self.uploads.get(self.last_media_chunk),
+            self.uploads.get(self.current_chunk),
+            (1 + len(self.lost_chunks)) * self.chunk_seconds,
+        )
+
+    @staticmethod
+    def _restart_reason(pause: float) -> GapReason:
+        return "recorder_stopped" if pause > 0 else "restart"
+
     def _start_run(
         self, header: Literal["own", "borrowed"], anchor_s: float, reason: GapReason
     ) -> None:
@@ -371,9 +395,12 @@ class Timeline:
     def _restart_without_header(self, timecode: int) -> None:
         """The clock went back: a new recorder session whose header chunk was lost. Same
         browser, same settings: its clusters decode with the tracks we have."""
-        self._start_run("borrowed", self._expected_start(), "restart")
+        pause = self._pause_s()
+        reason = self._restart_reason(pause)
+        self._start_run("borrowed", self._expected_start() + pause, reason)
+        self.runs[-1].paused_s = pause
         self.offset = self.units(self.anchor_s) - timecode
-        self._gap_to(self.units(self.anchor_s), "restart")
+        self._gap_to(self.units(self.anchor_s), reason)
         self.cluster_tc = self.out_cluster_tc = timecode + self.offset
 
     def _gap_to(self, ts: int, reason: GapReason) -> None:
@@ -470,7 +497,7 @@ class Timeline:
         run = self.runs[-1]
         run.start = ts if run.start is None else min(run.start, ts)
         run.end = self.frontier
-        run.last_chunk = self.current_chunk
+        run.last_chunk = self.last_media_chunk = self.current_chunk
         run.chunks.add(self.current_chunk)
         self.out_cluster += raw
         if len(self.out_cluster) >= MAX_OUT_CLUSTER:
@@ -500,6 +527,7 @@ class Timeline:
                 end_s=round(self.seconds(run.end or 0), 3),
                 header=run.header,
                 reencoded=run.reencoded,
+                paused_s=run.paused_s,
             )
             for i, run in enumerate(used)
         )
