@@ -195,27 +195,48 @@ def test_closed_budget_refuses_new_calls() -> None:
         run(scenario())
 
 
-def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers() -> None:
-    async def scenario() -> tuple[float, float]:
+def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers_additively() -> None:
+    async def scenario() -> tuple[float, float, tuple[float, float] | None]:
         budget = memory(tpm=1000)
         start = time.time()
         await budget.acquire(300, model=MODEL)
         await budget.pause(MODEL, 0.0)  # the service said "full" at 300 tokens
+        learnt = budget._ceilings[MODEL]
         small, other = await asyncio.gather(
             budget.acquire(100, model=MODEL),  # would fit the limit, not the ceiling
             budget.acquire(900, model="gemini-2.5-pro"),  # its own ceiling
         )
         await budget.aclose()
-        return small.granted_at - start, other.granted_at - start
+        return small.granted_at - start, other.granted_at - start, learnt
 
-    small, other = run(scenario())
-    # Held until the ceiling (285) climbed back to 400 (+200 tokens a second): ~0.6 s,
-    # before the 300 even left the window (1 s).
-    assert 0.45 <= small < 0.95 and other < 0.4
+    small, other, learnt = run(scenario())
+    assert learnt is not None and learnt[0] == pytest.approx(270.0)  # 0.9 x the 300
+    # Held until the 300 left the window (1 s): the ceiling (270) does not climb back
+    # within the window after a 429, so 300 + 100 never went in together.
+    assert 0.95 <= small < 1.5 and other < 0.4
     budget = memory(tpm=1000)
-    budget._ceilings[MODEL] = (285.0, 100.0)
+    budget._ceilings[MODEL] = (270.0, 100.0)
     limits = budget.limits_for(MODEL)
-    # Back to the limit over RECOVERY_WINDOWS (5) windows of 1 s: +200 tokens a second.
-    assert budget._ceiling(MODEL, limits, 100.0) == 285.0
-    assert budget._ceiling(MODEL, limits, 102.0) == pytest.approx(685.0)
-    assert budget._ceiling(MODEL, limits, 104.0) == 1000.0
+    # +5% of the learnt level per whole quiet window of 1 s, nothing in between.
+    assert budget._ceiling(MODEL, limits, 100.0) == 270.0
+    assert budget._ceiling(MODEL, limits, 100.99) == 270.0
+    assert budget._ceiling(MODEL, limits, 101.0) == pytest.approx(283.5)
+    assert budget._ceiling(MODEL, limits, 103.5) == pytest.approx(310.5)
+    assert budget._ceiling(MODEL, limits, 200.0) == 1000.0
+
+
+def test_a_429_in_a_burst_never_raises_the_ceiling_and_restarts_the_quiet_count() -> None:
+    async def scenario() -> tuple[float, float]:
+        budget = memory(tpm=1000)
+        # Learnt 200 ten quiet windows ago: recovered to 300 by now.
+        await budget._store.set_ceiling(MODEL, 200.0, time.time() - 10)
+        await budget.acquire(600, model=MODEL)  # refused calls' charges stay in the window
+        before = time.time()
+        await budget.pause(MODEL, 0.5)
+        tokens, quiet_since = budget._ceilings[MODEL] or (0.0, 0.0)
+        await budget.aclose()
+        return tokens, quiet_since - before
+
+    tokens, quiet_after = run(scenario())
+    assert tokens == pytest.approx(300.0)  # min(where it was, 0.9 x 600)
+    assert 0.45 <= quiet_after <= 0.6  # counted from the end of the pause

@@ -15,10 +15,21 @@ and the call fits the moving window (requests and tokens) — then the next one 
   used fewer keeps its estimate until it leaves the window (the moving window cannot
   un-count): the budget errs towards spending less, never more.
 - **429.** `pause(model, seconds)` holds every container sharing the store for that model,
-  and lowers a shared *ceiling* to a little under what the window held when the service
-  said "full" (the quota is smaller than the budget: another client on the key, a budget
-  set too high). Admission stays under the ceiling, which climbs back to the configured
-  limit over `RECOVERY_WINDOWS` windows: a 429 is met once, not once per waiting call.
+  and lowers a shared *ceiling* on the model's tokens per window (the quota is smaller than
+  the budget: another client on the key, a budget set too high). The ceiling follows AIMD,
+  the control law TCP uses for the same problem (an unknown, shared capacity that only
+  says "too much"): on a 429 it drops to `CEILING_BACKOFF` x what the window held when
+  the service said "full" (what the service evidently admits, with room to spare), never
+  above where it was; it rises only after a whole window free of 429s, counted from the
+  end of the pause (the service's retryDelay says when its window frees), and then only
+  additively: `CEILING_STEP` x the learnt level per quiet window. So the budget probes
+  for more quota gently, and a probe that finds none costs one 429, not a burst.
+- **Pace.** With a shared store, consecutive admissions are spaced by what each call costs
+  at `PACE_BURST` x the ceiling's average rate (a GCRA-style "earliest next admission" in
+  the store): a freed window is not refilled in one burst, which the service would meet all
+  at once before the first 429 could pause anyone; with the spacing, a budget set above the
+  real quota overshoots by a call or two, and the fleet's calls stay spread the way the
+  moving window will free them. 3x the mean rate keeps the window full all the same.
 - **Margin.** The window is kept `WINDOW_MARGIN_SECONDS` longer than the quota's minute: a
   call reaches the service a little after it was admitted, so a window exactly as long as
   the service's would admit the next call just before the service forgets the old one.
@@ -57,11 +68,14 @@ TOKEN_UNITS_PER_WINDOW = 1000
 # Ceiling on one container's in-flight MAP calls when the budget would admit more.
 MAX_IN_FLIGHT = 64
 STORE_GRACE_SECONDS = 30.0
-# After a 429 the ceiling is set this much under the window's tokens, then climbs back to
-# the configured limit in this many windows (additive increase, multiplicative decrease).
-CEILING_BACKOFF = 0.95
-RECOVERY_WINDOWS = 5
+# After a 429 the ceiling drops to this fraction of the window's tokens (multiplicative
+# decrease), then rises by CEILING_STEP x that level per whole window without a 429
+# (additive increase) until it is back at the configured limit.
+CEILING_BACKOFF = 0.9
+CEILING_STEP = 0.05
 CEILING_FLOOR = 0.05  # of the limit: never so low that nothing but oversized calls fit
+# Shared store: admissions are spaced at this multiple of the ceiling's mean rate.
+PACE_BURST = 3.0
 # Priorities in the store's queue: lower goes first.
 PRIORITIES = {"task_analysis": 0, "proctor_video": 1}
 
@@ -194,28 +208,51 @@ class Budget:
 
     # -- the shared cool-down ------------------------------------------------------------
 
-    async def pause(self, model: str, seconds: float) -> None:
+    async def pause(self, model: str, seconds: float, *, refused: Lease | None = None) -> None:
         """After a 429: hold every caller of `model` (fleet-wide with a shared store) for
-        `seconds`, and lower the model's ceiling under what the window holds now."""
+        `seconds`, and lower the model's ceiling under what the service admitted (AIMD).
+        `refused` is the call the 429 answered: the service did not count it."""
         now = self._clock()
-        await self._store.extend_pause(model, now + max(0.0, seconds))
+        until = now + max(0.0, seconds)
+        await self._store.extend_pause(model, until)
         limits = self.limits_for(model)
-        _, used = await self.in_window(model)
+        _, refused_item = self._counted_items(limits)
+        if refused is not None and refused._charged_units:
+            cost = min(refused._charged_units, limits.token_units)
+            await self._limiter.hit(refused_item, model, cost=cost)
+        admitted = await self._admitted_tokens(model, limits)
+        seen = await self._store.ceiling(model)  # fresh: other containers meet 429s too
+        self._ceilings[model] = seen
         current = self._ceiling(model, limits, now)
-        lowered = max(CEILING_FLOOR * limits.tpm, CEILING_BACKOFF * min(current, used))
-        if lowered < current:
-            await self._store.set_ceiling(model, lowered, now)
-            self._ceilings[model] = (lowered, now)
-            log.info("Gemini quota full for %s: admitting up to %d tokens/window", model, lowered)
+        # Decrease: the service said "full" with about `admitted` in its window. Never raise
+        # it here: a 429 in a burst that followed an earlier one says nothing new.
+        lowered = max(CEILING_FLOOR * limits.tpm, min(current, CEILING_BACKOFF * admitted))
+        # Increase only after a whole window free of 429s, counted from when the service
+        # said its window frees: every 429 restarts that count.
+        quiet_since = max(until, seen[1]) if seen is not None else until
+        await self._store.set_ceiling(model, lowered, quiet_since)
+        self._ceilings[model] = (lowered, quiet_since)
+        log.info("Gemini quota full for %s: admitting up to %d tokens/window", model, lowered)
+
+    async def _admitted_tokens(self, model: str, limits: ModelLimits) -> int:
+        """Tokens in the window that the service counted: charged minus refused (a 429
+        costs nothing at the service, but the moving window cannot un-count a charge)."""
+        token_item, refused_item = self._counted_items(limits)
+        charged = await self._limiter.get_window_stats(token_item, model)
+        refused = await self._limiter.get_window_stats(refused_item, model)
+        # (limit - charged.remaining) - (limit - refused.remaining)
+        units = max(0, refused.remaining - charged.remaining)
+        return units * limits.token_unit
 
     def _ceiling(self, model: str, limits: ModelLimits, now: float) -> float:
-        """Tokens per window admission stays under: the learnt ceiling, recovering."""
+        """Tokens per window admission stays under: the learnt level plus one additive step
+        per whole window since the last 429's pause ended, up to the configured limit."""
         seen = self._ceilings.get(model)
         if seen is None:
             return float(limits.tpm)
-        tokens, at = seen
-        recovered = (now - at) * limits.tpm / (RECOVERY_WINDOWS * self.window_s)
-        return min(float(limits.tpm), tokens + max(0.0, recovered))
+        tokens, quiet_since = seen
+        quiet_windows = math.floor(max(0.0, now - quiet_since) / self._kept_s)
+        return min(float(limits.tpm), tokens * (1 + CEILING_STEP * quiet_windows))
 
     async def paused_until(self, model: str) -> float:
         """The pause deadline for `model`, in the budget's clock (-inf when none)."""
@@ -321,9 +358,8 @@ class Budget:
         units = limits.units(tokens)
         ceiling = self._ceiling(model, limits, now)
         if ceiling < limits.tpm:
-            stats = await self._limiter.get_window_stats(token_item, model)
-            used = limits.token_units - stats.remaining
-            if used and (used + units) * limits.token_unit > ceiling:
+            admitted = await self._admitted_tokens(model, limits)
+            if admitted and admitted + units * limits.token_unit > ceiling:
                 return self._poll_s, 0
         if units > limits.token_units:
             # Larger than a whole window: admitted alone, charged the whole window.
@@ -331,12 +367,17 @@ class Budget:
             if stats.remaining < limits.token_units:
                 return self._poll_s, 0
             units = limits.token_units
+        elif self.shared and view.next_at > now:
+            return min(view.next_at - now, self._poll_s), 0  # paced (see the module doc)
         if not await self._limiter.test(requests, model):
             return self._poll_s, 0
         if units and not await self._limiter.hit(token_item, model, cost=units):
             return self._poll_s, 0
         # Only the first in line hits, so the request slot just tested is still free.
         await self._limiter.hit(requests, model)
+        if self.shared:
+            spacing = units * limits.token_unit * self._kept_s / (PACE_BURST * ceiling)
+            await self._store.set_next_at(model, max(view.next_at, now) + spacing)
         return 0.0, units
 
     async def _settle(self, lease: Lease, actual_tokens: int) -> None:
@@ -356,6 +397,15 @@ class Budget:
             lease.charged_tokens = lease._charged_units * limits.token_unit
         else:
             log.info("window full: %d tokens above the estimate not counted", actual_tokens)
+
+    def _counted_items(
+        self, limits: ModelLimits
+    ) -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
+        """(tokens charged, tokens refused by a 429) per window, in token units."""
+        return (
+            self._items(limits)[1],
+            RateLimitItemPerSecond(limits.token_units, self._kept_s, namespace="gemini-refused"),
+        )
 
     def _items(self, limits: ModelLimits) -> tuple[RateLimitItemPerSecond, RateLimitItemPerSecond]:
         return (

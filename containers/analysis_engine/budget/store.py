@@ -9,9 +9,10 @@ Three kinds of state, each per model:
   a ticket whose holder stopped refreshing it (a crashed container) is dropped after
   `ALIVE_SECONDS`;
 - the **pause** deadline set after a 429, which holds every container until it passes;
-- the **ceiling** learnt from 429s: the window's tokens when the service said "full" (another
-  client on the key, a budget set above the real quota), recovering towards the configured
-  limit within a few windows; admission stays under it.
+- the **pace**: the earliest time the next call may be admitted (spacing, see `core`);
+- the **ceiling** learnt from 429s (AIMD, see `core`): a little under the window's tokens
+  when the service said "full" (another client on the key, a budget set above the real
+  quota), and from when a whole quiet window counts; admission stays under it.
 
 Deadlines and queue times are in the budget's clock (wall time, shared across hosts).
 Redis keys share one hash tag, so the multi-key script also runs on a clustered or
@@ -39,7 +40,8 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 
 # One round trip per poll: drop dead tickets, (re)join the queue, refresh ours, read the
-# head of the line, the pause and the learnt ceiling. KEYS: queue, alive, pauses, ceilings.
+# head of the line, the pause, the learnt ceiling and the pace. KEYS: queue, alive, pauses,
+# ceilings, pace.
 # ARGV: ticket, score, now, alive_until, model, ttl.
 _POLL_SCRIPT = """
 local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[3])
@@ -54,7 +56,8 @@ redis.call('expire', KEYS[2], ARGV[6])
 local head = redis.call('zrange', KEYS[1], 0, 0)
 local pause = redis.call('zscore', KEYS[3], ARGV[5])
 local ceiling = redis.call('hmget', KEYS[4], ARGV[5] .. ':tokens', ARGV[5] .. ':at')
-return {head[1] or '', pause or '-inf', ceiling[1] or '', ceiling[2] or ''}
+local next_at = redis.call('hget', KEYS[5], ARGV[5])
+return {head[1] or '', pause or '-inf', ceiling[1] or '', ceiling[2] or '', next_at or '-inf'}
 """
 
 
@@ -64,8 +67,10 @@ class QueueView:
 
     head: str | None
     paused_until: float
-    # The learnt ceiling as last set: (tokens, when); None when never lowered.
+    # The learnt ceiling as last set: (tokens, quiet since); None when never lowered.
     ceiling: tuple[float, float] | None = None
+    # The earliest time the next call may be admitted (pacing).
+    next_at: float = float("-inf")
 
 
 class BudgetStore(Protocol):
@@ -82,7 +87,11 @@ class BudgetStore(Protocol):
 
     async def paused_until(self, model: str) -> float: ...
 
+    async def ceiling(self, model: str) -> tuple[float, float] | None: ...
+
     async def set_ceiling(self, model: str, tokens: float, now: float) -> None: ...
+
+    async def set_next_at(self, model: str, at: float) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -103,6 +112,7 @@ class MemoryStore:
         self._queues: dict[str, _MemoryQueue] = {}
         self._pauses: dict[str, float] = {}
         self._ceilings: dict[str, tuple[float, float]] = {}
+        self._next_at: dict[str, float] = {}
 
     async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
         queue = self._queues.setdefault(model, _MemoryQueue())
@@ -113,7 +123,12 @@ class MemoryStore:
             insort(queue.order, (score, ticket))
         queue.alive[ticket] = now + ALIVE_SECONDS
         head = queue.order[0][1] if queue.order else None
-        return QueueView(head, self._pauses.get(model, float("-inf")), self._ceilings.get(model))
+        return QueueView(
+            head,
+            self._pauses.get(model, float("-inf")),
+            self._ceilings.get(model),
+            self._next_at.get(model, float("-inf")),
+        )
 
     async def leave(self, model: str, ticket: str) -> None:
         queue = self._queues.get(model)
@@ -131,8 +146,14 @@ class MemoryStore:
     async def paused_until(self, model: str) -> float:
         return self._pauses.get(model, float("-inf"))
 
+    async def ceiling(self, model: str) -> tuple[float, float] | None:
+        return self._ceilings.get(model)
+
     async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
         self._ceilings[model] = (tokens, now)
+
+    async def set_next_at(self, model: str, at: float) -> None:
+        self._next_at[model] = at
 
     async def aclose(self) -> None:
         return None
@@ -175,14 +196,15 @@ class RedisStore:
             f"{KEY_PREFIX}:alive:{model}",
             _pauses_key(),
             _ceilings_key(),
+            _pace_key(),
         ]
 
     async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
         alive_until = repr(now + ALIVE_SECONDS)
         args = [ticket, repr(score), repr(now), alive_until, model, KEY_TTL_SECONDS]
-        head, pause, tokens, at = await self._poll(keys=self._keys(model), args=args)
+        head, pause, tokens, at, next_at = await self._poll(keys=self._keys(model), args=args)
         ceiling = (float(tokens), float(at)) if tokens and at else None
-        return QueueView(head or None, float(pause), ceiling)
+        return QueueView(head or None, float(pause), ceiling, float(next_at))
 
     async def leave(self, model: str, ticket: str) -> None:
         queue, alive, *_ = self._keys(model)
@@ -199,10 +221,20 @@ class RedisStore:
         score = await self._redis.zscore(_pauses_key(), model)
         return float("-inf") if score is None else float(score)
 
+    async def ceiling(self, model: str) -> tuple[float, float] | None:
+        tokens, at = await self._redis.hmget(_ceilings_key(), [f"{model}:tokens", f"{model}:at"])
+        return (float(tokens), float(at)) if tokens and at else None
+
     async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(_ceilings_key(), mapping={f"{model}:tokens": tokens, f"{model}:at": now})
             pipe.expire(_ceilings_key(), KEY_TTL_SECONDS)
+            await pipe.execute()
+
+    async def set_next_at(self, model: str, at: float) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(_pace_key(), model, repr(at))
+            pipe.expire(_pace_key(), KEY_TTL_SECONDS)
             await pipe.execute()
 
     async def aclose(self) -> None:
@@ -219,6 +251,10 @@ def _pauses_key() -> str:
 
 def _ceilings_key() -> str:
     return f"{KEY_PREFIX}:ceilings"
+
+
+def _pace_key() -> str:
+    return f"{KEY_PREFIX}:pace"
 
 
 def redacted(uri: str) -> str:
