@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 
 # `tools` too: the checkov test of terraform/ then runs in CI instead of skipping.
 test: install tools
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"

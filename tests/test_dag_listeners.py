@@ -139,7 +139,7 @@ def test_pool_problems_are_named() -> None:
     assert "8 slots, the lever says 64" in str(wrong) and "include_deferred" in str(wrong)
 
 
-def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch) -> None:
+def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch, airflow_db) -> None:
     """The scheduler calls on_dag_run_running mid-loop with its scoped session holding
     rows; the check must not close that session (DetachedInstanceError afterwards)."""
     from airflow import settings

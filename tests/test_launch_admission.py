@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -27,19 +25,6 @@ from analysis_pipeline.launch import admission, ecs  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 SCREEN = "s3://recordings/uploads/S-CAP/screen.mp4"
-
-
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    """dag.test needs a metadata DB and the DAGs serialized from the repo's dags/ folder."""
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-    }
-    airflow = str(Path(sys.executable).parent / "airflow")
-    done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def forget_shared_state() -> None:
