@@ -137,7 +137,7 @@ def main() -> int:
         f"{info.video_codec}/{info.audio_codec} screenshare, {path.stat().st_size / 1e6:.0f} MB, "
         f"{keyframes_desc}, {truth / info.duration_s:.0%} idle by construction. One core "
         f"(cpu {core}, `sched_setaffinity`), ffmpeg `-threads 1`. Load average at the end: "
-        f"{load[0]:.2f} / {load[1]:.2f} (shared 2-core machine; other helpers were running).",
+        f"{load[0]:.2f} / {load[1]:.2f} (shared 2-core machine; other jobs were running).",
         "",
         "| step | wall s | x realtime (wall) | CPU s | x realtime (CPU) |",
         "|---|---:|---:|---:|---:|",

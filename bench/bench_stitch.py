@@ -272,7 +272,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} — `make bench-stitch`",
         "",
         f"Machine: {results['machine']} at start, {results['load_after']} at the end (shared "
-        "with other jobs while helpers run: wall times are pessimistic, CPU seconds are not).",
+        "with other jobs: wall times are pessimistic, CPU seconds are not).",
         f"Session: {results['chunks']} MediaRecorder-style chunks, {results['input_mib']} MiB, "
         "30 min of 640x480 30 fps VP8 ~1.8 Mbps + Opus 96 kbps (60 s recording tiled 30×).",
         "",
