@@ -23,6 +23,7 @@ lone 60-minute analysis under (2) and (3).
 
     make bench-drain                              # full (~40 min), appends to RESULTS.md
     .venv/bin/python bench/bench_drain.py --quick # < 3 min: shared budget only
+    .venv/bin/python bench/bench_drain.py --only shared,shared-2x  # some settings, full load
 
 Bound = max(total tokens / TPM, total calls / RPM, the longest analysis alone), in windows
 times the window length; efficiency = bound / measured drain time. The last line printed is
@@ -74,6 +75,8 @@ FULL_PROCTOR_MINUTES = [15, 15, 15]
 QUICK_TASK_MINUTES = [10, 20, 30, 45, 30]
 QUICK_PROCTOR_MINUTES = [20]
 LONE_MINUTES = 60
+# What --only can pick: the four drains and the lone analysis.
+SETTING_KEYS = ["decision", "defaults", "shared", "shared-2x", "lone", "lone-static"]
 SUMMARY_RE = re.compile(
     r"Gemini budget \((?P<where>[^)]*)\): (?P<calls>\d+) calls admitted, "
     r"waited max (?P<max>[\d.]+) s, total (?P<total>[\d.]+) s"
@@ -364,7 +367,18 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=30, help="seconds per quota minute")
     parser.add_argument("--append", action="store_true", help="append to bench/RESULTS.md")
     parser.add_argument("--keep", type=Path, help="keep every container's output and log here")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated settings of the full workload to run ({', '.join(SETTING_KEYS)}); "
+        "without 'lone' the bound has no 'longest analysis alone' term (it only matters when "
+        "it exceeds tokens/TPM, which it does not on the full workload)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(SETTING_KEYS)
+    if unknown := only - set(SETTING_KEYS):
+        parser.error(f"--only: unknown setting(s) {sorted(unknown)}; known: {SETTING_KEYS}")
+    if args.quick and args.only:
+        parser.error("--only selects settings of the full workload; --quick runs its own")
     window = args.window
     scale = window / 60
     started = time.monotonic()
@@ -396,22 +410,29 @@ def main() -> None:
         if args.quick:
             drains = [shared]
         else:
-            drains = [
-                Setting("decision record (12, MAP 1, static shares)", static_env(base, 1)),
-                Setting("today's defaults (MAP 4, static shares)", static_env(base, 4)),
-                shared,
-                Setting(
+            every = {
+                "decision": Setting(
+                    "decision record (12, MAP 1, static shares)", static_env(base, 1)
+                ),
+                "defaults": Setting("today's defaults (MAP 4, static shares)", static_env(base, 4)),
+                "shared": shared,
+                "shared-2x": Setting(
                     "shared budget at 2x the true quota",
                     shared_env(base, redis_server.uri, factor=2),
                 ),
-            ]
+            }
+            drains = [setting for key, setting in every.items() if key in only]
         # The lone 60-minute analysis: the shared budget's first (its measured time is also
         # the bound's "longest analysis alone" term for every setting).
         lone_settings: list[Setting] = []
         if not args.quick:  # quick mode: the shared drain only
             lone_settings = [
-                Setting("lone 60 min, shared budget", shared.env),
-                Setting("lone 60 min, today's defaults", static_env(base, 4)),
+                setting
+                for key, setting in {
+                    "lone": Setting("lone 60 min, shared budget", shared.env),
+                    "lone-static": Setting("lone 60 min, today's defaults", static_env(base, 4)),
+                }.items()
+                if key in only
             ]
         for setting in lone_settings:
             run_setting(setting, lone, fake, out / "lone")
@@ -429,14 +450,20 @@ def main() -> None:
             )
         longest_alone = (
             lone_settings[0].runs[0].finished_s
-            if lone_settings and max(task_m) >= LONE_MINUTES
+            if "lone" in only and not args.quick and max(task_m) >= LONE_MINUTES
             else 0.0
         )
         for setting in drains:
             run_setting(setting, items, fake, out)
             rows.append(metrics(setting, window, longest_alone))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        mode = "quick" if args.quick else "full"
+        mode = (
+            "quick"
+            if args.quick
+            else "full"
+            if only == set(SETTING_KEYS)
+            else "-".join(key for key in SETTING_KEYS if key in only)
+        )
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         payload = {
             "when": stamp,
@@ -459,7 +486,7 @@ def main() -> None:
 
     total_tokens = rows[-1]["input_tokens"]
     lines = [
-        f"### {stamp} — `{'bench/bench_drain.py --quick' if args.quick else 'make bench-drain'}`",
+        f"### {stamp} — `{command(args)}`",
         "",
         f"Workload: {len(task_m)} task analyses ({', '.join(map(str, task_m))} min) and "
         f"{len(proctor_m)} proctor videos ({', '.join(map(str, proctor_m))} min), "
@@ -486,8 +513,14 @@ def main() -> None:
     if args.append:
         with RESULTS_MD.open("a") as handle:
             handle.write(text + "\n")
-    shared_row = next(r for r in rows if r["label"] == "shared budget")
-    print(f"shared budget efficiency: {shared_row['efficiency']}")
+    shared_row = next((r for r in rows if r["label"] == "shared budget"), rows[-1])
+    print(f"{shared_row['label']} efficiency: {shared_row['efficiency']}")
+
+
+def command(args: argparse.Namespace) -> str:
+    if args.quick:
+        return "bench/bench_drain.py --quick"
+    return f"bench/bench_drain.py --only {args.only}" if args.only else "make bench-drain"
 
 
 if __name__ == "__main__":

@@ -18,18 +18,20 @@ and the call fits the moving window (requests and tokens) — then the next one 
   and lowers a shared *ceiling* on the model's tokens per window (the quota is smaller than
   the budget: another client on the key, a budget set too high). The ceiling follows AIMD,
   the control law TCP uses for the same problem (an unknown, shared capacity that only
-  says "too much"): on a 429 it drops to `CEILING_BACKOFF` x what the window held when
-  the service said "full" (what the service evidently admits, with room to spare), never
-  above where it was; it rises only after a whole window free of 429s, counted from the
-  end of the pause (the service's retryDelay says when its window frees), and then only
-  additively: `CEILING_STEP` x the learnt level per quiet window. So the budget probes
-  for more quota gently, and a probe that finds none costs one 429, not a burst.
+  says "too much"): on a 429 it drops to `CEILING_BACKOFF` x what the service evidently
+  admitted when it said "full" (the window's charges less those of calls it refused, which
+  cost nothing there: `pause(..., refused=lease)` records them), never above where it was;
+  it rises only after a whole window free of 429s, counted from the end of the pause (the
+  service's retryDelay says when its window frees), and then only additively:
+  `CEILING_STEP` x the learnt level per quiet window. So the budget probes for more quota
+  gently, and a probe that finds none costs a 429 or two, not a burst.
 - **Pace.** With a shared store, consecutive admissions are spaced by what each call costs
-  at `PACE_BURST` x the ceiling's average rate (a GCRA-style "earliest next admission" in
-  the store): a freed window is not refilled in one burst, which the service would meet all
-  at once before the first 429 could pause anyone; with the spacing, a budget set above the
-  real quota overshoots by a call or two, and the fleet's calls stay spread the way the
-  moving window will free them. 3x the mean rate keeps the window full all the same.
+  at `PACE_BURST` x the ceiling's average rate (an "earliest next admission" in the store,
+  GCRA without a burst allowance): a freed window is not refilled in one burst, which the
+  service would meet all at once before the first 429 could pause anyone. With the
+  spacing, a budget set above the real quota overshoots by a call or two, and the fleet's
+  calls stay spread the way the moving window will free them; 3x the mean rate still
+  keeps the window full.
 - **Margin.** The window is kept `WINDOW_MARGIN_SECONDS` longer than the quota's minute: a
   call reaches the service a little after it was admitted, so a window exactly as long as
   the service's would admit the next call just before the service forgets the old one.
