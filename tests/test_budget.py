@@ -217,19 +217,23 @@ def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers_additively() 
     budget = memory(tpm=1000)
     budget._ceilings[MODEL] = (270.0, 100.0)
     limits = budget.limits_for(MODEL)
-    # +5% of the learnt level per whole quiet window of 1 s, nothing in between.
+    # +5% of the limit per whole quiet window of 1 s, nothing in between.
     assert budget._ceiling(MODEL, limits, 100.0) == 270.0
     assert budget._ceiling(MODEL, limits, 100.99) == 270.0
-    assert budget._ceiling(MODEL, limits, 101.0) == pytest.approx(283.5)
-    assert budget._ceiling(MODEL, limits, 103.5) == pytest.approx(310.5)
+    assert budget._ceiling(MODEL, limits, 101.0) == pytest.approx(320.0)
+    assert budget._ceiling(MODEL, limits, 103.5) == pytest.approx(420.0)
     assert budget._ceiling(MODEL, limits, 200.0) == 1000.0
+    # From the floor (5% of the limit) back to the limit within 1/CEILING_STEP = 19 windows.
+    budget._ceilings[MODEL] = (50.0, 100.0)
+    assert budget._ceiling(MODEL, limits, 118.99) < 1000.0
+    assert budget._ceiling(MODEL, limits, 119.0) == 1000.0
 
 
 def test_a_429_in_a_burst_never_raises_the_ceiling_and_restarts_the_quiet_count() -> None:
     async def scenario() -> tuple[float, float]:
         budget = memory(tpm=1000)
-        # Learnt 200 ten quiet windows ago: recovered to 300 by now.
-        await budget._store.set_ceiling(MODEL, 200.0, time.time() - 10)
+        # Learnt 200 four quiet windows ago: recovered to 200 + 4 x 5% of 1000 = 400 by now.
+        await budget._store.set_ceiling(MODEL, 200.0, time.time() - 4.5)
         await budget.acquire(600, model=MODEL)  # refused calls' charges stay in the window
         before = time.time()
         await budget.pause(MODEL, 0.5)
@@ -238,5 +242,5 @@ def test_a_429_in_a_burst_never_raises_the_ceiling_and_restarts_the_quiet_count(
         return tokens, quiet_since - before
 
     tokens, quiet_after = run(scenario())
-    assert tokens == pytest.approx(300.0)  # min(where it was, 0.9 x 600)
+    assert tokens == pytest.approx(400.0)  # min(where it was, 0.9 x 600)
     assert 0.45 <= quiet_after <= 0.6  # counted from the end of the pause

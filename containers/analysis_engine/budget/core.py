@@ -23,8 +23,10 @@ and the call fits the moving window (requests and tokens) — then the next one 
   cost nothing there: `pause(..., refused=lease)` records them), never above where it was;
   it rises only after a whole window free of 429s, counted from the end of the pause (the
   service's retryDelay says when its window frees), and then only additively:
-  `CEILING_STEP` x the learnt level per quiet window. So the budget probes for more quota
-  gently, and a probe that finds none costs a 429 or two, not a burst.
+  `CEILING_STEP` x the configured limit per quiet window. So the budget probes for more
+  quota gently, a probe that finds none costs a 429 or two, not a burst, and a ceiling
+  knocked to the floor by a 429 that was not about our share (the service's own overload,
+  another client's burst) is back at the limit within 1/CEILING_STEP windows, not hours.
 - **Pace.** With a shared store, consecutive admissions are spaced by what each call costs
   at `PACE_BURST` x the ceiling's average rate (an "earliest next admission" in the store,
   GCRA without a burst allowance): a freed window is not refilled in one burst, which the
@@ -71,8 +73,9 @@ TOKEN_UNITS_PER_WINDOW = 1000
 MAX_IN_FLIGHT = 64
 STORE_GRACE_SECONDS = 30.0
 # After a 429 the ceiling drops to this fraction of the window's tokens (multiplicative
-# decrease), then rises by CEILING_STEP x that level per whole window without a 429
-# (additive increase) until it is back at the configured limit.
+# decrease), then rises by CEILING_STEP x the configured limit per whole window without a
+# 429 (additive increase: a constant step, so recovery from the floor takes at most
+# 1/CEILING_STEP windows) until it is back at the configured limit.
 CEILING_BACKOFF = 0.9
 CEILING_STEP = 0.05
 CEILING_FLOOR = 0.05  # of the limit: never so low that nothing but oversized calls fit
@@ -254,7 +257,7 @@ class Budget:
             return float(limits.tpm)
         tokens, quiet_since = seen
         quiet_windows = math.floor(max(0.0, now - quiet_since) / self._kept_s)
-        return min(float(limits.tpm), tokens * (1 + CEILING_STEP * quiet_windows))
+        return min(float(limits.tpm), tokens + CEILING_STEP * limits.tpm * quiet_windows)
 
     async def paused_until(self, model: str) -> float:
         """The pause deadline for `model`, in the budget's clock (-inf when none)."""
