@@ -177,4 +177,4 @@ pool: install
 	$(BIN)/python -m devtools.airflow_env pool
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) .cache .pytest_cache build *.egg-info
