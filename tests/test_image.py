@@ -1,10 +1,11 @@
-"""The container images as they will really run, without Docker.
+"""The container images as they will really run, without Docker (`devtools/image.py`).
 
 A clean virtualenv is built from `containers/requirements.txt` alone (no dev dependencies,
 no Airflow), the sources are laid out exactly as each Dockerfile's `COPY` lines say (parsed
-from the Dockerfile, so the two cannot drift), and each `ENTRYPOINT` runs end to end against
-the fake Gemini and moto S3 with the Dockerfile's `ENV`, its non-root `USER` (when the tests
-run as root), and only the scratch volume writable.
+from the Dockerfile, so the two cannot drift) and byte-compiled as its `RUN python -m
+compileall` says, and each `ENTRYPOINT` runs end to end against the fake Gemini and moto S3
+with the Dockerfile's `ENV`, its non-root `USER` (when the tests run as root), and only the
+scratch volume writable.
 
 The virtualenv is cached under `.cache/image-venv/<hash of the requirements>/` (gitignored),
 so only the first run after a requirements change pays for the install (~1 minute).
@@ -13,22 +14,15 @@ so only the first run after a requirements change pays for the install (~1 minut
 from __future__ import annotations
 
 import ast
-import contextlib
-import fcntl
 import functools
-import hashlib
 import importlib.metadata
 import json
 import os
 import re
 import shlex
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,209 +30,16 @@ import pytest
 from _proctor_fixtures import make_recording, mediarecorder_chunks
 from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3
 
-REQUIREMENTS = REPO_ROOT / "containers" / "requirements.txt"
-VENV_CACHE = REPO_ROOT / ".cache" / "image-venv"
-IMAGES = {
-    "task_analyzer": REPO_ROOT / "containers" / "task_analyzer" / "Dockerfile",
-    "proctor_video": REPO_ROOT / "containers" / "proctor_video" / "Dockerfile",
-}
-
-
-# -- the Dockerfile, as far as running it needs ---------------------------------------------
-
-
-@dataclass
-class Dockerfile:
-    copies: list[tuple[str, str]] = field(default_factory=list)  # (source in repo, dest)
-    runs: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str = "/"
-    user: str | None = None
-    volumes: list[str] = field(default_factory=list)
-    entrypoint: list[str] = field(default_factory=list)
-    base: str = ""
-
-    @property
-    def python_version(self) -> str:
-        """ "3.11" from `FROM python:3.11-slim-bookworm`."""
-        image, _, tag = self.base.partition(":")
-        assert image == "python", f"unexpected base image {self.base!r}"
-        return ".".join(tag.split("-")[0].split(".")[:2])
-
-
-def parse_dockerfile(path: Path) -> Dockerfile:
-    """The instructions these Dockerfiles use; anything else is refused, not ignored."""
-    parsed = Dockerfile()
-    for line in _instructions(path.read_text()):
-        op, _, rest = line.partition(" ")
-        op, rest = op.upper(), rest.strip()
-        if op == "COPY":
-            *sources, dest = shlex.split(rest)
-            assert not any(s.startswith("--") for s in sources), f"COPY flags unsupported: {line}"
-            parsed.copies += [(source, dest) for source in sources]
-        elif op == "RUN":
-            parsed.runs.append(rest)
-        elif op == "ENV":
-            for pair in shlex.split(rest):
-                key, _, value = pair.partition("=")
-                parsed.env[key] = value
-        elif op == "WORKDIR":
-            parsed.workdir = rest
-        elif op == "USER":
-            parsed.user = rest
-        elif op == "VOLUME":
-            parsed.volumes += json.loads(rest) if rest.startswith("[") else rest.split()
-        elif op == "ENTRYPOINT":
-            parsed.entrypoint = json.loads(rest)
-        elif op == "FROM":
-            parsed.base = rest.split()[0]
-        else:
-            raise AssertionError(f"{path}: instruction {op} is not modelled by this test")
-    return parsed
-
-
-def _instructions(text: str) -> Iterator[str]:
-    pending = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        yield pending + line
-        pending = ""
-
-
-# -- the clean virtualenv ---------------------------------------------------------------------
-
-
-def image_venv(python: str) -> Path:
-    """A virtualenv of `python` with nothing but `containers/requirements.txt`, cached by the
-    hash of both."""
-    basis = REQUIREMENTS.read_bytes() + python.encode() + _version(python).encode()
-    digest = hashlib.sha256(basis).hexdigest()[:16]
-    target = VENV_CACHE / digest
-    VENV_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(VENV_CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
-        if not (target / ".complete").exists():
-            building = Path(tempfile.mkdtemp(prefix=f"{digest}-", dir=VENV_CACHE))
-            try:
-                subprocess.run([python, "-m", "venv", str(building)], check=True)
-                pip = [str(building / "bin" / "python"), "-m", "pip", "-q"]
-                install = [*pip, "install", "--no-cache-dir", "-r", str(REQUIREMENTS)]
-                quiet = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-                subprocess.run(install, check=True, env=quiet)
-                (building / ".complete").touch()
-                os.chmod(building, 0o755)  # mkdtemp made it private; the USER must read it
-                shutil.rmtree(target, ignore_errors=True)
-                building.rename(target)  # only `python -m` is used: no shebangs to fix
-            finally:
-                shutil.rmtree(building, ignore_errors=True)
-        # Builds for older requirements are dead weight.
-        for stale in VENV_CACHE.iterdir():
-            if stale.is_dir() and not stale.name.startswith(digest):
-                shutil.rmtree(stale, ignore_errors=True)
-    os.chmod(VENV_CACHE.parent, 0o755)
-    os.chmod(VENV_CACHE, 0o755)
-    return target
-
-
-def _version(python: str) -> str:
-    return subprocess.run(
-        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True
-    ).stdout.strip()
-
-
-def image_python(dockerfile: Dockerfile, uid: int | None) -> str:
-    """An interpreter of the image's Python version (from `FROM python:X.Y-...`) that the
-    image's USER can run: the base interpreter of the dev venv (never the venv itself, so
-    nothing of it leaks in), else a system one."""
-    wanted = dockerfile.python_version
-    candidates = [getattr(sys, "_base_executable", sys.executable)]
-    candidates += [p for p in (shutil.which(f"python{wanted}"), f"/usr/bin/python{wanted}") if p]
-    for python in dict.fromkeys(candidates):
-        try:
-            probe = subprocess.run(
-                [python, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                user=uid,
-                group=uid,
-                extra_groups=[] if uid is not None else None,
-                cwd="/",
-            )
-        except OSError:  # e.g. an interpreter under a home directory the USER cannot enter
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == wanted:
-            return python
-    raise AssertionError(f"no Python {wanted} with venv that uid {uid} can run: {candidates}")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    venv: Path
-    uid: int | None  # the images' USER when the tests run as root (root ignores file modes)
+from devtools.image import IMAGES, REQUIREMENTS, Image, Runtime, laid_out, parse_dockerfile
+from devtools.image import runtime as image_runtime
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Runtime:
-    dockerfiles = [parse_dockerfile(path) for path in IMAGES.values()]
-    assert len({(d.python_version, d.user) for d in dockerfiles}) == 1, "images differ in base"
-    uid = None
-    if os.geteuid() == 0:
-        user = dockerfiles[0].user
-        assert user and user.isdigit(), "the images must set a numeric USER"
-        uid = int(user)
-    return Runtime(image_venv(image_python(dockerfiles[0], uid)), uid)
+    return image_runtime(as_image_user=True)
 
 
-# -- laying out and running one image -------------------------------------------------------
-
-
-@dataclass
-class Image:
-    name: str
-    dockerfile: Dockerfile
-    root: Path  # stands for the image's `/`
-    scratch: Path  # the VOLUME, the only writable place
-    venv: Path
-    uid: int | None  # the Dockerfile's USER when the tests run as root
-
-    def host_path(self, image_path: str) -> Path:
-        volume = self.dockerfile.volumes[0]
-        if image_path == volume or image_path.startswith(volume + "/"):
-            return self.scratch / image_path[len(volume) :].lstrip("/")
-        return self.root / image_path.lstrip("/")
-
-    def environment(self, extra: dict[str, str]) -> dict[str, str]:
-        """ECS passes the Dockerfile's ENV plus overrides; paths are mapped to the layout."""
-        env = {
-            "PATH": f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.scratch),
-            "LANG": "C.UTF-8",
-        }
-        for key, value in self.dockerfile.env.items():
-            env[key] = str(self.host_path(value)) if value.startswith("/") else value
-        return {**env, **extra}
-
-    def run(
-        self, extra_env: dict[str, str], *, timeout: float = 240
-    ) -> subprocess.CompletedProcess:
-        python, *args = self.dockerfile.entrypoint
-        assert python == "python", self.dockerfile.entrypoint
-        return subprocess.run(
-            [str(self.venv / "bin" / "python"), *args],
-            env=self.environment(extra_env),
-            cwd=self.host_path(self.dockerfile.workdir),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            user=self.uid,
-            group=self.uid,
-            extra_groups=[] if self.uid is not None else None,
-        )
+# -- running one image --------------------------------------------------------------------
 
 
 def snapshot(*trees: Path) -> dict[str, tuple[int, int]]:
@@ -251,41 +52,6 @@ def snapshot(*trees: Path) -> dict[str, tuple[int, int]]:
                 info = path.lstat()
                 seen[str(path)] = (info.st_size, info.st_mtime_ns)
     return seen
-
-
-def _set_writable(tree: Path, writable: bool) -> None:
-    for dirpath, _, filenames in os.walk(tree):
-        for path in [Path(dirpath), *(Path(dirpath) / f for f in filenames)]:
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                continue
-            bits = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-            os.chmod(path, (mode | stat.S_IWUSR) if writable else (mode & ~bits))
-
-
-@contextlib.contextmanager
-def laid_out(name: str, runtime: Runtime) -> Iterator[Image]:
-    dockerfile = parse_dockerfile(IMAGES[name])
-    base = Path(tempfile.mkdtemp(prefix=f"image-{name}-"))
-    os.chmod(base, 0o755)  # the USER must reach both places
-    root, scratch = base / "root", base / "scratch"
-    try:
-        for source, dest in dockerfile.copies:
-            src, dst = REPO_ROOT / source, root / dest.lstrip("/")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_dir():
-                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                shutil.copy2(src, dst)
-        (root / dockerfile.workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
-        scratch.mkdir(mode=0o700)
-        if runtime.uid is not None:
-            os.chown(scratch, runtime.uid, runtime.uid)
-        _set_writable(root, False)
-        yield Image(name, dockerfile, root, scratch, runtime.venv, runtime.uid)
-    finally:
-        _set_writable(base, True)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def run_image(
@@ -323,6 +89,25 @@ def test_dockerfile_installs_exactly_the_shared_requirements(name: str) -> None:
     words = shlex.split(installs[0].split("&&")[0])
     assert [w for w in words if "==" in w] == []
     assert dockerfile.entrypoint == ["python", "-m", name]
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_image_sources_are_byte_compiled_at_build_time(name: str, runtime: Runtime) -> None:
+    """The root filesystem is read-only and PYTHONDONTWRITEBYTECODE is set: a source without
+    its bytecode in the image would be compiled again at every container start."""
+    dockerfile = parse_dockerfile(IMAGES[name])
+    assert dockerfile.env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    tag = "cpython-" + dockerfile.python_version.replace(".", "")
+    with laid_out(name, runtime) as image:
+        trees = [image.host_path(dest) for _, dest in dockerfile.copies]
+        sources = [path for tree in trees if tree.is_dir() for path in tree.rglob("*.py")]
+        missing = [
+            str(src.relative_to(image.root))
+            for src in sources
+            if not (src.parent / "__pycache__" / f"{src.stem}.{tag}.pyc").is_file()
+        ]
+    assert len(sources) > 20
+    assert missing == []
 
 
 # Pinned although no container module imports it, and why.
