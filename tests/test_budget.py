@@ -136,6 +136,26 @@ def test_cancelling_a_waiting_call_lets_the_next_one_through() -> None:
     assert run(scenario()) < 0.5
 
 
+def test_a_finishing_call_goes_ahead_of_this_containers_waiting_map_calls() -> None:
+    async def scenario() -> list[str]:
+        budget = memory(tpm=1000)
+        order: list[str] = []
+
+        async def call(name: str, tokens: int, *, finishing: bool = False) -> None:
+            await budget.acquire(tokens, model=MODEL, finishing=finishing)
+            order.append(name)
+
+        await budget.acquire(1000, model=MODEL)  # the window is full for 1 s
+        waiting = [asyncio.create_task(call(f"map-{i}", 400)) for i in range(2)]
+        await asyncio.sleep(0.1)
+        waiting.append(asyncio.create_task(call("reduce", 400, finishing=True)))
+        await asyncio.gather(*waiting)
+        await budget.aclose()
+        return order
+
+    assert run(scenario()) == ["reduce", "map-0", "map-1"]
+
+
 def test_in_flight_bound_follows_the_window_only_with_a_shared_store() -> None:
     budget = memory(rpm=1000, tpm=1_000_000)
     assert budget.in_flight_bound(MODEL, 36_000, 4) == 4  # a container's own share

@@ -146,6 +146,32 @@ def test_task_analyses_go_before_proctor_videos(server: RedisServer) -> None:
     assert proctor_at - task_at >= 1.9  # it needed the next window
 
 
+def test_a_finishing_call_goes_ahead_of_map_calls_of_its_kind(server: RedisServer) -> None:
+    """REDUCE ends an analysis (freeing its container and DAG slot): it goes ahead of older
+    analyses' waiting MAP calls, but never ahead of task analyses from a proctor video."""
+
+    async def scenario() -> tuple[float, float, float]:
+        now = time.time()
+        older = container(server.uri, priority=0, started_at=now - 10)
+        younger = container(server.uri, priority=0, started_at=now)
+        proctor = container(server.uri, priority=1, started_at=now - 60)
+        await older.acquire(1000, model=MODEL)  # the window is full for 2 s
+        older_map = asyncio.create_task(older.acquire(900, model=MODEL))
+        proctor_reduce = asyncio.create_task(proctor.acquire(50, model=MODEL, finishing=True))
+        await asyncio.sleep(0.2)  # both already in line when the REDUCE arrives
+        younger_reduce = asyncio.create_task(younger.acquire(200, model=MODEL, finishing=True))
+        leases = await asyncio.gather(younger_reduce, older_map, proctor_reduce)
+        for budget in (older, younger, proctor):
+            await budget.aclose()
+        return leases[0].granted_at, leases[1].granted_at, leases[2].granted_at
+
+    reduce_at, map_at, proctor_at = run(scenario())
+    # The REDUCE took the freed window; the 900-token MAP call no longer fitted beside it
+    # and waited for the next one (had the MAP gone first, the REDUCE would have waited).
+    assert map_at - reduce_at >= 1.7
+    assert proctor_at >= map_at  # the proctor's REDUCE still waited behind the task's MAP
+
+
 def test_unreachable_store_is_a_one_line_start_up_error() -> None:
     uri = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     settings = Settings.from_env({**BASE_ENV, "GEMINI_BUDGET_URI": uri})

@@ -41,6 +41,7 @@ class ScriptedClient:
         self.generated: list[str] = []
         self.uploaded: list[str] = []
         self.deleted: list[str] = []
+        self.finishing_calls = 0
 
     async def upload(self, path: Path, *, mime_type: str) -> MediaHandle:
         self.uploaded.append(path.name)
@@ -58,7 +59,9 @@ class ScriptedClient:
         media: Any = None,
         estimated_input_tokens: int,
         media_resolution: str = "default",
+        finishing: bool = False,
     ) -> Any:
+        self.finishing_calls += finishing
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -206,6 +209,7 @@ def test_reduce_failure_is_returned_not_raised() -> None:
         run_reduce(client=client, model="r", prompt="p", schema=TaskReport)
     )
     assert reduced is None and error is not None and error.startswith("REDUCE failed")
+    assert client.finishing_calls == 1  # REDUCE asks the budget for a finishing call's place
 
 
 def test_map_only_report_keeps_the_findings_when_reduce_failed() -> None:

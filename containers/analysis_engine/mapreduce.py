@@ -79,6 +79,7 @@ class ModelClient(Protocol):
         media: MediaHandle | None = None,
         estimated_input_tokens: int,
         media_resolution: str = "default",
+        finishing: bool = False,
     ) -> ModelReply[T]: ...
 
 

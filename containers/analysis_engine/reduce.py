@@ -99,6 +99,7 @@ async def run_reduce(
             prompt=prompt,
             schema=schema,
             estimated_input_tokens=estimate_tokens(0, prompt, 0),
+            finishing=True,  # queued ahead of MAP calls: it ends an analysis (budget doc)
         )
     except ModelCallError as exc:
         return None, f"REDUCE failed: {exc}"

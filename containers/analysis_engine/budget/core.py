@@ -5,10 +5,15 @@ first-come-first-served line; one *leader* task per model stands in the store's 
 the whole container and admits the local head whenever the container is first in line
 and the call fits the moving window (requests and tokens) — then the next one at once.
 
-- **Order.** The store's queue is ordered by (priority, when the analysis started): task
-  analyses before proctor videos, then the analysis that started first. Only the first
-  container in line takes from the window, so a large call at the head waits for room
-  instead of being overtaken by small ones forever, and the oldest analysis drains first.
+- **Order.** The store's queue is ordered by (priority, stage, when the analysis started):
+  task analyses before proctor videos; within a kind, a *finishing* call (REDUCE: the
+  analysis' MAP is done) before MAP calls, then the analysis that started first. Only the
+  first container in line takes from the window, so a large call at the head waits for
+  room instead of being overtaken by small ones forever, and the oldest analysis drains
+  first. A finishing call is small and ends an analysis: queued behind the whole fleet's
+  MAP calls it would hold a finished analysis' container (and its DAG slot, and the next
+  submission behind that slot) for up to a window, to save the older analyses well under
+  a second of quota.
 - **Oversized calls.** A call larger than a whole window's tokens is admitted once the
   window is empty and is charged the whole window (it could never fit otherwise).
 - **Settling.** `Lease.settle(actual)` charges the tokens above the estimate. A call that
@@ -83,6 +88,10 @@ CEILING_FLOOR = 0.05  # of the limit: never so low that nothing but oversized ca
 PACE_BURST = 3.0
 # Priorities in the store's queue: lower goes first.
 PRIORITIES = {"task_analysis": 0, "proctor_video": 1}
+# Queue scores: priority x _KIND_SPAN + stage x _STAGE_SPAN + the analysis' start (a Unix
+# time, < _STAGE_SPAN); stage 0 is a finishing call, 1 a MAP call.
+_KIND_SPAN = 1e11
+_STAGE_SPAN = 1e10
 
 
 class BudgetStoreError(ModelCallError):
@@ -137,6 +146,7 @@ class _Waiter:
     tokens: int
     future: asyncio.Future[tuple[float, int]]
     enqueued_at: float
+    finishing: bool = False
 
 
 @dataclass
@@ -178,7 +188,10 @@ class Budget:
         self._limiter = MovingWindowRateLimiter(store.limits_storage)
         start = clock() if started_at is None else started_at
         # Lower scores go first; equal scores fall back to the ticket's text (its start).
-        self._score = priority * 1e11 + start
+        self._scores = {
+            finishing: priority * _KIND_SPAN + (0 if finishing else _STAGE_SPAN) + start
+            for finishing in (True, False)
+        }
         self._ticket = f"{start:017.6f}-{uuid.uuid4().hex[:12]}"
         self._lines: dict[str, _Line] = {}
         self._ceilings: dict[str, tuple[float, float] | None] = {}  # as last seen, per model
@@ -275,14 +288,22 @@ class Budget:
 
     # -- admission -------------------------------------------------------------------------
 
-    async def acquire(self, estimated_tokens: int, *, model: str) -> Lease:
-        """Wait in line until the call fits, then charge it. Cancelling while waiting is safe."""
+    async def acquire(self, estimated_tokens: int, *, model: str, finishing: bool = False) -> Lease:
+        """Wait in line until the call fits, then charge it. Cancelling while waiting is safe.
+
+        `finishing`: the analysis' last calls (REDUCE), which go ahead of MAP calls of the
+        same kind (see the module doc)."""
         if self._closed:
             raise BudgetStoreError("the Gemini budget is closed")
         tokens = max(0, int(estimated_tokens))
         line = self._lines.setdefault(model, _Line())
-        waiter = _Waiter(tokens, asyncio.get_running_loop().create_future(), self._clock())
-        line.waiters.append(waiter)
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(tokens, future, self._clock(), finishing)
+        if finishing:  # ahead of this container's waiting MAP calls, behind other finishers
+            ahead = sum(1 for w in line.waiters if w.finishing)
+            line.waiters.insert(ahead, waiter)
+        else:
+            line.waiters.append(waiter)
         if line.leader is None or line.leader.done():
             line.leader = asyncio.create_task(self._lead(model, line), name=f"budget-{model}")
         granted_at, units = await waiter.future
@@ -322,7 +343,8 @@ class Budget:
                 line.waiters.popleft()
                 continue
             try:
-                wait, units = await self._try_admit(model, waiter.tokens)
+                score = self._scores[waiter.finishing]
+                wait, units = await self._try_admit(model, waiter.tokens, score)
                 failing_since = None
             except Exception as exc:  # the store: Redis errors, timeouts, OSError
                 now = self._clock()
@@ -349,10 +371,10 @@ class Budget:
             if not waiter.future.done():
                 waiter.future.set_exception(error)
 
-    async def _try_admit(self, model: str, tokens: int) -> tuple[float, int]:
+    async def _try_admit(self, model: str, tokens: int, score: float) -> tuple[float, int]:
         """(0, units charged) when admitted now, else (seconds worth waiting, 0)."""
         now = self._clock()
-        view = await self._store.poll(model, self._ticket, self._score, now)
+        view = await self._store.poll(model, self._ticket, score, now)
         self._ceilings[model] = view.ceiling
         if view.paused_until > now:
             return view.paused_until - now, 0

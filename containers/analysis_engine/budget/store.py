@@ -39,7 +39,8 @@ KEY_PREFIX = "{gemini-budget}"
 CONNECT_TIMEOUT_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 5.0
 
-# One round trip per poll: drop dead tickets, (re)join the queue, refresh ours, read the
+# One round trip per poll: drop dead tickets, (re)join the queue at the score given (it
+# changes when a container's next call is a finishing one), refresh ours, read the
 # head of the line, the pause, the learnt ceiling and the pace. KEYS: queue, alive, pauses,
 # ceilings, pace.
 # ARGV: ticket, score, now, alive_until, model, ttl.
@@ -49,7 +50,7 @@ for _, member in ipairs(stale) do
   redis.call('zrem', KEYS[1], member)
   redis.call('zrem', KEYS[2], member)
 end
-redis.call('zadd', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
 redis.call('zadd', KEYS[2], ARGV[4], ARGV[1])
 redis.call('expire', KEYS[1], ARGV[6])
 redis.call('expire', KEYS[2], ARGV[6])
@@ -119,7 +120,8 @@ class MemoryStore:
         for member, until in list(queue.alive.items()):
             if until <= now:
                 self._drop(queue, member)
-        if ticket not in queue.alive:
+        if (score, ticket) not in queue.order:  # new, or its head call changed stage
+            queue.order = [entry for entry in queue.order if entry[1] != ticket]
             insort(queue.order, (score, ticket))
         queue.alive[ticket] = now + ALIVE_SECONDS
         head = queue.order[0][1] if queue.order else None

@@ -192,8 +192,10 @@ class GeminiClient:
         estimated_input_tokens: int,
         media_resolution: str = "default",
         max_output_tokens: int = 8192,
+        finishing: bool = False,
     ) -> ModelReply[T]:
         """One structured answer validated against `schema`, with retries and budgeting.
+        `finishing`: the analysis' closing call (REDUCE), queued ahead of MAP calls.
 
         Tokens in the reply are what the whole call cost: every attempt that reached the
         model is summed (a truncated or malformed answer is billed too).
@@ -217,7 +219,7 @@ class GeminiClient:
             )
             try:
                 return await self._generate_once(
-                    model, request, config, schema, estimated_input_tokens, spent
+                    model, request, config, schema, estimated_input_tokens, spent, finishing
                 )
             except AttemptFailed as failure:
                 if "MAX_TOKENS" in failure.reason:
@@ -241,8 +243,9 @@ class GeminiClient:
         schema: type[T],
         estimated_input_tokens: int,
         spent: ModelUsage,
+        finishing: bool,
     ) -> T:
-        lease = await self._budget.acquire(estimated_input_tokens, model=model)
+        lease = await self._budget.acquire(estimated_input_tokens, model=model, finishing=finishing)
         usage = self._usage.setdefault(model, ModelUsage())
         usage.calls += 1
         spent.calls += 1
