@@ -1,7 +1,10 @@
 """Drain: how fast a fleet of analyses clears through ONE Gemini project quota.
 
-Real container processes (`python -m task_analyzer`, some `python -m proctor_video`) run
-over generated recordings of varied lengths, K at a time as the DAG caps would allow,
+Real container processes (`python -m task_analyzer`, some `python -m proctor_video`), run
+as their images ship (`devtools/image.py`: the clean virtualenv of
+`containers/requirements.txt`, the Dockerfiles' layout, bytecode and ENV; not the
+development virtualenv, whose extra packages slow every start-up), over generated
+recordings of varied lengths, K at a time as the DAG caps would allow,
 against the local fake Gemini enforcing a project quota like the real service's (per model:
 requests and input tokens per minute, tokens counted from the video seconds a call
 references at ~300/s, 429 with RetryInfo.retryDelay beyond it, latency growing with the
@@ -34,18 +37,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools import image as images
 from devtools.fake_gemini import FakeGemini
 from devtools.media import make_live_webcam, make_long_screenshare, split_clusters
 from devtools.redis_server import RedisServer
@@ -165,9 +169,8 @@ def workload(task_minutes: list[int], proctor_minutes: list[int]) -> list[Item]:
 
 
 def base_env(fake: FakeGemini, window_s: int) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GEMINI_"))}
+    """What the DAG would pass on top of the image's ENV (nothing of this shell's)."""
     return {
-        **keep,
         "GEMINI_BASE_URL": fake.base_url,
         "GEMINI_BUDGET_WINDOW_SECONDS": str(window_s),
         "SEGMENT_SECONDS": str(SEGMENT_SECONDS),
@@ -175,18 +178,23 @@ def base_env(fake: FakeGemini, window_s: int) -> dict[str, str]:
     }
 
 
-async def run_item(item: Item, env: dict[str, str], out: Path, t0: float) -> Run:
-    out.mkdir(parents=True, exist_ok=True)
-    env = {
+async def run_item(
+    item: Item, env: dict[str, str], out: Path, t0: float, image: images.Image
+) -> Run:
+    scratch = out / "scratch"  # this container's own scratch volume
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = image.environment({
         **env,
         "ANALYSIS_ID": item.name,
         "INPUT_URI": item.input_uri,
         "OUTPUT_URI": f"file://{out}/",
-        "SCRATCH_DIR": str(out / "scratch"),
-    }
+        "SCRATCH_DIR": str(scratch),
+        "TMPDIR": str(scratch),
+        "HOME": str(scratch),
+    })  # fmt: skip
     started = time.monotonic() - t0
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", item.module, env=env, cwd=REPO,
+        *image.argv, env=env, cwd=image.cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     stdout, _ = await proc.communicate()
@@ -219,22 +227,30 @@ async def run_item(item: Item, env: dict[str, str], out: Path, t0: float) -> Run
     )
 
 
-async def drain(items: list[Item], env: dict[str, str], out: Path) -> tuple[list[Run], float]:
+async def drain(
+    items: list[Item], env: dict[str, str], out: Path, laid: dict[str, images.Image]
+) -> tuple[list[Run], float]:
     caps = {"task": asyncio.Semaphore(K_TASK), "proctor": asyncio.Semaphore(K_PROCTOR)}
     t0 = time.monotonic()
 
     async def one(item: Item) -> Run:
         async with caps[item.kind]:
-            return await run_item(item, env, out / item.name, t0)
+            return await run_item(item, env, out / item.name, t0, laid[item.module])
 
     runs = await asyncio.gather(*(one(item) for item in items))
     return list(runs), time.monotonic() - t0
 
 
-def run_setting(setting: Setting, items: list[Item], fake: FakeGemini, out: Path) -> Setting:
+def run_setting(
+    setting: Setting,
+    items: list[Item],
+    fake: FakeGemini,
+    out: Path,
+    laid: dict[str, images.Image],
+) -> Setting:
     fake.reset()
     print(f"== {setting.label}: {len(items)} analyses ...", flush=True)
-    runs, drain_s = asyncio.run(drain(items, setting.env, out / slug(setting.label)))
+    runs, drain_s = asyncio.run(drain(items, setting.env, out / slug(setting.label), laid))
     stats = fake.stats
     setting.runs, setting.drain_s = runs, drain_s
     setting.fake = {
@@ -399,11 +415,14 @@ def main() -> None:
     }
     rows: list[dict[str, Any]] = []
     lone_rows: list[dict[str, Any]] = []
+    runtime = images.runtime(as_image_user=False)
     with (
         RedisServer() as redis_server,
         FakeGemini(**fake_config) as fake,
         tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp,
+        contextlib.ExitStack() as stack,
     ):
+        laid = {name: stack.enter_context(images.laid_out(name, runtime)) for name in images.IMAGES}
         out = args.keep or Path(tmp)
         base = base_env(fake, window)
         shared = Setting("shared budget", shared_env(base, redis_server.uri))
@@ -435,7 +454,7 @@ def main() -> None:
                 if key in only
             ]
         for setting in lone_settings:
-            run_setting(setting, lone, fake, out / "lone")
+            run_setting(setting, lone, fake, out / "lone", laid)
             run = setting.runs[0]
             bound = lone_bound(run, window)
             lone_rows.append(
@@ -454,7 +473,7 @@ def main() -> None:
             else 0.0
         )
         for setting in drains:
-            run_setting(setting, items, fake, out)
+            run_setting(setting, items, fake, out, laid)
             rows.append(metrics(setting, window, longest_alone))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         mode = (
