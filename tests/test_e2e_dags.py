@@ -20,6 +20,22 @@ from devtools.demo import RECORDINGS_BUCKET, RESULTS_BUCKET, _s3, upload_recordi
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 ANALYSIS_ID = "S-E2E-1"
 
+# A cluster policy (Airflow's own hook, loaded from AIRFLOW_HOME/config) for this throwaway
+# Airflow only: the DAGs' plain one-minute retry delay becomes one second, so `dags test`
+# does not sit idle for a minute before the retry the paused-proctor test waits through.
+# Retry counts, the launch's own retry policy (sentinel/crash delays, set through levers)
+# and every assertion stay as they are; only the idle wait shrinks.
+FAST_RETRY_POLICY = """\
+from datetime import timedelta
+
+RETRY_DELAY = timedelta(seconds=1)
+
+
+def task_policy(task):
+    if task.retry_delay > RETRY_DELAY:
+        task.retry_delay = RETRY_DELAY
+"""
+
 
 @dataclass
 class Stack:
@@ -52,6 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "AIRFLOW_CONN_DISCORD_ALERTS": json.dumps({"conn_type": "http", "host": webhook}),
             },
         )
+        (root / "airflow" / "config").mkdir(parents=True)
+        (root / "airflow" / "config" / "airflow_local_settings.py").write_text(FAST_RETRY_POLICY)
         af.migrate(env)
         af.ensure_pool(env)
         yield Stack(env, s3_endpoint, uris, discord.requests, gemini_url)
