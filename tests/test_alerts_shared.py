@@ -1,12 +1,14 @@
 """One alert per storm across hosts: two AIRFLOW_HOMEs (two "hosts") share one metadata
-database, failures run through real `airflow dags test` processes in both at once, against
-a Discord webhook that rate-limits. The burst is one message, edited up to the full count."""
+database (PostgreSQL, as production hosts share it; one Fernet key, as a deployment's hosts
+do), failures run through real `airflow dags test` processes in both at once, against a
+Discord webhook that rate-limits. The burst is one message, edited up to the full count."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,19 @@ import pytest
 from conftest import MotoS3, start_fake_discord
 
 from devtools import airflow_env as af
+from devtools.postgres import airflow_database_env, temporary_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    with temporary_postgres() as url:
+        yield url
+
+
 def test_failures_on_two_hosts_sharing_one_database_are_one_message(
-    moto_s3: MotoS3, tmp_path: Path
+    moto_s3: MotoS3, tmp_path: Path, database_url: str
 ) -> None:
     lock = threading.Lock()
     limited = {"left": 2}
@@ -36,8 +45,13 @@ def test_failures_on_two_hosts_sharing_one_database_are_one_message(
             return 429, {"message": "You are being rate limited.", "retry_after": 1.5}
         return 200, {"id": "m1"}
 
+    from cryptography.fernet import Fernet
+
     discord = start_fake_discord(rate_limit_first_requests, token="shared-token")
-    database = f"sqlite:///{tmp_path / 'shared-metadata.db'}"
+    # Hosts of one deployment share the Fernet key: without it each AIRFLOW_HOME writes its
+    # own airflow.cfg with a fresh key and cannot read the other's Variables (the grouping
+    # state), so both hosts would claim the burst.
+    fernet_key = Fernet.generate_key().decode()
     envs = []
     for host in ("host-a", "host-b"):
         envs.append(
@@ -48,7 +62,8 @@ def test_failures_on_two_hosts_sharing_one_database_are_one_message(
                 results_bucket="results",
                 gemini_base_url=None,
                 extra={
-                    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
+                    **airflow_database_env(database_url),
+                    "AIRFLOW__CORE__FERNET_KEY": fernet_key,
                     "AIRFLOW_CONN_DISCORD_ALERTS": json.dumps(
                         {"conn_type": "http", "host": discord.url}
                     ),
@@ -57,7 +72,7 @@ def test_failures_on_two_hosts_sharing_one_database_are_one_message(
         )
     try:
         af.migrate(envs[0])
-        af.ensure_pool(envs[0])
+        # No pool: every run fails at validate, before the launch step that would take it.
         # Register the DAGs once: concurrent first-time syncs race on inserting the rows.
         done = af.run_airflow(["dags", "reserialize"], envs[0])
         assert done.returncode == 0, done.stderr[-2000:]
