@@ -94,13 +94,15 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
             extra={"AIRFLOW_VAR_MAX_CONCURRENT_ANALYSES": "1"},
         )
         af.migrate(env)
-        af.ensure_pool(env)
         log = (root / "standalone.log").open("wb")
         process = subprocess.Popen(
             [af.AIRFLOW, "standalone"], env=env, cwd=af.REPO, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
+            # The pool goes in while standalone boots (the database is already migrated):
+            # the first run that takes it is only triggered by the last test.
+            af.ensure_pool(env)
             server = Airflow(f"http://localhost:{port}")
             _wait_for_dag(server, process, root / "standalone.log")
             yield server
@@ -130,7 +132,7 @@ def _wait_for_dag(server: Airflow, process: subprocess.Popen, log: Path) -> None
                 return
         except OSError:
             pass
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError("standalone did not serve task_analysis:\n" + log.read_text()[-3000:])
 
 
