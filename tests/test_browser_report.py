@@ -17,11 +17,12 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_container
+from conftest import ContainerRun, run_container
 
 from devtools import media, story
 from devtools.fake_gemini import FakeGemini
@@ -53,22 +54,28 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "task": ("task_analyzer", screen.as_uri()),
         "proctor": ("proctor_video", uploaded.as_uri() + "/"),
     }
-    folders = {}
+    folders = {name: root / f"out-{name}" for name in runs}
     with FakeGemini(answers="demo") as fake:
-        for name, (module, input_uri) in runs.items():
-            out = root / f"out-{name}"
+
+        def run(name: str) -> ContainerRun:
+            module, input_uri = runs[name]
             env = {
                 "ANALYSIS_ID": "S-1001",
                 "INPUT_URI": input_uri,
-                "OUTPUT_URI": out.as_uri() + "/",
+                "OUTPUT_URI": folders[name].as_uri() + "/",
                 "ANALYSIS_CONTEXT": json.dumps(context),
                 "GEMINI_API_KEY": FAKE_KEY,
                 "GEMINI_BASE_URL": fake.base_url,
                 "SEGMENT_SECONDS": "30",
             }
-            run = run_container(module, env)
-            assert run.code == 0, run.stdout[-3000:] + run.stderr[-3000:]
-            folders[name] = out
+            return run_container(module, env)
+
+        # The two containers are independent (as the two DAGs' launches are): run them at
+        # once, each on its own core.
+        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+            done = list(pool.map(run, runs))
+    for finished in done:
+        assert finished.code == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     return folders
 
 
