@@ -537,9 +537,13 @@ def main() -> None:
 
 
 def command(args: argparse.Namespace) -> str:
+    window = f" --window {args.window}" if args.window != 30 else ""
     if args.quick:
-        return "bench/bench_drain.py --quick"
-    return f"bench/bench_drain.py --only {args.only}" if args.only else "make bench-drain"
+        return f"bench/bench_drain.py --quick{window}"
+    if args.only or window:
+        only = f" --only {args.only}" if args.only else ""
+        return f"bench/bench_drain.py{only}{window}"
+    return "make bench-drain"
 
 
 if __name__ == "__main__":
