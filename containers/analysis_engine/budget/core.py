@@ -1,9 +1,10 @@
 """Admission: estimate before a call, settle after it, wait in line, honour 429 pauses.
 
 One `Budget` per container. Per model it keeps the container's waiting calls in a local
-first-come-first-served line; one *leader* task per model stands in the store's queue for
-the whole container and admits the local head whenever the container is first in line
-and the call fits the moving window (requests and tokens) — then the next one at once.
+line (finishing calls first, then first come first served); one *leader* task per model
+stands in the store's queue for the whole container and admits the local head whenever
+the container is first in line and the call fits the moving window (requests and tokens)
+— then the next one at once.
 
 - **Order.** The store's queue is ordered by (priority, stage, when the analysis started):
   task analyses before proctor videos; within a kind, a *finishing* call (REDUCE: the
