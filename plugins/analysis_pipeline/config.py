@@ -156,12 +156,16 @@ def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
 
 
-def setting(name: str, *, env: Mapping[str, str] | None = None) -> str | None:
+def setting(
+    name: str, *, env: Mapping[str, str] | None = None, variables: bool = True
+) -> str | None:
     """A deployment value: plain ``NAME``, else ``AIRFLOW_VAR_NAME`` (Terraform writes both
-    levers and names to ``/airflow/variables/``), else the Variable when enabled (see above)."""
+    levers and names to ``/airflow/variables/``), else the Variable when enabled (see above)
+    and `variables` allows it (listeners: no metastore lookup inside the scheduler's loop)."""
     env = _env(env)
     raw = env.get(name) or env.get(f"AIRFLOW_VAR_{name}")
-    if raw is None and env.get("ANALYSIS_LEVERS_FROM_VARIABLES", "").lower() == "true":
+    enabled = env.get("ANALYSIS_LEVERS_FROM_VARIABLES", "").lower() == "true"
+    if raw is None and variables and enabled:
         raw = _variable_or_none(name)
     return raw
 
@@ -281,8 +285,8 @@ def ecs_network(*, env: Mapping[str, str] | None = None) -> EcsNetwork:
     )
 
 
-def ecs_cluster(*, env: Mapping[str, str] | None = None) -> str:
-    return setting("ANALYSIS_ECS_CLUSTER", env=env) or ECS_CLUSTER
+def ecs_cluster(*, env: Mapping[str, str] | None = None, variables: bool = True) -> str:
+    return setting("ANALYSIS_ECS_CLUSTER", env=env, variables=variables) or ECS_CLUSTER
 
 
 def log_group(kind: Kind, *, env: Mapping[str, str] | None = None) -> str:

@@ -247,9 +247,7 @@ class Timeline:
             log.warning(
                 "chunk %s starts a recording with incompatible tracks; dropped", self.current_chunk
             )
-        pause = self._pause_s()
-        self._start_run("own", self._expected_start() + pause, self._restart_reason(pause))
-        self.runs[-1].paused_s = pause
+        self._start_restart("own")
         if self.divert is not None:
             self.runs[-1].reencoded = True
 
@@ -352,9 +350,14 @@ class Timeline:
             (1 + len(self.lost_chunks)) * self.chunk_seconds,
         )
 
-    @staticmethod
-    def _restart_reason(pause: float) -> GapReason:
-        return "recorder_stopped" if pause > 0 else "restart"
+    def _start_restart(self, header: Literal["own", "borrowed"]) -> GapReason:
+        """A new recorder session starts at the current chunk: after the time expected from
+        the media, plus any pause the upload times show. Returns the gap's reason."""
+        pause = self._pause_s()
+        reason: GapReason = "recorder_stopped" if pause > 0 else "restart"
+        self._start_run(header, self._expected_start() + pause, reason)
+        self.runs[-1].paused_s = pause
+        return reason
 
     def _start_run(
         self, header: Literal["own", "borrowed"], anchor_s: float, reason: GapReason
@@ -395,10 +398,7 @@ class Timeline:
     def _restart_without_header(self, timecode: int) -> None:
         """The clock went back: a new recorder session whose header chunk was lost. Same
         browser, same settings: its clusters decode with the tracks we have."""
-        pause = self._pause_s()
-        reason = self._restart_reason(pause)
-        self._start_run("borrowed", self._expected_start() + pause, reason)
-        self.runs[-1].paused_s = pause
+        reason = self._start_restart("borrowed")
         self.offset = self.units(self.anchor_s) - timecode
         self._gap_to(self.units(self.anchor_s), reason)
         self.cluster_tc = self.out_cluster_tc = timecode + self.offset

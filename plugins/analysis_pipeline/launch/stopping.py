@@ -16,7 +16,6 @@ per analysis, whichever run started it).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,16 +102,14 @@ class StopAnalysisListener:
             if config.launcher_mode() != "ecs":
                 return  # local mode: the worker's supervisor kills its child process itself
             analysis_id = _conf_of(task_instance).get(ID_PARAMS[kind])
-            # The environment only: a Variable lookup here would go through the metastore
-            # secrets backend, whose scoped session is the scheduler's / API server's own.
-            env = os.environ
-            cluster = env.get("ANALYSIS_ECS_CLUSTER") or env.get("AIRFLOW_VAR_ANALYSIS_ECS_CLUSTER")
             if analysis_id:
                 stop_analysis(
                     kind,
                     str(analysis_id),
                     reason=f"Airflow: launch marked failed ({error})",
-                    cluster=cluster or config.ECS_CLUSTER,
+                    # The environment only: a Variable lookup here would go through the
+                    # metastore backend, whose scoped session is the API server's own.
+                    cluster=config.ecs_cluster(variables=False),
                 )
         except Exception as exc:  # a listener must never break the API call that fired it
             log.warning("stop-on-failed listener skipped (%s)", type(exc).__name__)
