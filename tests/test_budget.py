@@ -264,3 +264,31 @@ def test_a_429_in_a_burst_never_raises_the_ceiling_and_restarts_the_quiet_count(
     tokens, quiet_after = run(scenario())
     assert tokens == pytest.approx(400.0)  # min(where it was, 0.9 x 600)
     assert 0.45 <= quiet_after <= 0.6  # counted from the end of the pause
+
+
+def test_counters_and_state_report_waits_429s_window_ceiling_and_pause() -> None:
+    async def scenario() -> tuple[Any, Any, Any]:
+        budget = memory(rpm=10, tpm=1000)
+        await budget.acquire(600, model=MODEL)
+        await budget.acquire(600, model=MODEL)  # waits ~1 s for the first to leave
+        await budget.pause(MODEL, 5.0, reason="HTTP 429 RESOURCE_EXHAUSTED")
+        state = await budget.state(MODEL)
+        other = await budget.state("gemini-2.5-pro")
+        counters = budget.counters()
+        await budget.aclose()
+        return counters, state, other
+
+    counters, state, other = run(scenario())
+    assert counters.admitted == 2 and counters.rate_limited == 1
+    assert 0.9 <= counters.waited_max_s <= counters.waited_s < 1.6
+    assert (state.model, state.shared, state.limit_requests, state.limit_tokens) == (
+        MODEL,
+        False,
+        10,
+        1000,
+    )
+    assert (state.window_requests, state.window_tokens) == (1, 600)
+    assert state.ceiling_tokens == 540  # 0.9 x the 600 in the window when it said "full"
+    assert state.paused_until is not None and 4.5 < state.paused_until - state.at <= 5.0
+    assert state.pause_reason == "HTTP 429 RESOURCE_EXHAUSTED"
+    assert (other.window_tokens, other.ceiling_tokens, other.paused_until) == (0, 1000, None)

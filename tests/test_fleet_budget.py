@@ -279,3 +279,27 @@ def test_a_budget_twice_the_real_quota_meets_few_429s(server: RedisServer) -> No
     assert refused <= 0.10 * generated, (refused, generated)
     # 40k tokens through 10k per 2 s (+1 s margin, 0.9 x the quota): ~12 s, not a crawl.
     assert elapsed < 16, elapsed
+
+
+def test_state_is_the_fleets_line_window_ceiling_and_pause(server: RedisServer) -> None:
+    async def scenario() -> tuple[Any, Any]:
+        holder, waiter, observer = (container(server.uri) for _ in range(3))
+        await holder.acquire(900, model=MODEL)  # the window is full for 2 s
+        waiting = asyncio.create_task(waiter.acquire(500, model=MODEL))
+        await asyncio.sleep(0.3)
+        busy = await observer.state(MODEL)  # a container that waits for nothing itself
+        await waiting
+        await holder.pause(MODEL, 3.0, reason="HTTP 429 RESOURCE_EXHAUSTED")
+        paused = await observer.state(MODEL)
+        for budget in (holder, waiter, observer):
+            await budget.aclose()
+        return busy, paused
+
+    busy, paused = run(scenario())
+    assert busy.shared and busy.waiting == 1 and busy.paused_until is None
+    assert (busy.window_requests, busy.window_tokens) == (1, 900)
+    assert busy.ceiling_tokens == busy.limit_tokens == 1000
+    assert paused.window_tokens == 500  # the 900 left the window, the waiter's 500 came in
+    assert paused.pause_reason == "HTTP 429 RESOURCE_EXHAUSTED"
+    assert paused.paused_until is not None and 2.5 < paused.paused_until - paused.at <= 3.0
+    assert paused.ceiling_tokens == 450  # 0.9 x 500: every container learns it

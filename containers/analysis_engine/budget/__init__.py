@@ -10,6 +10,16 @@ whole fleet (`GEMINI_BUDGET_URI`), built on the `limits` library's moving window
   silent fallback to an unshared budget that would overspend the quota N times over.
 
 `core` is the admission logic, `store` the state behind it.
+
+What others read (metrics, `result.json`):
+
+- `Budget.counters()` -> `BudgetCounters(admitted, waited_s, waited_max_s, rate_limited)`:
+  this container's calls admitted, their total and longest wait in line (seconds) and the
+  429 answers they got. Local, free to call.
+- `await Budget.state(model)` -> `BudgetState`: the model's line (`waiting` containers),
+  window (`window_requests`, `window_tokens`), limits, learnt `ceiling_tokens`, and the pause
+  (`paused_until`, `pause_reason`) as the store holds them now; a few store reads, meant to
+  be called every few seconds by one container of the fleet.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from analysis_engine.budget.core import (
     PRIORITIES,
     WINDOW_SECONDS,
     Budget,
+    BudgetCounters,
+    BudgetState,
     BudgetStoreError,
     Clock,
     Lease,
@@ -36,6 +48,8 @@ __all__ = [
     "PRIORITIES",
     "WINDOW_SECONDS",
     "Budget",
+    "BudgetCounters",
+    "BudgetState",
     "BudgetStoreError",
     "Lease",
     "ModelLimits",

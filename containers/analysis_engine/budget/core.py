@@ -142,6 +142,40 @@ class Lease:
         await self._budget._settle(self, max(0, int(actual_tokens)))
 
 
+@dataclass(frozen=True)
+class BudgetCounters:
+    """What the budget cost this container's analysis so far (for `result.json`).
+
+    `waited_s` sums every admitted call's wait in line (calls of one analysis wait side by
+    side, so it can exceed the run's wall time); `rate_limited` counts the 429 answers the
+    container's calls got (each also paused the model, see `pause`)."""
+
+    admitted: int
+    waited_s: float
+    waited_max_s: float
+    rate_limited: int
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """The budget of one model as the store holds it now (metrics, operators).
+
+    Times are in the budget's clock (Unix time); `paused_until` is None when no pause holds.
+    With `memory://` it describes this container's own share."""
+
+    model: str
+    shared: bool
+    waiting: int  # containers in the store's line for this model (each may hold many calls)
+    window_requests: int
+    window_tokens: int
+    limit_requests: int
+    limit_tokens: int
+    ceiling_tokens: int  # admission stays under this; below limit_tokens after a 429
+    paused_until: float | None
+    pause_reason: str | None
+    at: float
+
+
 @dataclass
 class _Waiter:
     tokens: int
@@ -200,6 +234,7 @@ class Budget:
         self._admitted = 0
         self._waited_total_s = 0.0
         self._waited_max_s = 0.0
+        self._rate_limited = 0
 
     @classmethod
     def in_memory(cls, rpm: int, tpm: int, **kwargs: object) -> Budget:
@@ -227,13 +262,17 @@ class Budget:
 
     # -- the shared cool-down ------------------------------------------------------------
 
-    async def pause(self, model: str, seconds: float, *, refused: Lease | None = None) -> None:
+    async def pause(
+        self, model: str, seconds: float, *, refused: Lease | None = None, reason: str = "429"
+    ) -> None:
         """After a 429: hold every caller of `model` (fleet-wide with a shared store) for
         `seconds`, and lower the model's ceiling under what the service admitted (AIMD).
-        `refused` is the call the 429 answered: the service did not count it."""
+        `refused` is the call the 429 answered: the service did not count it. `reason` is
+        shown by `state()` while the pause holds."""
         now = self._clock()
         until = now + max(0.0, seconds)
-        await self._store.extend_pause(model, until)
+        self._rate_limited += 1
+        await self._store.extend_pause(model, until, reason)
         limits = self.limits_for(model)
         _, refused_item = self._counted_items(limits)
         if refused is not None and refused._charged_units:
@@ -278,6 +317,38 @@ class Budget:
         return await self._store.paused_until(model)
 
     # -- introspection ---------------------------------------------------------------------
+
+    def counters(self) -> BudgetCounters:
+        """This container's admissions, waits and 429s so far (no store access)."""
+        return BudgetCounters(
+            admitted=self._admitted,
+            waited_s=self._waited_total_s,
+            waited_max_s=self._waited_max_s,
+            rate_limited=self._rate_limited,
+        )
+
+    async def state(self, model: str) -> BudgetState:
+        """The model's budget now: line, window, ceiling, pause. A few store reads; cheap
+        enough to call every few seconds from one container of the fleet."""
+        now = self._clock()
+        limits = self.limits_for(model)
+        requests, tokens = await self.in_window(model)
+        view = await self._store.describe(model, now)
+        self._ceilings[model] = view.ceiling
+        paused = view.paused_until > now
+        return BudgetState(
+            model=model,
+            shared=self.shared,
+            waiting=view.waiting,
+            window_requests=requests,
+            window_tokens=tokens,
+            limit_requests=limits.rpm,
+            limit_tokens=limits.tpm,
+            ceiling_tokens=int(self._ceiling(model, limits, now)),
+            paused_until=view.paused_until if paused else None,
+            pause_reason=view.pause_reason if paused else None,
+            at=now,
+        )
 
     async def in_window(self, model: str) -> tuple[int, int]:
         """(requests, tokens) charged in the current window for `model`."""

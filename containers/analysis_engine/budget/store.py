@@ -61,6 +61,19 @@ local next_at = redis.call('hget', KEYS[5], ARGV[5])
 return {head[1] or '', pause or '-inf', ceiling[1] or '', ceiling[2] or '', next_at or '-inf'}
 """
 
+# Extend a model's pause (never shorten it) and keep the reason of the pause that holds.
+# KEYS: pauses, reasons. ARGV: model, deadline, reason, ttl.
+_PAUSE_SCRIPT = """
+local current = redis.call('zscore', KEYS[1], ARGV[1])
+if (not current) or tonumber(ARGV[2]) >= tonumber(current) then
+  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+  redis.call('hset', KEYS[2], ARGV[1], ARGV[3])
+end
+redis.call('expire', KEYS[1], ARGV[4])
+redis.call('expire', KEYS[2], ARGV[4])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class QueueView:
@@ -74,6 +87,16 @@ class QueueView:
     next_at: float = float("-inf")
 
 
+@dataclass(frozen=True)
+class StoreView:
+    """What `describe` read: the line's length, the pause and the learnt ceiling."""
+
+    waiting: int
+    paused_until: float
+    pause_reason: str | None
+    ceiling: tuple[float, float] | None
+
+
 class BudgetStore(Protocol):
     """Shared state behind a Budget (see the module doc)."""
 
@@ -84,7 +107,9 @@ class BudgetStore(Protocol):
 
     async def leave(self, model: str, ticket: str) -> None: ...
 
-    async def extend_pause(self, model: str, deadline: float) -> None: ...
+    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None: ...
+
+    async def describe(self, model: str, now: float) -> StoreView: ...
 
     async def paused_until(self, model: str) -> float: ...
 
@@ -112,6 +137,7 @@ class MemoryStore:
         self.limits_storage: Storage = MemoryStorage()
         self._queues: dict[str, _MemoryQueue] = {}
         self._pauses: dict[str, float] = {}
+        self._pause_reasons: dict[str, str] = {}
         self._ceilings: dict[str, tuple[float, float]] = {}
         self._next_at: dict[str, float] = {}
 
@@ -142,8 +168,20 @@ class MemoryStore:
         if queue.alive.pop(ticket, None) is not None:
             queue.order = [entry for entry in queue.order if entry[1] != ticket]
 
-    async def extend_pause(self, model: str, deadline: float) -> None:
-        self._pauses[model] = max(self._pauses.get(model, float("-inf")), deadline)
+    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None:
+        if deadline >= self._pauses.get(model, float("-inf")):
+            self._pauses[model] = deadline
+            self._pause_reasons[model] = reason
+
+    async def describe(self, model: str, now: float) -> StoreView:
+        queue = self._queues.get(model)
+        alive = sum(1 for until in queue.alive.values() if until > now) if queue else 0
+        return StoreView(
+            alive,
+            self._pauses.get(model, float("-inf")),
+            self._pause_reasons.get(model),
+            self._ceilings.get(model),
+        )
 
     async def paused_until(self, model: str) -> float:
         return self._pauses.get(model, float("-inf"))
@@ -177,6 +215,7 @@ class RedisStore:
         )
         self._redis = redis.asyncio.Redis.from_url(uri, decode_responses=True, **options)
         self._poll = self._redis.register_script(_POLL_SCRIPT)
+        self._extend_pause = self._redis.register_script(_PAUSE_SCRIPT)
 
     @staticmethod
     def check(uri: str) -> None:
@@ -213,11 +252,26 @@ class RedisStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             await pipe.zrem(queue, ticket).zrem(alive, ticket).execute()
 
-    async def extend_pause(self, model: str, deadline: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(_pauses_key(), {model: deadline}, gt=True)
-            pipe.expire(_pauses_key(), KEY_TTL_SECONDS)
-            await pipe.execute()
+    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None:
+        await self._extend_pause(
+            keys=[_pauses_key(), _pause_reasons_key()],
+            args=[model, repr(deadline), reason, KEY_TTL_SECONDS],
+        )
+
+    async def describe(self, model: str, now: float) -> StoreView:
+        _, alive, *_ = self._keys(model)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(alive, f"({now!r}", "+inf")
+            pipe.zscore(_pauses_key(), model)
+            pipe.hget(_pause_reasons_key(), model)
+            pipe.hmget(_ceilings_key(), [f"{model}:tokens", f"{model}:at"])
+            waiting, pause, reason, (tokens, at) = await pipe.execute()
+        return StoreView(
+            int(waiting),
+            float("-inf") if pause is None else float(pause),
+            reason,
+            (float(tokens), float(at)) if tokens and at else None,
+        )
 
     async def paused_until(self, model: str) -> float:
         score = await self._redis.zscore(_pauses_key(), model)
@@ -249,6 +303,10 @@ class RedisStore:
 
 def _pauses_key() -> str:
     return f"{KEY_PREFIX}:pauses"
+
+
+def _pause_reasons_key() -> str:
+    return f"{KEY_PREFIX}:pause-reasons"
 
 
 def _ceilings_key() -> str:

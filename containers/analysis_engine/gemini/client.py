@@ -262,7 +262,12 @@ class GeminiClient:
                 # The project quota is hot: hold every caller of this model that shares the
                 # budget (the whole fleet with a shared store), for the server's retryDelay.
                 delay = self._policy.honoured(failure.retry_after_s)
-                await self._budget.pause(model, delay or self._policy.base_delay_s, refused=lease)
+                await self._budget.pause(
+                    model,
+                    delay or self._policy.base_delay_s,
+                    refused=lease,
+                    reason=failure.reason[:200],
+                )
             raise
         except asyncio.CancelledError:  # cut off by a stop or the run deadline: no answer used
             usage.failed_calls += 1
