@@ -25,13 +25,15 @@ How it works, streaming (one chunk, read 64 KiB at a time, is ever in memory):
   `recorder_stopped` gap. Without plausible upload times (missing, a bulk copy, out of order)
   runs are placed back to back and the report says so (`restart_timing`).
   If the first recording's header chunk was lost, a later header (a restart of the same
-  browser) decodes it; an empty chunk (MediaRecorder's empty blob) is reported but the stream
-  goes on without a resync.
+  browser) decodes it, or else one inferred from the blocks themselves (`infer`: VP8/VP9
+  keyframes carry the picture size, Opus packets the channels); that recording is placed on
+  its own cluster timecodes, so only what was really lost is a gap. An empty chunk
+  (MediaRecorder's empty blob) is reported but the stream goes on without a resync.
 - Safari's fragmented-MP4 chunks take another path (`mp4`): stream copy into one MP4.
 
 Modules: `chunks` (names → order), `ebml` (primitives), `parser` (streaming WebM parser),
-`timeline` (the test clock, gaps, runs), `wallclock` (upload times → pauses), `remux`
-(ffmpeg), `report` (plain data), `mp4`;
+`timeline` (the test clock, gaps, runs), `wallclock` (upload times → pauses), `infer` (a lost
+header from the blocks), `remux` (ffmpeg), `report` (plain data), `mp4`;
 this module drives them and adapts storage.
 """
 
@@ -59,6 +61,14 @@ from analysis_engine.stitch.ebml import (
     CLUSTER_MAGIC,
     EBML_MAGIC,
     MAX_HEADER_ELEMENT,
+    Track,
+)
+from analysis_engine.stitch.infer import (
+    BlockEvidence,
+    header_bytes,
+    header_tracks,
+    read_blocks,
+    reconcile,
 )
 from analysis_engine.stitch.mp4 import stitch_mp4_chunks
 from analysis_engine.stitch.parser import (
@@ -70,6 +80,7 @@ from analysis_engine.stitch.remux import (
 from analysis_engine.stitch.report import (
     ChunkProblem,
     GapReason,
+    HeaderSource,
     RecordingGap,
     RestartTiming,
     RunReport,
@@ -132,6 +143,7 @@ def stitch_chunks(
     missing: list[int] = []
     try:
         _feed_all(ordered, parser, timeline, stats, problems, missing, chunk_seconds)
+        missing[:0] = timeline.lead_missing
         parser.discontinuity()
         timeline.finish()
         timeline.finish_divert()
@@ -215,6 +227,7 @@ def _feed_all(
     previous: int | None = None
     groups = recorder_groups(c.name for _, c in ordered)
     recorder = recorder_key(ordered[0][1].name) if ordered else ""
+    header_checked = False
     for position, (index, chunk) in enumerate(ordered):
         if groups and recorder_key(chunk.name) != recorder:
             # The next recorder numbers its chunks from 0 again.
@@ -228,18 +241,23 @@ def _feed_all(
         previous = index if index is not None else previous
         timeline.current_chunk = chunk.name
         # Only the first header's chunk uses this. At position 0 it is the test's start; if
-        # header-less chunks came first, at least the chunk before them was lost, so count
-        # from index 0 (names are 0-based in the uploader; 1-based would overstate by 3 s).
+        # header-less chunks came first, at least the chunk before them was lost: a first
+        # guess (0-based names), which the clusters' own timecodes then correct.
         timeline.current_position = (
             0.0 if position == 0 else (index if index is not None else position) * chunk_seconds
         )
         truncated_before = parser.truncated
 
-        def borrow(first: bytes) -> None:
-            if first.startswith(CLUSTER_MAGIC):
-                _borrow_header(ordered, parser, timeline, chunk_seconds)
+        def lend(first: bytes, position: int = position, prefix: str = recorder) -> None:
+            # The first bytes of the recording are not its EBML header: the header chunk was
+            # lost (a Chromium chunk may start anywhere, even inside a block).
+            nonlocal header_checked
+            header_checked = True
+            if not first.startswith(EBML_MAGIC):
+                timeline.first_prefix = prefix if groups else ""
+                _lend_header(ordered, position, parser, timeline, chunk_seconds)
 
-        problem = _feed_chunk(chunk, parser, stats, borrow if position == 0 else None)
+        problem = _feed_chunk(chunk, parser, stats, None if header_checked else lend)
         if parser.truncated > truncated_before and position > 0:
             name = ordered[position - 1][1].name
             problems.append(ChunkProblem(name, "truncated (ends inside an element)"))
@@ -258,36 +276,67 @@ def _feed_all(
 EMPTY_CHUNK = "empty (0 bytes)"
 
 
-def _borrow_header(
+# Inferring tracks reads this much of the first header-less chunks (a keyframe of each track).
+INFER_READ_BYTES = 4 * 1024 * 1024
+INFER_READ_CHUNKS = 4
+
+
+def _lend_header(
     ordered: Sequence[tuple[int | None, Chunk]],
+    position: int,
     parser: WebmParser,
     timeline: Timeline,
     chunk_seconds: float,
-) -> bool:
-    """When the first chunk we have is header-less (the header chunk was lost), prime the
-    parser with the first later chunk's header (EBML … Tracks): the same browser restarted
-    with the same settings writes the same tracks, so the first recording's clusters decode
-    with it instead of being dropped. Returns True when a header was borrowed."""
-    for _, chunk in ordered[1:]:
+) -> None:
+    """The first chunk with data is header-less (the header chunk was lost): prime the parser
+    with a header so the first recording decodes instead of being dropped. Its tracks are
+    read from its own blocks and, where a later chunk starts a recording (the same browser
+    restarted), completed with that header's codec data (see `infer.reconcile`)."""
+    index = ordered[position][0]
+    timeline.first_index = index
+    timeline.current_chunk = ordered[position][1].name
+    timeline.current_position = (index if index is not None else 1) * chunk_seconds
+    lent = _later_header(ordered[position + 1 :])
+    got = reconcile(_block_evidence(ordered[position:]), lent[0] if lent else None)
+    if got is None:
+        return
+    tracks, borrowed = got
+    timeline.lent = "borrowed" if borrowed else "inferred"
+    parser.feed(header_bytes(tracks, timescale=lent[1] if lent and borrowed else 1_000_000))
+    parser.discontinuity()
+    timeline.lent = None
+    log.warning(
+        "the first recording's header chunk is missing; decoding from %s with %s: %s",
+        timeline.current_chunk,
+        "a later header's tracks" if borrowed else "tracks inferred from its blocks",
+        ", ".join(
+            f"{t.number}: {t.codec} {t.width}x{t.height}"
+            if t.type == 1
+            else f"{t.number}: {t.codec} {t.channels} ch"
+            for t in tracks
+        ),
+    )
+
+
+def _later_header(later: Sequence[tuple[int | None, Chunk]]) -> tuple[list[Track], int] | None:
+    """The tracks and timecode scale of the first later chunk that starts a recording."""
+    for _, chunk in later:
         with chunk.opener() as stream:
             head = stream.read(MAX_HEADER_ELEMENT)
         cluster = head.find(CLUSTER_MAGIC)
-        if not head.startswith(EBML_MAGIC) or cluster < 0:
-            continue
-        index = ordered[0][0]
-        timeline.borrowing = chunk.name
-        timeline.current_chunk = ordered[0][1].name
-        timeline.current_position = (index if index is not None else 1) * chunk_seconds
-        parser.feed(head[:cluster])
-        parser.discontinuity()
-        timeline.borrowing = None
-        if timeline.base_tracks is not None:
-            log.warning(
-                "the first recording's header chunk is missing; decoding with %s's header",
-                chunk.name,
-            )
-            return True
-    return False
+        if head.startswith(EBML_MAGIC) and cluster >= 0:
+            return header_tracks(head[:cluster])
+    return None
+
+
+def _block_evidence(chunks: Sequence[tuple[int | None, Chunk]]) -> BlockEvidence:
+    data = bytearray()
+    for _, chunk in chunks[:INFER_READ_CHUNKS]:
+        with chunk.opener() as stream:
+            data += stream.read(INFER_READ_BYTES - len(data))
+        if len(data) >= INFER_READ_BYTES:
+            break
+    return read_blocks(bytes(data))
 
 
 def _feed_chunk(
@@ -345,7 +394,8 @@ def _no_media_reason(stats: _ChunkStats, parser: WebmParser, timeline: Timeline)
     if timeline.base_tracks is None:
         return (
             f"no WebM header (EBML + Tracks) in any of {n} chunks: only header-less "
-            "MediaRecorder clusters, which cannot be decoded (was the first chunk lost?)"
+            "MediaRecorder clusters (the first chunk was lost) whose tracks cannot be "
+            "inferred from their blocks (VP8/VP9 video with a keyframe, Opus audio)"
         )
     return f"no readable audio/video frames in {n} chunks"
 
@@ -450,6 +500,7 @@ __all__ = [
     "Chunk",
     "ChunkProblem",
     "GapReason",
+    "HeaderSource",
     "RecordingGap",
     "RestartTiming",
     "RunReport",

@@ -13,6 +13,9 @@ from analysis_engine.models import Interval
 GapReason = Literal[
     "missing_chunks", "bad_chunks", "timecode_jump", "no_header", "restart", "recorder_stopped"
 ]
+# Where a run's tracks came from: its own EBML header, a later run's (its header chunk was
+# lost; the same browser writes the same tracks), or inferred from its blocks (see `infer`).
+HeaderSource = Literal["own", "borrowed", "inferred"]
 # How recorder restarts were placed on the test clock: after the pause the upload times show,
 # or back to back (upload times missing or implausible: any pause is squeezed out).
 RestartTiming = Literal["upload_times", "back_to_back"]
@@ -42,7 +45,7 @@ class RunReport:
     chunks: int
     start_s: float
     end_s: float
-    header: Literal["own", "borrowed"]
+    header: HeaderSource
     reencoded: bool = False
     paused_s: float = 0.0  # the recorder was stopped this long before this run started
 

@@ -26,11 +26,13 @@ from analysis_engine.stitch.ebml import (
     encode_size,
     encode_uint,
 )
+from analysis_engine.stitch.infer import SELF_DESCRIBING, video_keyframe
 from analysis_engine.stitch.parser import (
     WebmParser,
 )
 from analysis_engine.stitch.report import (
     GapReason,
+    HeaderSource,
     RecordingGap,
     RunReport,
 )
@@ -140,7 +142,7 @@ class _PassThrough:
 @dataclass
 class _Run:
     first_chunk: str
-    header: Literal["own", "borrowed"]
+    header: HeaderSource
     reason: GapReason
     reencoded: bool = False
     paused_s: float = 0.0  # the recorder was stopped this long before this run (upload times)
@@ -170,6 +172,7 @@ class Timeline:
         self.base_tracks: list[Track] | None = None
         self.timescale = 1_000_000
         self.track_map: dict[int, int] | None = None  # input track → output track (None: drop run)
+        self.classifying = False  # a header-less restart: track numbers learnt from the blocks
         self.video_tracks: set[int] = set()
         self.need_key: set[int] = set()
         self.offset: int | None = None  # input clock → test clock, in timescale units
@@ -189,7 +192,12 @@ class Timeline:
         self.current_position = 0.0  # nominal test time of the current chunk (index × 3 s)
         self.skipped_runs: list[str] = []
         self.codecs: set[str] = set()
-        self.borrowing: str | None = None  # a later chunk lending its header to the first run
+        # Set while the driver feeds a header the first run did not bring (its chunk was lost).
+        self.lent: HeaderSource | None = None
+        # The first chunk we have (index, name prefix): names the chunks lost before it.
+        self.first_index: int | None = None
+        self.first_prefix = ""
+        self.lead_missing: list[int] = []  # indices lost before the first chunk we have
         # Chunk name → upload time, when those times can date a restart's pause (see
         # `wallclock`); None: restarts are placed back to back.
         self.uploads: dict[str, float] | None = None
@@ -230,8 +238,7 @@ class Timeline:
         if self.base_tracks is None:
             self._open_stream(ebml, timescale, tracks, tracks_raw)
             self.anchor_s = self.current_position
-            header: Literal["own", "borrowed"] = "borrowed" if self.borrowing else "own"
-            self._start_run(header, self.current_position, "no_header")
+            self._start_run(self.lent or "own", self.current_position, "no_header")
             return
         self.end_cluster()
         self.finish_divert()
@@ -350,7 +357,7 @@ class Timeline:
             (1 + len(self.lost_chunks)) * self.chunk_seconds,
         )
 
-    def _start_restart(self, header: Literal["own", "borrowed"]) -> GapReason:
+    def _start_restart(self, header: HeaderSource) -> GapReason:
         """A new recorder session starts at the current chunk: after the time expected from
         the media, plus any pause the upload times show. Returns the gap's reason."""
         pause = self._pause_s()
@@ -359,11 +366,10 @@ class Timeline:
         self.runs[-1].paused_s = pause
         return reason
 
-    def _start_run(
-        self, header: Literal["own", "borrowed"], anchor_s: float, reason: GapReason
-    ) -> None:
+    def _start_run(self, header: HeaderSource, anchor_s: float, reason: GapReason) -> None:
         self.end_cluster()
         self.offset = None
+        self.classifying = False
         self.anchor_s = anchor_s
         self.need_key = set(self.run_video)
         self.seen = {}
@@ -380,8 +386,9 @@ class Timeline:
             self.cluster_tc = None
             return
         if self.offset is None:
-            self.offset = self.units(self.anchor_s) - timecode
-            self._gap_to(self.units(self.anchor_s), self.runs[-1].reason)
+            anchor = self._run_anchor(timecode)
+            self.offset = anchor - timecode
+            self._gap_to(anchor, self.runs[-1].reason)
         else:
             ts = timecode + self.offset
             tolerance = self.units(GAP_THRESHOLD_S)
@@ -395,13 +402,61 @@ class Timeline:
         self.cluster_tc = timecode + self.offset
         self.out_cluster_tc = self.cluster_tc
 
+    def _run_anchor(self, timecode: int) -> int:
+        """Where the current run's first cluster lands on the test clock (units).
+
+        A first recording whose header chunk was lost is placed on its own cluster timecodes:
+        its clock started with the test, so what comes before its first cluster is exactly
+        what was lost. Counting chunk names instead would place it a chunk late when the
+        uploader numbers from 1, and a Chromium chunk starts mid-cluster anyway. A timecode
+        beyond any chunk count (not a MediaRecorder clock) falls back to the count."""
+        nominal = self.units(self.anchor_s)
+        if len(self.runs) > 1 or self.runs[-1].header == "own" or self.first_ts is not None:
+            return nominal
+        latest = nominal + self.units(3 * self.chunk_seconds)
+        if not 0 <= timecode <= latest:
+            log.warning(
+                "the first recording's clusters start at %.1f s, far from chunk %s's place "
+                "(%.1f s): placed by chunk count", self.seconds(timecode), self.current_chunk,
+                self.anchor_s,
+            )  # fmt: skip
+            return nominal
+        self._name_lead_loss(round(self.seconds(timecode) / self.chunk_seconds))
+        return timecode
+
+    def _name_lead_loss(self, count: int) -> None:
+        """The chunks lost before the first one we have: as many as their time fills, the
+        indices just before it (whether the uploader counts from 0 or from 1)."""
+        if self.first_index is None or count <= 0:
+            return
+        self.lead_missing = list(range(max(0, self.first_index - count), self.first_index))
+        names = [f"{self.first_prefix}{i}" for i in self.lead_missing]
+        self.lost_chunks = [*names, *self.lost_chunks]
+
     def _restart_without_header(self, timecode: int) -> None:
         """The clock went back: a new recorder session whose header chunk was lost. Same
-        browser, same settings: its clusters decode with the tracks we have."""
+        browser, same settings: its clusters decode with the tracks we have, but Chromium
+        numbers tracks in the order their first frames arrive, so a restart may swap audio
+        and video: with codecs whose blocks tell their kind, the numbers are re-learnt."""
         reason = self._start_restart("borrowed")
         self.offset = self.units(self.anchor_s) - timecode
         self._gap_to(self.units(self.anchor_s), reason)
         self.cluster_tc = self.out_cluster_tc = timecode + self.offset
+        if self.base_tracks and all(t.codec in SELF_DESCRIBING for t in self.base_tracks):
+            self.track_map, self.classifying = {}, True
+
+    def _classify(self, raw: bytes, track_at: int, track: int, key: bool) -> None:
+        """Map a header-less run's track onto the first run's track of the same kind: video
+        when its block is a VP8/VP9 keyframe or not a keyframe at all (MediaRecorder flags
+        every audio block as one), else audio."""
+        assert self.base_tracks is not None and self.track_map is not None
+        width = len(encode_size(track))
+        video = not key or video_keyframe(track, raw[track_at + width + 3 :]) is not None
+        kind = 1 if video else 2
+        base = next((t for t in self.base_tracks if t.type == kind), None)
+        taken = set(self.track_map.values())
+        if base is not None and base.number not in taken and width == len(encode_size(base.number)):
+            self.track_map[track] = base.number
 
     def _gap_to(self, ts: int, reason: GapReason) -> None:
         """Open a gap from the end of the media so far; it closes at `ts` or, when the run has
@@ -472,6 +527,8 @@ class Timeline:
             if self.current_chunk not in self.lost_chunks:
                 self.note_lost([self.current_chunk], "bad_chunks")
             return
+        if self.classifying and track not in self.track_map:
+            self._classify(raw, track_at, track, key)
         if self.cluster_tc is None or track not in self.track_map:
             return
         if self._is_replay(raw, track, (raw, track_at, track, rel, key)):
