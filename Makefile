@@ -13,9 +13,10 @@ install: $(STAMP)
 
 # System tools the product and its tests use (Debian packages), installed when missing:
 # ffmpeg (media), redis-server (the shared Gemini budget store), espeak-ng (speech in test
-# media), postgresql (Airflow's production metadata database), chromium (browser tests).
+# media), postgresql (Airflow's production metadata database), chromium (browser tests),
+# flite (a second TTS engine for the eval sets' voices).
 APT_TOOLS := ffmpeg:ffmpeg redis-server:redis-server espeak-ng:espeak-ng \
-	pg_ctlcluster:postgresql chromium:chromium
+	pg_ctlcluster:postgresql chromium:chromium flite:flite
 
 $(STAMP): pyproject.toml
 	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 \

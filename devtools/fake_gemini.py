@@ -165,8 +165,11 @@ class FakeConfig:
     # latency_s (a 2-minute video segment of ~36k tokens takes tens of seconds for real).
     latency_per_1k_tokens_s: float = 0.0
     # Scripted answers: "demo" answers structured calls from devtools.story (the events
-    # drawn into the demo's recordings) instead of synthesising random values.
+    # drawn into the demo's recordings) instead of synthesising random values; "labels"
+    # answers from a labelled eval case (`labels`, evals.cases.fake_labels) for the clips
+    # it is shown (devtools.label_answers).
     answers: str | None = None
+    labels: dict[str, Any] | None = None
     # The model's input limit: a larger request gets the real 400 INVALID_ARGUMENT.
     input_token_limit: int = 1_048_576
     # A thinking model reasons this many tokens before answering, unless the request's
@@ -195,8 +198,10 @@ class FakeConfig:
                 raise ValueError(f"rates add up to more than 1: {rates}")
         if self.file_final_state not in ("ACTIVE", "FAILED"):
             raise ValueError("file_final_state must be ACTIVE or FAILED")
-        if self.answers not in (None, "demo"):
-            raise ValueError(f"unknown answers {self.answers!r}; expected 'demo' or null")
+        if self.answers not in (None, "demo", "labels"):
+            raise ValueError(f"unknown answers {self.answers!r}; expected demo, labels or null")
+        if self.answers == "labels" and not isinstance(self.labels, dict):
+            raise ValueError("answers 'labels' needs labels (evals.cases.fake_labels(case))")
         for name in ("quota_rpm", "quota_tpm"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -272,6 +277,7 @@ class FakeState:
             self._unscripted_calls = 0
             self._unscripted_uploads = 0
             self._quota_windows: dict[str, deque[tuple[float, int]]] = {}
+            self.shown: list[tuple[float, float]] = []  # clips MAP calls named (labels mode)
         for child in self.storage.iterdir():
             child.unlink(missing_ok=True)
 
@@ -940,8 +946,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, payload)
 
     def _scripted(self, schema: dict[str, Any] | None, prompt: str) -> Any:
-        """The story's answer when scripted answers are on, else None (synthesise)."""
-        if self.state.config.answers != "demo":
+        """The story's or the labels' answer when scripted answers are on, else None
+        (synthesise)."""
+        config = self.state.config
+        if config.answers == "labels":
+            from devtools import label_answers  # stdlib only, like the fake
+
+            with self.state.lock:
+                shown = self.state.shown
+                return label_answers.answer(config.labels or {}, schema, prompt, shown)
+        if config.answers != "demo":
             return None
         from devtools.story import scripted_answer  # stdlib only, like the fake
 
@@ -1230,7 +1244,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hang-seconds", type=float, default=3600.0)
     parser.add_argument("--processing-polls", type=int, default=1)
     parser.add_argument(
-        "--answers", choices=["demo"], default=None, help="scripted answers (devtools.story)"
+        "--answers",
+        choices=["demo", "labels"],
+        default=None,
+        help="scripted answers: devtools.story, or a labelled case's (--labels)",
+    )
+    parser.add_argument(
+        "--labels", type=Path, default=None, help="JSON of evals.cases.fake_labels(case)"
     )
     parser.add_argument("--quota-rpm", type=int, default=None, help="project quota, per model")
     parser.add_argument("--quota-tpm", type=int, default=None, help="input tokens per window")
@@ -1256,6 +1276,7 @@ def main(argv: list[str] | None = None) -> None:
         "quota_window_s": args.quota_window,
         "latency_per_1k_tokens_s": args.latency_per_1k_tokens,
         "answers": args.answers,
+        "labels": json.loads(args.labels.read_text()) if args.labels else None,
     }
     fake = FakeGemini(host=args.host, port=args.port, **config)
     log.info("fake Gemini listening on %s (stats: %s/_fake/stats)", fake.base_url, fake.base_url)

@@ -59,16 +59,25 @@ def _run(argv: Sequence[str]) -> None:
         raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}): {tail}")
 
 
-def materialise(recipe: Mapping[str, Any], workdir: Path) -> Path:
+GENERATORS = ("webcam", "scene", "chromium", "screen")
+
+
+def materialise(recipe: Mapping[str, Any], workdir: Path, *, cache: Path | None = None) -> Path:
     """Generate the recording a recipe describes under `workdir`; returns the recording (a
-    file) or the chunk prefix (a directory)."""
+    file) or the chunk prefix (a directory). `cache` keeps what is shared between recipes
+    (TTS utterances); it defaults to `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
+    cache = cache or workdir
     kind = recipe.get("generator")
-    if kind == "webcam":
-        return webcam_chunks(recipe, workdir)
+    if kind in ("webcam", "scene"):
+        return webcam_chunks(recipe, workdir, cache=cache)
+    if kind == "chromium":
+        from evals.synth import chromium
+
+        return chromium.record_chunks(recipe, workdir, cache=cache)
     if kind == "screen":
-        return screen_recording(recipe, workdir / "screen.mp4")
-    raise ValueError(f"generator: unknown generator {kind!r} (webcam | screen)")
+        return screen_recording(recipe, workdir / "screen.mp4", cache=cache)
+    raise ValueError(f"generator: unknown generator {kind!r} {GENERATORS}")
 
 
 # ------------------------------------------------------------------------------- webcam
@@ -169,16 +178,67 @@ def safari_chunks(recording: Path) -> list[bytes]:
     return [*chunks, current]
 
 
-def mediarecorder_chunks(recording: Path) -> list[bytes]:
+def _vint(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, length) of the EBML variable-size integer at `pos`."""
+    length = 9 - data[pos].bit_length()
+    value = int.from_bytes(data[pos : pos + length], "big") & ((1 << (7 * length)) - 1)
+    return value, length
+
+
+def cluster_time_s(cluster: bytes) -> float:
+    """A Cluster's Timecode (its first child, ID 0xE7; milliseconds at ffmpeg's scale)."""
+    _, size_len = _vint(cluster, 4)
+    pos = 4 + size_len
+    if cluster[pos] != 0xE7:
+        raise ValueError("cluster does not start with its Timecode")
+    value_len, len_len = _vint(cluster, pos + 1)
+    start = pos + 1 + len_len
+    return int.from_bytes(cluster[start : start + value_len], "big") / 1000.0
+
+
+def mediarecorder_chunks(recording: Path, *, slice_s: float = 3.0) -> list[bytes]:
+    """A recording as MediaRecorder.start(3000) delivers it: chunk i holds the clusters that
+    start in [3i, 3i + 3) s (an encoder's extra keyframe starts an extra cluster; it stays
+    in its time slice), the first chunk with the header. Clusters start a few ms early when
+    audio leads (Opus pre-skip): 0.1 s of slack."""
     if recording.suffix == ".mp4":
         return safari_chunks(recording)
     header, clusters = _split_clusters(recording.read_bytes())
     if len(clusters) > 1 and len(clusters[-1]) < 2048:  # ffmpeg's tiny tail cluster
         clusters[-2:] = [clusters[-2] + clusters[-1]]
-    return [header + clusters[0], *clusters[1:]]
+    slices: dict[int, bytes] = {}
+    for cluster in clusters:
+        key = int((cluster_time_s(cluster) + 0.1) // slice_s)
+        slices[key] = slices.get(key, b"") + cluster
+    chunks = [slices[k] for k in sorted(slices)]
+    return [header + chunks[0], *chunks[1:]]
 
 
-def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
+def _session_recording(
+    recipe: Mapping[str, Any], session: Mapping[str, Any], n: int, workdir: Path, cache: Path
+) -> Path:
+    """One recorder session's recording: the legacy test pattern (`webcam`) or a rendered
+    scene (`scene`, which inherits the recipe's keys)."""
+    if recipe.get("generator") != "scene":
+        container = recipe.get("container", "webm")
+        suffix = ".mp4" if container == "safari_mp4" else ".webm"
+        merged = {"seed": n + 1, "container": container, **session}
+        return webcam_recording(merged, workdir / f"session{n}{suffix}")
+    from evals.synth import webcam
+
+    common = {k: v for k, v in recipe.items() if k not in _DAMAGE}
+    merged = {**common, "seed": int(recipe.get("seed", 1)) * 10 + n, **session}
+    dest = workdir / f"session{n}{webcam.suffix(str(merged.get('codec', 'vp8')))}"
+    if "long" in merged:
+        return webcam.long_recording(merged, dest, cache=cache)
+    return webcam.encode(merged, dest, cache=cache)
+
+
+# Recipe keys about the chunks (not inherited by a session's recording).
+_DAMAGE = ("sessions", "lost", "reupload", "empty_after", "names", "stopped_s")
+
+
+def webcam_chunks(recipe: Mapping[str, Any], workdir: Path, *, cache: Path | None = None) -> Path:
     """The chunk prefix (a directory of chunk files) a webcam recipe describes.
 
     `sessions`: one recording per recorder session (a restart starts a new one), each a
@@ -189,16 +249,18 @@ def webcam_chunks(recipe: Mapping[str, Any], workdir: Path) -> Path:
     recorder was stopped that long before it; the files are then stamped with upload times
     (each chunk at the end of its ~3 s slice, lost chunks included), as the stitcher needs.
     """
-    sessions = recipe.get("sessions") or [recipe]
+    sessions = recipe.get("sessions") or [{}]
     chunks: list[bytes] = []
     recorder: list[tuple[int, int]] = []  # (session, index within session) per chunk
-    container = recipe.get("container", "webm")
-    suffix = ".mp4" if container == "safari_mp4" else ".webm"
+    recordings = []
     for n, session in enumerate(sessions):
-        session = {"seed": n + 1, "container": container, **session}
-        got = mediarecorder_chunks(webcam_recording(session, workdir / f"session{n}{suffix}"))
+        own = session if recipe.get("sessions") else recipe
+        path = _session_recording(recipe, own, n, workdir, cache or workdir)
+        recordings.append(path)
+        got = mediarecorder_chunks(path)
         recorder += [(n, i) for i in range(len(got))]
         chunks += got
+    suffix = recordings[0].suffix
     entries = list(zip(chunks, recorder, strict=True))
     lost = set(recipe.get("lost", []))
     for item in sorted(recipe.get("reupload", []), key=lambda r: -int(r["as"])):
@@ -258,14 +320,26 @@ def _esc(text: str) -> str:
     return text
 
 
-def _text(x: int | str, y: int | str, text: str, *, color: str = "0xd4d4d4", size: int = 16,
-          enable: str | None = None) -> str:  # fmt: skip
-    f = f"drawtext=fontfile={FONT}:fontsize={size}:fontcolor={color}:x={x}:y={y}"
+# Editor themes: background, text, title bar, title text, caret, error text.
+THEMES = {
+    "dark": ("0x1e1e1e", "0xd4d4d4", "0x2d2d2d", "0x9d9d9d", "0xaeafad", "0xf14c4c"),
+    "light": ("0xffffff", "0x1f1f1f", "0xdddddd", "0x555555", "0x000000", "0xc72e2e"),
+}
+FONTS = {"mono": FONT, "mono-bold": FONT.replace("Mono.ttf", "Mono-Bold.ttf")}
+
+
+def _draw_text(x: int | str, y: int | str, text: str, *, color: str = "0xd4d4d4",
+               size: int = 16, enable: str | None = None, font: str = FONT) -> str:  # fmt: skip
+    f = f"drawtext=fontfile={font}:fontsize={size}:fontcolor={color}:x={x}:y={y}"
     return f + f":text='{_esc(text)}'" + (f":enable='{enable}'" if enable else "")
 
 
-def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
-    """A dark-editor screen recording driven by `activities` (see the module docstring).
+def screen_recording(recipe: Mapping[str, Any], dest: Path, *, cache: Path | None = None) -> Path:
+    """An editor screen recording driven by `activities` (see the module docstring).
+
+    `theme` (dark / light) and `font` (mono / mono-bold) change the look; `gop_s` null gives
+    one keyframe at the start only (sparse keyframes); `sound` (layers, as the scene
+    generator's: keyboard clicks, speech, music, ...) adds an AAC track.
 
     Text is drawn with drawtext (static, switched on with `enable`); typing is revealed one
     character at a time by a background-coloured cover moved with `overlay` (whose x is
@@ -274,10 +348,16 @@ def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
     fps = int(recipe.get("fps", 10))
     size = str(recipe.get("size", "1280x720"))
     seconds = float(recipe["duration_s"])
+    bg, fg, bar, title_fg, caret_fg, error_fg = THEMES[str(recipe.get("theme", "dark"))]
+    font = FONTS[str(recipe.get("font", "mono"))]
     cw, lh, x0, y0 = 10, 22, 60, 80  # character width (DejaVu Sans Mono 16), line height
+
+    def _text(*args: Any, color: str = fg, **kwargs: Any) -> str:
+        return _draw_text(*args, color=color, font=font, **kwargs)
+
     text = [
-        "drawbox=x=0:y=0:w=iw:h=32:color=0x2d2d2d:t=fill",  # browser/editor title bar
-        _text(12, 8, "main.py - editor", color="0x9d9d9d"),
+        f"drawbox=x=0:y=0:w=iw:h=32:color={bar}:t=fill",  # browser/editor title bar
+        _text(12, 8, "main.py - editor", color=title_fg),
     ]
     covers: list[tuple[str, str, str, str]] = []  # (size, x, y, enable)
     line = 0
@@ -315,16 +395,16 @@ def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
                 text.append(_text(x0 + 640, ty, f"{k:3d}  {CODE[k % len(CODE)]}"))
         elif kind == "ai_tab":
             title = "ChatGPT - AI assistant"
-            text.append(_text(400, 8, title, color="0xffffff", enable=f"between(t,{a},{b})"))
+            text.append(_text(400, 8, title, color=fg, enable=f"between(t,{a},{b})"))
         elif kind == "terminal_error":
             error = "Traceback (most recent call last): ValueError: bad input"
-            text.append(_text(x0, 600, error, color="0xf14c4c", enable=f"gte(t,{a})"))
+            text.append(_text(x0, 600, error, color=error_fg, enable=f"gte(t,{a})"))
         elif kind != "idle":
             raise ValueError(f"activities: unknown kind {kind!r}")
     graph = [f"[0:v]{','.join(text)}[l0]"]
     layer = 0
     for k, (box, x, y, enable) in enumerate(covers):
-        graph.append(f"color=c=0x1e1e1e:s={box}:r={fps}[c{k}]")
+        graph.append(f"color=c={bg}:s={box}:r={fps}[c{k}]")
         graph.append(f"[l{layer}][c{k}]overlay=x='{x}':y={y}:enable='{enable}'[l{layer + 1}]")
         layer += 1
     if recipe.get("caret", True):  # blinks (~1 Hz) where typing is, or where it stopped
@@ -332,17 +412,28 @@ def screen_recording(recipe: Mapping[str, Any], dest: Path) -> Path:
         for a, x, y in caret:
             x_expr = rf"if(gte(t\,{a})\,{x}\,{x_expr})"
             y_expr = rf"if(gte(t\,{a})\,{y}\,{y_expr})"
-        graph.append(f"color=c=0xaeafad:s=2x20:r={fps}[caret]")
+        graph.append(f"color=c={caret_fg}:s=2x20:r={fps}[caret]")
         graph.append(
             f"[l{layer}][caret]overlay=x='{x_expr}':y='{y_expr}'"
             f":enable='lt(mod(t,1.06),0.53)'[l{layer + 1}]"
         )
         layer += 1
+    gop_s = recipe.get("gop_s", 2)
+    gop = 100_000 if gop_s is None else int(float(gop_s) * fps)
     argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-            f"color=c=0x1e1e1e:s={size}:r={fps}:d={seconds:g}",
-            "-filter_complex", ";".join(graph), "-map", f"[l{layer}]", "-t", f"{seconds:g}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            "-g", str(int(float(recipe.get("gop_s", 2)) * fps)), "-sc_threshold", "0",
-            "-threads", "1", str(dest)]  # fmt: skip
+            f"color=c={bg}:s={size}:r={fps}:d={seconds:g}"]  # fmt: skip
+    audio: list[str] = []
+    if recipe.get("sound"):
+        from evals.synth import sound
+
+        mixed = sound.render(recipe["sound"], seconds, seed=int(recipe.get("seed", 1)),
+                             cache=cache or dest.parent)  # fmt: skip
+        wav = sound.write_wav(mixed, dest.with_suffix(".sound.wav"))
+        argv += ["-i", str(wav)]
+        audio = ["-map", "1:a", "-c:a", "aac", "-b:a", "48k"]
+    argv += ["-filter_complex", ";".join(graph), "-map", f"[l{layer}]", *audio,
+             "-t", f"{seconds:g}", "-c:v", "libx264", "-preset", "ultrafast",
+             "-pix_fmt", "yuv420p", "-g", str(gop), "-keyint_min", str(gop),
+             "-sc_threshold", "0", "-threads", "1", str(dest)]  # fmt: skip
     _run(argv)
     return dest

@@ -1,16 +1,23 @@
-"""The labelled-set format (version 1): recordings, or generator recipes, with ground truth.
+"""The labelled-set format (version 2; version 1 files still load): recordings, or generator
+recipes, with ground truth.
 
 A set is one JSON file:
 
-    {"format": "analysis-evals/labelled-set", "version": 1, "name": "generated",
+    {"format": "analysis-evals/labelled-set", "version": 2, "name": "heldout",
+     "split": "heldout",                         # dev | heldout | custom (reported apart)
      "cases": [
        {"id": "webcam-covered",                  # unique, [A-Za-z0-9_.-]
         "kind": "proctor_video",                 # or "task_analysis" (a screen recording)
         "source": {"generator": "webcam", ...}   # a recipe (evals/generate.py) ...
                   | {"uri": "file:///rec/chunks/"},  # ... or a real recording / chunk prefix
+                  | {"uri": "s3://bucket/rec/42/"},  # (s3:// is fetched once into the cache)
         "ci": true,                              # in the fast signal-only subset CI runs
+        "slices": {"codec": "vp8", "length": "short", "lighting": "steady",
+                   "sound": "speech"},           # per-slice tables (derived when absent)
+        "tags": ["near-threshold:black"],        # free-form, for filtering
         "truth": {
-          "events": [{"type": "camera_covered", "start_s": 10, "end_s": 20}],
+          "events": [{"type": "camera_covered", "start_s": 10, "end_s": 20},
+                     {"type": "multiple_faces", "start_s": 30, "end_s": 42}],
           "integrity": "low",                    # expected level (null: not labelled)
           "stitch": {"runs": 1, "duration_s": 30, "gaps": [[12, 15]], "duplicates": 0},
           "sound": [{"kind": "fan", "start_s": 0, "end_s": 10}],   # what is audible
@@ -19,9 +26,18 @@ A set is one JSON file:
           "rubric": {"tests": [0, 2]}            # expected score ranges (model metrics)
         }}]}
 
-Times are seconds from the start of the test (proctor) or recording (screen). Users add
-their own real recordings as `source.uri` cases with hand-made truth; every field is checked
-on load and a bad one is a `LabelError` naming the case, the field and the reason.
+Times are seconds from the start of the test (proctor) or recording (screen). Event types
+are the product's (`proctor_video.events.EventType`): the detector types (`camera_covered`,
+`camera_frozen`, `recording_gap`, `audio_activity`) and the model types only a model (or a
+face detector) can see (`face_absent`, `multiple_faces`, `different_person`,
+`looking_away`, `phone_or_device`, `other_voice`, `other`). Label an event when it lasts at
+least as long as the product's own minimum (covered 2 s, frozen 5 s, speech 4 s); anything
+shorter is background and is not an event. `integrity` is the level a careful human
+reviewer gives the whole test.
+
+Users add their own real, consented recordings as `source.uri` cases with hand-made truth;
+every field is checked on load and a bad one is a `LabelError` naming the case, the field
+and the reason.
 """
 
 from __future__ import annotations
@@ -34,11 +50,17 @@ from pathlib import Path
 from typing import Any
 
 from analysis_engine.models import Interval
+from proctor_video.events import EVENT_TYPES
 
 FORMAT = "analysis-evals/labelled-set"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KINDS = ("proctor_video", "task_analysis")
 LEVELS = ("low", "medium", "high")
+SPLITS = ("dev", "heldout", "custom")
+# The per-slice table's dimensions (a case may label any of them; absent ones are derived).
+SLICE_KEYS = ("codec", "length", "lighting", "sound", "picture", "recorder")
+URI_SCHEMES = ("file://", "s3://")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -76,6 +98,8 @@ class Case:
     source: Mapping[str, Any]
     truth: Truth
     ci: bool = False
+    slices: Mapping[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,7 @@ class LabelledSet:
     name: str
     cases: tuple[Case, ...]
     path: Path | None = None
+    split: str = "custom"
 
 
 def load(path: Path) -> LabelledSet:
@@ -100,8 +125,13 @@ def parse(data: Any, *, path: Path | None = None) -> LabelledSet:
         raise LabelError(f"{where}: must be a JSON object")
     if data.get("format") != FORMAT:
         raise LabelError(f"{where}: format must be {FORMAT!r}, got {data.get('format')!r}")
-    if data.get("version") != VERSION:
-        raise LabelError(f"{where}: version {data.get('version')!r} is not supported ({VERSION})")
+    if data.get("version") not in READABLE_VERSIONS:
+        raise LabelError(
+            f"{where}: version {data.get('version')!r} is not supported {READABLE_VERSIONS}"
+        )
+    split = data.get("split", "custom")
+    if split not in SPLITS:
+        raise LabelError(f"{where}.split: must be one of {SPLITS}, got {split!r}")
     raw_cases = data.get("cases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise LabelError(f"{where}: cases must be a non-empty list")
@@ -111,7 +141,7 @@ def parse(data: Any, *, path: Path | None = None) -> LabelledSet:
         if case.id in seen:
             raise LabelError(f"{where}: case id {case.id!r} is used twice")
         seen.add(case.id)
-    return LabelledSet(str(data.get("name") or Path(where).stem), tuple(cases), path)
+    return LabelledSet(str(data.get("name") or Path(where).stem), tuple(cases), path, split)
 
 
 def _case(raw: Any, where: str) -> Case:
@@ -127,18 +157,34 @@ def _case(raw: Any, where: str) -> Case:
     source = raw.get("source")
     if not isinstance(source, dict) or not ("generator" in source or "uri" in source):
         raise LabelError(f"{where}.source: must be a generator recipe or {{'uri': ...}}")
+    uri = source.get("uri")
+    if uri is not None and not (isinstance(uri, str) and uri.startswith(URI_SCHEMES)):
+        raise LabelError(f"{where}.source.uri: must start with one of {URI_SCHEMES}, got {uri!r}")
     truth = raw.get("truth") or {}
     if not isinstance(truth, dict):
         raise LabelError(f"{where}.truth: must be an object")
-    return Case(case_id, kind, source, _truth(truth, f"{where}.truth"), bool(raw.get("ci")))
+    slices = raw.get("slices") or {}
+    if not isinstance(slices, dict) or not all(
+        k in SLICE_KEYS and isinstance(v, str) for k, v in slices.items()
+    ):
+        raise LabelError(f"{where}.slices: must map some of {SLICE_KEYS} to strings")
+    tags = raw.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise LabelError(f"{where}.tags: must be a list of strings")
+    return Case(
+        case_id,
+        kind,
+        source,
+        _truth(truth, f"{where}.truth"),
+        bool(raw.get("ci")),
+        dict(slices),
+        tuple(tags),
+    )
 
 
 def _truth(raw: Mapping[str, Any], where: str) -> Truth:
     events = tuple(
-        TruthEvent(
-            str(_field(e, "type", str, f"{where}.events[{i}]")), *_span(e, f"{where}.events[{i}]")
-        )
-        for i, e in enumerate(_list(raw, "events", where))
+        _event(e, f"{where}.events[{i}]") for i, e in enumerate(_list(raw, "events", where))
     )
     level = raw.get("integrity")
     if level is not None and level not in LEVELS:
@@ -161,6 +207,13 @@ def _truth(raw: Mapping[str, Any], where: str) -> Truth:
         activities=_kinded(raw, "activities", where),
         rubric=rubric,
     )
+
+
+def _event(raw: Any, where: str) -> TruthEvent:
+    kind = str(_field(raw, "type", str, where))
+    if kind not in EVENT_TYPES:
+        raise LabelError(f"{where}.type: must be one of {EVENT_TYPES}, got {kind!r}")
+    return TruthEvent(kind, *_span(raw, where))
 
 
 def _list(raw: Mapping[str, Any], key: str, where: str) -> list[Any]:
