@@ -153,11 +153,11 @@ bench-stitch: install
 bench-cost: install
 	$(BIN)/python bench/bench_cost.py --append
 
-# Detection quality (evals/): CONFIG and BASELINE (JSON lever files) on the generated
-# labelled set, side by side, with a verdict against the targets; JSON + Markdown land in
-# evals/out/. Model metrics need GEMINI_API_KEY and are skipped, with the reason, without it.
+# Detection quality (evals/README.md): the working tree with CONFIG against BASELINE (a git
+# ref, or a lever file) on the dev and held-out sets, reported apart; exits 1 when anything
+# is worse. Model metrics: live with GEMINI_API_KEY, else replayed from evals/recordings/.
 CONFIG ?= evals/configs/default.json
-BASELINE ?= evals/configs/default.json
+BASELINE ?= main
 eval: install
 	$(BIN)/python -m evals --config $(CONFIG) --baseline $(BASELINE)
 

@@ -170,6 +170,9 @@ class FakeConfig:
     # it is shown (devtools.label_answers).
     answers: str | None = None
     labels: dict[str, Any] | None = None
+    # answers "replay": the recorded answers in this directory (devtools.gemini_replay),
+    # keyed by request hash; an unrecorded request gets 400 "not recorded".
+    replay_dir: str | None = None
     # The model's input limit: a larger request gets the real 400 INVALID_ARGUMENT.
     input_token_limit: int = 1_048_576
     # A thinking model reasons this many tokens before answering, unless the request's
@@ -198,8 +201,12 @@ class FakeConfig:
                 raise ValueError(f"rates add up to more than 1: {rates}")
         if self.file_final_state not in ("ACTIVE", "FAILED"):
             raise ValueError("file_final_state must be ACTIVE or FAILED")
-        if self.answers not in (None, "demo", "labels"):
-            raise ValueError(f"unknown answers {self.answers!r}; expected demo, labels or null")
+        if self.answers not in (None, "demo", "labels", "replay"):
+            raise ValueError(
+                f"unknown answers {self.answers!r}; expected demo, labels, replay or null"
+            )
+        if self.answers == "replay" and not self.replay_dir:
+            raise ValueError("answers 'replay' needs replay_dir (a devtools.gemini_replay store)")
         if self.answers == "labels" and not isinstance(self.labels, dict):
             raise ValueError("answers 'labels' needs labels (evals.cases.fake_labels(case))")
         for name in ("quota_rpm", "quota_tpm"):
@@ -831,7 +838,31 @@ class _Handler(BaseHTTPRequestHandler):
         if media_problem:
             self._error(*media_problem)
             return
+        if state.config.answers == "replay":
+            self._replay(model, request)
+            return
         self._answer(model, mode, gen_config, prompt_tokens, prompt=prompt)
+
+    def _replay(self, model: str, request: dict[str, Any]) -> None:
+        """The recorded answer to this exact request, or 400 "not recorded"."""
+        from devtools.gemini_replay import Store, identity, request_key
+
+        def file_identity(uri: str) -> str | None:
+            with self.state.lock:
+                stored = self.state.files.get(uri.rstrip("/").rsplit("/", 1)[-1])
+            if stored is None:
+                return None
+            return identity(stored.display_name, stored.size_bytes, stored.mime_type)
+
+        key = request_key(model, request, file_identity)
+        record = Store(Path(str(self.state.config.replay_dir))).get(key)
+        if record is None:
+            self._error(400, f"not recorded: no recorded answer for request {key}")
+            return
+        usage = (record.get("response") or {}).get("usageMetadata") or {}
+        self._served(int(usage.get("promptTokenCount") or 0),
+                     int(usage.get("candidatesTokenCount") or 0))  # fmt: skip
+        self._send(int(record.get("status", 200)), record.get("response"))
 
     def _media_seconds(self, request: dict[str, Any]) -> tuple[float, tuple[int, str] | None]:
         """Total seconds of media in the request, or the error the real API would give."""

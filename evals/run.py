@@ -1,19 +1,23 @@
-"""`python -m evals` (`make eval CONFIG=… BASELINE=…`): run two configurations over a
-labelled set, print a side-by-side table and a verdict against the targets, write JSON and
-Markdown.
+"""`python -m evals` (`make eval BASELINE=<git ref or config>`): run a candidate and a
+baseline over the same cases of each labelled set (dev and held-out, reported apart), and
+fail when the candidate is worse.
 
-Signal metrics run the product's own detectors (stitcher, proctor signals → events →
-integrity rules, idle detection) on every case and need no model. Model metrics run the real
-containers (`python -m proctor_video` / `python -m task_analyzer`) and only with a
-`GEMINI_API_KEY`; without one they are skipped and the reason is printed.
+    make eval                                       # working tree vs main, both sets
+    make eval BASELINE=evals/configs/sensitive-signals.json
+    .venv/bin/python -m evals --baseline HEAD~1 --set heldout --model fake
 
-A configuration is a JSON file of levers:
-
-    {"name": "default",
-     "signal": {"min_black_s": 2, "min_freeze_s": 5, "min_speech_s": 4},   # SignalConfig
-     "idle_min_seconds": 30,
-     "env": {"GEMINI_MAP_MODEL": "…", "SEGMENT_SECONDS": "120",
-             "GEMINI_MEDIA_RESOLUTION": "low"}}                           # model runs only
+Exit status: 0 PASS, 1 FAIL (the reasons are printed and written), 2 bad arguments. The
+verdict FAILS when, on either set:
+- a metric is worse than the baseline beyond its tolerance, by its observed value or by the
+  upper 95 % bound of a paired bootstrap over cases (`stats.py`);
+- a case errors on either side (a crash is never a clean `low`);
+- a target has nothing to measure it (empty denominator), or the candidate misses a target
+  the baseline meets (targets both miss are listed as known misses);
+- the sides differ in what the model sees (model, prompt, schema, media resolution,
+  segmentation: `sides.MODEL_PATHS` and the config's `env`) and the model metrics were not
+  measured (no `GEMINI_API_KEY` and no complete recording to replay): "model metrics not
+  measured".
+Outputs: `out/results.json` and `out/results.md` (tables per set, per-slice tables).
 """
 
 from __future__ import annotations
@@ -26,420 +30,518 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from evals import metrics
-from evals.generate import materialise
-from evals.labels import Case, LabelledSet, load
+from evals import cases as case_api
+from evals import scoring, stats
+from evals.config import Config, ConfigError
+from evals.detect import run_signals
+from evals.labels import Case, LabelError, LabelledSet
+from evals.model import MEASURED, MODES
+from evals.sides import Side, SideError, environment, model_changes, resolve
+
+# Importable from here too (older callers): one case through the detectors, the levers.
+__all__ = ["Config", "main", "run_signals"]
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SET = HERE / "sets" / "generated.json"
 DEFAULT_CONFIG = HERE / "configs" / "default.json"
-
-# The targets (issue "Measured detection quality"); a config passes when it meets all.
-TARGETS: dict[str, tuple[str, float]] = {
-    "signal_precision": (">=", 0.95),
-    "signal_recall": (">=", 0.95),
-    "camera_frozen_in_gap": ("<=", 0),
-    "voice_or_sound_from_tone_or_fan": ("<=", 0),
-    "active_skipped_s": ("<=", 0),
-    "idle_recall": (">=", 0.90),
-    "clean_at_high": ("<=", 0),
-    "stitch_failures": ("<=", 0),
-}
-# A/B: the candidate may not be worse than the baseline by more than this on any target.
-ACCEPTABLE_DELTA = 0.02
+DEFAULT_SETS = ("dev", "heldout")
+DEFAULT_RECORDINGS = HERE / "recordings"
+SLICE_KEYS = ("codec", "length", "lighting", "sound", "recorder")
+Progress = Callable[[str], None]
 
 
-@dataclass
-class Config:
-    name: str
-    signal: dict[str, float] = field(default_factory=dict)
-    idle_min_seconds: float = 30.0
-    env: dict[str, str] = field(default_factory=dict)
+# ------------------------------------------------------------------------ running
+def _materialise_all(
+    cases: Sequence[Case], *, cache: Path, jobs: int, progress: Progress
+) -> dict[str, Path | str]:
+    """Each case's recording, or the reason it could not be made (an error, not a skip)."""
 
-    @classmethod
-    def load(cls, path: Path) -> Config:
+    def one(case: Case) -> tuple[str, Path | str]:
+        started = time.monotonic()
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"CONFIG {path}: cannot read ({exc})") from exc
-        unknown = set(data) - {"name", "signal", "idle_min_seconds", "env"}
-        if unknown:
-            raise SystemExit(f"CONFIG {path}: unknown keys {sorted(unknown)}")
-        return cls(
-            name=str(data.get("name") or Path(path).stem),
-            signal={k: float(v) for k, v in (data.get("signal") or {}).items()},
-            idle_min_seconds=float(data.get("idle_min_seconds", 30.0)),
-            env={k: str(v) for k, v in (data.get("env") or {}).items()},
+            path: Path | str = case_api.materialise(case, cache=cache)
+        except Exception as exc:  # a recording that cannot be made fails its case
+            path = f"recording could not be made: {type(exc).__name__}: {exc}"
+        progress(f"  recording {case.id}: {time.monotonic() - started:.1f} s")
+        return case.id, path
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return dict(pool.map(one, cases))
+
+
+def run_side(
+    side: Side,
+    labelled: LabelledSet,
+    paths: Mapping[str, Path | str],
+    *,
+    what: str,
+    mode: str = "",
+    recordings: Path = DEFAULT_RECORDINGS,
+    cache: Path,
+    jobs: int,
+    workdir: Path,
+) -> dict[str, dict[str, Any]]:
+    """{case id: result} for one side, in its own process; cached per case unless the run
+    records (live model answers are never reused from here: the recordings are)."""
+    by_id = {c.id: c for c in labelled.cases}
+    results: dict[str, dict[str, Any]] = {}
+    todo: dict[str, str] = {}
+    reuse = what == "signals" or mode in ("fake", "replay")
+    store = cache / "results" / side.key(what) / f"{what}-{mode or 'signal'}"
+    for case_id, path in paths.items():
+        if isinstance(path, str):
+            results[case_id] = {"error": path}
+            continue
+        hit = store / f"{case_id}-{case_api.recipe_key(by_id[case_id].source)}.json"
+        if reuse and hit.exists() and mode != "replay":
+            results[case_id] = json.loads(hit.read_text())
+        else:
+            todo[case_id] = str(path)
+    if todo:
+        assert labelled.path is not None
+        job = {
+            "set": str(labelled.path),
+            "cases": todo,
+            "config": side.config.to_dict(),
+            "what": what,
+            "mode": mode,
+            "recordings": str(recordings),
+            "workdir": str(workdir / side.role),
+            "jobs": jobs,
+        }
+        with tempfile.TemporaryDirectory(prefix="evals-side-") as tmp:
+            job_file, out_file = Path(tmp) / "job.json", Path(tmp) / "out.json"
+            job_file.write_text(json.dumps(job))
+            proc = subprocess.run(
+                [sys.executable, "-m", "evals.side", str(job_file), str(out_file)],
+                env=environment(side, os.environ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0 or not out_file.exists():
+                tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+                reason = f"the {side.role} side's run failed: {tail[0]}"
+                return {**results, **{cid: {"error": reason} for cid in todo}}
+            got = json.loads(out_file.read_text())
+        store.mkdir(parents=True, exist_ok=True)
+        for case_id, result in got.items():
+            results[case_id] = result
+            if reuse and not result.get("error") and not result.get("not_recorded"):
+                name = f"{case_id}-{case_api.recipe_key(by_id[case_id].source)}.json"
+                (store / name).write_text(json.dumps(result))
+    return results
+
+
+# ------------------------------------------------------------------------ judging
+def compare_metrics(
+    metrics: Sequence[scoring.Metric],
+    cand: Sequence[Mapping[str, Any]],
+    base: Sequence[Mapping[str, Any]],
+    kinds: set[str],
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """(rows, failures, known misses) for one group of metrics on one set."""
+    rows, failures, known = [], [], []
+    for m in metrics:
+        tolerance = m.tolerance
+        if m.key in scoring.RELATIVE_TOLERANCE:
+            reference = m.aggregate(base)
+            tolerance = m.tolerance * (reference or 0.0)
+        comp = stats.compare(
+            cand, base, m.aggregate, higher_is_better=m.higher_is_better, tolerance=tolerance
         )
+        row = {
+            "key": m.key,
+            "label": m.label,
+            **comp.to_dict(),
+            "gated": m.gated,
+            "target": m.target,
+            "higher_is_better": m.higher_is_better,
+        }
+        if m.gated and comp.failed:
+            bound = f"{comp.ci_high:.3g}" if comp.ci_high is not None else "n/a"
+            failures.append(
+                f"{m.key} worse than the baseline: {_fmt(comp.candidate)} vs "
+                f"{_fmt(comp.baseline)} (worse by {_fmt(comp.worse)}, 95% bound {bound}, "
+                f"tolerance {_fmt(tolerance)})"
+            )
+        if m.target is not None and (m.kind is None or m.kind in kinds):
+            op = ">=" if m.higher_is_better else "<="
+
+            def meets(value: float | None, target: float = m.target, op: str = op) -> bool:
+                if value is None:
+                    return False
+                return value >= target if op == ">=" else value <= target
+
+            if comp.candidate is None:
+                failures.append(
+                    f"{m.key}: nothing in the set measures it (empty denominator; "
+                    f"target {op} {_fmt(m.target)})"
+                )
+            elif not meets(comp.candidate):
+                text = f"{m.key} = {_fmt(comp.candidate)} misses its target {op} {_fmt(m.target)}"
+                if m.key.endswith("errors") or meets(comp.baseline):
+                    failures.append(
+                        text + ("" if m.key.endswith("errors") else " (the baseline meets it)")
+                    )
+                elif comp.baseline is None:
+                    failures.append(text + " (the baseline had nothing to measure)")
+                else:
+                    known.append(text + f" (the baseline misses it too: {_fmt(comp.baseline)})")
+            row["meets_target"] = meets(comp.candidate)
+        rows.append(row)
+    return rows, failures, known
 
 
-# ------------------------------------------------------------------------- one case
-def source_path(case: Case, workdir: Path) -> Path:
-    """The recording (file) or chunk prefix (directory) of a case, generated if needed."""
-    if "generator" in case.source:
-        return materialise(case.source, workdir / case.id)
-    uri = str(case.source["uri"])
-    if not uri.startswith("file://"):
-        raise SystemExit(f"case {case.id}: only file:// sources run locally, got {uri}")
-    return Path(uri.removeprefix("file://"))
+def slice_table(
+    cases: Sequence[Case], cand: Sequence[Mapping[str, Any]], base: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per slice value: cases, detector recall/precision and integrity misses, both sides."""
+    rec, prec = scoring.recall(scoring.DETECTOR_TYPES), scoring.precision(scoring.DETECTOR_TYPES)
+    wrong = scoring.total("integrity_over")
+    under = scoring.total("integrity_under")
+    errors = scoring.total("case_errors")
+    idle = scoring.idle_ratio("idle_found_s", "idle_truth_s")
+    rows = []
+    for key in SLICE_KEYS:
+        values = sorted({case_api.slices(c).get(key, "?") for c in cases})
+        for value in values:
+            idx = [i for i, c in enumerate(cases) if case_api.slices(c).get(key, "?") == value]
+            c_rows, b_rows = [cand[i] for i in idx], [base[i] for i in idx]
+            rows.append(
+                {
+                    "slice": key,
+                    "value": value,
+                    "cases": len(idx),
+                    "recall": [rec(c_rows), rec(b_rows)],
+                    "precision": [prec(c_rows), prec(b_rows)],
+                    "integrity_wrong": [
+                        (wrong(c_rows) or 0) + (under(c_rows) or 0),
+                        (wrong(b_rows) or 0) + (under(b_rows) or 0),
+                    ],
+                    "idle_recall": [idle(c_rows), idle(b_rows)],
+                    "errors": [errors(c_rows), errors(b_rows)],
+                }
+            )
+    return rows
 
 
-def run_signals(case: Case, path: Path, config: Config, workdir: Path) -> dict[str, Any]:
-    """The product's detectors on one case, exactly as the containers run them."""
-    from analysis_engine import media
-    from analysis_engine.stitch import stitch_chunks
-    from proctor_video.events import SignalConfig, merge_events, score_integrity, signal_events
-    from proctor_video.signals import detect_signals
-
-    started = time.monotonic()
-    out: dict[str, Any] = {}
-    if case.kind == "proctor_video":
-        video, report = path, None
-        if path.is_dir():
-            video = workdir / case.id / "video.webm"
-            report = stitch_chunks(sorted(path.iterdir()), video)
-            video = report.output  # video.mp4 when the codecs only fit MP4
-            out["stitch"] = {**report.to_dict(), "container": video.suffix.lstrip(".")}
-        info = media.probe(video)
-        offset = report.start_s if report else 0.0
-        end_s = max(offset + info.duration_s, report.duration_s if report else 0.0)
-        signals = detect_signals(video, start_s=offset, end_s=end_s, has_audio=info.has_audio)
-        gaps = [(g.interval, {"reason": g.reason}) for g in report.gaps] if report else []
-        events = signal_events(
-            black=signals.black,
-            frozen=signals.frozen,
-            speech=signals.speech,
-            gaps=gaps,
-            config=SignalConfig(**config.signal),  # type: ignore[arg-type]
+def evaluate_set(
+    labelled: LabelledSet,
+    candidate: Side,
+    baseline: Side,
+    *,
+    model_mode: str,
+    recordings: Path,
+    cache: Path,
+    jobs: int,
+    workdir: Path,
+    ids: Sequence[str] | None = None,
+    ci_only: bool = False,
+    progress: Progress = print,
+) -> dict[str, Any]:
+    cases = [c for c in labelled.cases if (ids is None or c.id in ids) and (c.ci or not ci_only)]
+    if not cases:
+        raise LabelError(f"{labelled.name}: no case selected")
+    kinds = {c.kind for c in cases}
+    progress(f"{labelled.name} ({labelled.split}): {len(cases)} cases")
+    paths = _materialise_all(cases, cache=cache, jobs=jobs, progress=progress)
+    sides = {"candidate": candidate, "baseline": baseline}
+    signal: dict[str, dict[str, dict[str, Any]]] = {}
+    for role, side in sides.items():
+        started = time.monotonic()
+        if role == "baseline" and side.key("signals") == candidate.key("signals"):
+            signal[role] = signal["candidate"]  # the same code and levers: the same run
+            continue
+        signal[role] = run_side(
+            side,
+            labelled,
+            paths,
+            what="signals",
+            cache=cache,
+            jobs=jobs,
+            workdir=workdir / labelled.name,
         )
-        merged = merge_events(events)
-        out["events"] = [e.to_dict() for e in merged]
-        out["integrity"] = score_integrity(merged, end_s).level
-        out["duration_s"] = end_s
-    else:
-        info = media.probe(path)
-        idle = media.detect_idle(path, info, min_seconds=config.idle_min_seconds)
-        out["idle"] = [[i.start_s, i.end_s] for i in idle]
-        out["duration_s"] = info.duration_s
-    out["wall_s"] = round(time.monotonic() - started, 2)
+        progress(f"  {role} ({side.label}) detectors: {time.monotonic() - started:.1f} s")
+    contrib = {
+        role: [scoring.signal_contribution(c, signal[role][c.id]) for c in cases] for role in sides
+    }
+    rows, failures, known = compare_metrics(
+        scoring.SIGNAL_METRICS, contrib["candidate"], contrib["baseline"], kinds
+    )
+    for role in sides:
+        for c in cases:
+            if signal[role][c.id].get("error"):
+                failures.append(
+                    f"case {c.id} errored on the {role} side: {signal[role][c.id]['error']}"
+                )
+    out: dict[str, Any] = {
+        "set": labelled.name,
+        "split": labelled.split,
+        "cases": len(cases),
+        "signal": {
+            "rows": rows,
+            "slices": slice_table(cases, contrib["candidate"], contrib["baseline"]),
+        },
+        "case_results": {role: signal[role] for role in sides},
+    }
+    model = _model(
+        cases,
+        labelled,
+        sides,
+        paths,
+        model_mode=model_mode,
+        recordings=recordings,
+        cache=cache,
+        jobs=jobs,
+        workdir=workdir,
+        kinds=kinds,
+        progress=progress,
+    )
+    failures += model.pop("failures")
+    known += model.pop("known")
+    out["model"] = model
+    out["failures"], out["known_misses"] = failures, known
     return out
 
 
-def run_model(case: Case, path: Path, config: Config, workdir: Path) -> dict[str, Any]:
-    """The real container on one case (needs GEMINI_API_KEY); its result.json, summarised."""
-    from analysis_engine.pricing import priced
-
-    out_dir = workdir / case.id / f"model-{config.name}"
-    uri = f"file://{path}/" if path.is_dir() else f"file://{path}"
-    env = {
-        **os.environ,
-        **config.env,
-        "ANALYSIS_ID": case.id,
-        "INPUT_URI": uri,
-        "OUTPUT_URI": f"file://{out_dir}/",
-    }
-    started = time.monotonic()
-    module = "proctor_video" if case.kind == "proctor_video" else "task_analyzer"
-    proc = subprocess.run(
-        [sys.executable, "-m", module], env=env, capture_output=True, text=True, check=False
-    )
-    wall = round(time.monotonic() - started, 2)
-    try:
-        result = json.loads((out_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"error": f"exit {proc.returncode}: {tail[0]}", "wall_s": wall}
-    usage = result.get("usage") or {}
-    report = result.get("report") or {}
-    return {
-        "status": result.get("status"),
-        "events": report.get("events", []),
-        "integrity": (report.get("integrity") or {}).get("level"),
-        "rubric": report.get("rubric_scores"),
-        "input_tokens": usage.get("input_tokens"),
-        "output_tokens": usage.get("output_tokens"),
-        "estimated_usd": priced(usage).get("estimated_usd") if usage else None,
-        "wall_s": wall,
-    }
-
-
-def _guarded(fn: Callable[..., dict[str, Any]], case: Case, *args: Any) -> dict[str, Any]:
-    """A case the product rejects or fails on is a result too (nothing found), not a crash."""
-    from analysis_engine.errors import AnalysisError
-
-    try:
-        return fn(case, *args)
-    except AnalysisError as exc:
-        empty: dict[str, Any] = {"error": str(exc), "wall_s": 0.0}
-        if case.kind == "proctor_video":
-            return {**empty, "events": [], "integrity": "low", "stitch": {"error": str(exc)}}
-        return {**empty, "idle": []}
-
-
-# ------------------------------------------------------------------------- scoring
-def score(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Aggregate signal metrics over every case's result (pure)."""
-    per_type = {t: metrics.Counts() for t in metrics.SIGNAL_TYPES}
-    frozen_in_gap = sound_from_noise = 0
-    idle = metrics.IdleScore()
-    levels: list[tuple[str, str]] = []
-    stitch_failures: dict[str, list[str]] = {}
-    errors = {case.id: results[case.id]["error"] for case in cases if "error" in results[case.id]}
-    wall = 0.0
-    for case in cases:
-        got = results[case.id]
-        wall += got.get("wall_s", 0.0)
-        if case.kind == "proctor_video":
-            events = got["events"]
-            for kind, counts in metrics.match_events(
-                [e for e in events if e.get("source") == "signal"],
-                case.truth.events,
-                types=metrics.SIGNAL_TYPES,
-                tolerance_s=metrics.SIGNAL_TOLERANCE_S,
-            ).items():
-                per_type[kind].add(counts)
-            gaps = [(e.start_s, e.end_s) for e in case.truth.events if e.type == "recording_gap"]
-            frozen = [(e["start_s"], e["end_s"]) for e in events if e["type"] == "camera_frozen"]
-            frozen_in_gap += sum(1 for f in frozen if metrics.overlap_s([f], gaps) > 0.5)
-            noise = [span for kind, span in case.truth.sound if kind in ("fan", "tone")]
-            voiced = [
-                (e["start_s"], e["end_s"])
-                for e in events
-                if e["type"] in ("other_voice", "audio_activity")
-            ]
-            # A sound event counts against the noise only where no speech is (±2 s).
-            speech = [
-                (s.start_s - 2, s.end_s + 2) for kind, s in case.truth.sound if kind == "speech"
-            ]
-            sound_from_noise += sum(
-                1
-                for v in voiced
-                if metrics.overlap_s([v], noise) - metrics.overlap_s([v], speech) > 1.0
+def _model(
+    cases: Sequence[Case],
+    labelled: LabelledSet,
+    sides: Mapping[str, Side],
+    paths: Mapping[str, Path | str],
+    *,
+    model_mode: str,
+    recordings: Path,
+    cache: Path,
+    jobs: int,
+    workdir: Path,
+    kinds: set[str],
+    progress: Progress,
+) -> dict[str, Any]:
+    changes = model_changes(sides["candidate"], sides["baseline"])
+    out: dict[str, Any] = {"mode": model_mode, "changes": changes, "failures": [], "known": []}
+    if model_mode == "off":
+        out["measured"] = False
+        out["note"] = "model metrics not measured (no GEMINI_API_KEY, no recordings to replay)"
+    else:
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        for role, side in sides.items():
+            started = time.monotonic()
+            if role == "baseline" and side.key() == sides["candidate"].key():
+                results[role] = results["candidate"]
+                continue
+            results[role] = run_side(
+                side,
+                labelled,
+                paths,
+                what="model",
+                mode=model_mode,
+                recordings=recordings,
+                cache=cache,
+                jobs=jobs,
+                workdir=workdir / labelled.name,
             )
-            if case.truth.integrity:
-                levels.append((case.truth.integrity, got["integrity"]))
-            if case.truth.stitch is not None:
-                problems = metrics.check_stitch(case.truth.stitch, got.get("stitch", {}))
-                if problems:
-                    stitch_failures[case.id] = problems
-        else:
-            idle.add(
-                metrics.score_idle(
-                    [tuple(i) for i in got["idle"]],  # type: ignore[misc]
-                    case.truth.idle,
-                    case.truth.active,
-                )
+            progress(f"  {role} model ({model_mode}): {time.monotonic() - started:.1f} s")
+        missing = sum(1 for r in results.values() for x in r.values() if x.get("not_recorded"))
+        contrib = {
+            role: [scoring.model_contribution(c, results[role][c.id]) for c in cases]
+            for role in sides
+        }
+        rows, failures, known = compare_metrics(
+            scoring.MODEL_METRICS, contrib["candidate"], contrib["baseline"], kinds
+        )
+        out["rows"], out["case_results"] = rows, results
+        out["measured"] = model_mode in MEASURED and not missing
+        if model_mode == "replay" and missing:
+            out["note"] = (
+                f"model metrics not measured: {missing} run(s) asked something "
+                "never recorded (record it with GEMINI_API_KEY)"
             )
-    total = metrics.Counts()
-    for counts in per_type.values():
-        total.add(counts)
-    matrix = metrics.confusion(levels)
-    return {
-        "signal_precision": total.precision,
-        "signal_recall": total.recall,
-        "signal_timestamp_error_s": total.timestamp_error_s,
-        "per_type": {k: v.to_dict() for k, v in per_type.items()},
-        "camera_frozen_in_gap": frozen_in_gap,
-        "voice_or_sound_from_tone_or_fan": sound_from_noise,
-        "idle": idle.to_dict(),
-        "idle_recall": idle.recall,
-        "active_skipped_s": round(idle.active_skipped_s, 2),
-        "active_skipped_fraction": idle.active_skipped_fraction,
-        "integrity_confusion": matrix,
-        "clean_at_high": matrix["low"]["high"],
-        "stitch_failures": len(stitch_failures),
-        "stitch_failure_detail": stitch_failures,
-        "case_errors": errors,
-        "wall_s": round(wall, 2),
-    }
+        elif model_mode not in MEASURED:
+            out["note"] = (
+                "model metrics not measured: the fake Gemini answers from the "
+                "labels (plumbing only, not a model)"
+            )
+        if out["measured"] or model_mode not in MEASURED:
+            out["failures"] += failures  # fake: plumbing regressions still fail
+            out["known"] += known
+    if changes and not out["measured"]:
+        out["failures"].append(
+            "model metrics not measured: the candidate changes what the model sees ("
+            + "; ".join(changes[:5])
+            + (f"; +{len(changes) - 5} more" if len(changes) > 5 else "")
+            + "); run with GEMINI_API_KEY (live) or replay complete recordings"
+        )
+    return out
 
 
-def score_model(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    per_type = {t: metrics.Counts() for t in metrics.MODEL_TYPES}
-    tokens_in = tokens_out = 0
-    usd = 0.0
-    for case in cases:
-        got = results.get(case.id) or {}
-        model_events = [e for e in got.get("events", []) if e.get("source") == "model"]
-        for kind, counts in metrics.match_events(
-            model_events,
-            case.truth.events,
-            types=metrics.MODEL_TYPES,
-            tolerance_s=metrics.MODEL_TOLERANCE_S,
-        ).items():
-            per_type[kind].add(counts)
-        tokens_in += int(got.get("input_tokens") or 0)
-        tokens_out += int(got.get("output_tokens") or 0)
-        usd += float(got.get("estimated_usd") or 0.0)
-    return {
-        "per_type": {k: v.to_dict() for k, v in per_type.items()},
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "estimated_usd": round(usd, 4),
-        "wall_s": round(sum(float((results.get(c.id) or {}).get("wall_s", 0)) for c in cases), 2),
-    }
-
-
-def verdict(scores: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> list[str]:
-    """Failures against the targets and against the baseline ([] = pass)."""
-    failures = []
-    for key, (op, bound) in TARGETS.items():
-        value = scores.get(key)
-        if value is None:
-            continue  # nothing in the set measures it
-        ok = value >= bound if op == ">=" else value <= bound
-        if not ok:
-            failures.append(f"{key} = {_fmt(value)} (target {op} {_fmt(bound)})")
-        if baseline is not None and baseline.get(key) is not None:
-            worse = baseline[key] - value if op == ">=" else value - baseline[key]
-            if worse > (ACCEPTABLE_DELTA if isinstance(bound, float) and bound < 1 else 0):
-                failures.append(
-                    f"{key} worse than baseline: {_fmt(value)} vs {_fmt(baseline[key])}"
-                )
-    return failures
-
-
+# ------------------------------------------------------------------------ reporting
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and value == 0:
+        return "0"
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") if value == value else "nan"
     return str(value)
 
 
-# ------------------------------------------------------------------------- reporting
-ROWS = [
-    ("signal precision", "signal_precision"),
-    ("signal recall", "signal_recall"),
-    ("signal timestamp error (s)", "signal_timestamp_error_s"),
-    ("camera_frozen inside a gap", "camera_frozen_in_gap"),
-    ("sound events from tone/fan", "voice_or_sound_from_tone_or_fan"),
-    ("idle recall", "idle_recall"),
-    ("active seconds skipped", "active_skipped_s"),
-    ("active fraction skipped", "active_skipped_fraction"),
-    ("clean sessions at high", "clean_at_high"),
-    ("stitch cases wrong", "stitch_failures"),
-    ("signal wall time (s)", "wall_s"),
-]
-
-
-def table(columns: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
-    """A Markdown table: one row per metric, one column per configuration."""
-    head = "| metric | " + " | ".join(name for name, _ in columns) + " | target |"
-    lines = [head, "|---" * (len(columns) + 2) + "|"]
-    for label, key in ROWS:
-        target = TARGETS.get(key)
-        cells = [
-            _fmt(scores.get(key)) if scores.get(key) is not None else "—" for _, scores in columns
+def markdown(report: Mapping[str, Any]) -> str:
+    lines = [
+        f"# Eval: {report['candidate']} vs {report['baseline']}",
+        "",
+        f"**Verdict: {'PASS' if report['pass'] else 'FAIL'}**",
+        "",
+    ]
+    for result in report["sets"]:
+        lines += [f"## {result['set']} ({result['split']}, {result['cases']} cases)", ""]
+        lines += _metric_table(result["signal"]["rows"])
+        lines += [
+            "",
+            "Per slice (candidate / baseline):",
+            "",
+            "| slice | value | cases | recall | precision | integrity wrong | "
+            "idle recall | errors |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        goal = f"{target[0]} {_fmt(target[1])}" if target else ""
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {goal} |")
-    for kind in metrics.SIGNAL_TYPES:
-        cells = []
-        for _, scores in columns:
-            c = scores["per_type"][kind]
-            cells.append(
-                f"P {_fmt(c['precision'])} R {_fmt(c['recall'])} ({c['tp']}/{c['tp'] + c['fn']})"
+        for s in result["signal"]["slices"]:
+            cells = [
+                f"{_fmt(s[k][0])} / {_fmt(s[k][1])}"
+                for k in ("recall", "precision", "integrity_wrong", "idle_recall", "errors")
+            ]
+            lines.append(
+                f"| {s['slice']} | {s['value']} | {s['cases']} | " + " | ".join(cells) + " |"
             )
-        lines.append(f"| {kind} | " + " | ".join(cells) + " | ±2 s |")
-    for true in ("low", "medium", "high"):
-        cells = [
-            " ".join(f"{p[0]}:{n}" for p, n in scores["integrity_confusion"][true].items())
-            for _, scores in columns
+        model = result["model"]
+        lines += [
+            "",
+            f"Model ({model['mode']}): "
+            + ("measured" if model.get("measured") else model.get("note", "")),
         ]
-        lines.append(f"| integrity truth {true} → predicted | " + " | ".join(cells) + " | |")
-    return "\n".join(lines)
+        if model.get("rows"):
+            lines += ["", *_metric_table(model["rows"])]
+        if model.get("changes"):
+            lines += ["", "What the model sees differs: " + "; ".join(model["changes"])]
+        lines += [""] + [f"- FAIL: {f}" for f in result["failures"]]
+        lines += [f"- known miss: {k}" for k in result["known_misses"]] + [""]
+    return "\n".join(lines) + "\n"
 
 
-# ------------------------------------------------------------------------- driver
-def evaluate(
-    labelled: LabelledSet,
-    configs: Sequence[Config],
-    *,
-    workdir: Path,
-    subset_ci: bool = False,
-    with_model: bool | None = None,
-    progress: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    cases = [c for c in labelled.cases if c.ci or not subset_ci]
-    if with_model is None:
-        with_model = bool(os.environ.get("GEMINI_API_KEY"))
-    model_skip = None if with_model else "GEMINI_API_KEY is not set: model metrics skipped"
-    if model_skip:
-        progress(model_skip + " (signal metrics only)")
-    paths: dict[str, Path] = {}
-    out: dict[str, Any] = {"set": labelled.name, "cases": len(cases), "configs": {}}
-    for n, config in enumerate(configs):
-        signal_results: dict[str, Any] = {}
-        model_results: dict[str, Any] = {}
-        for i, case in enumerate(cases, 1):
-            started = time.monotonic()
-            if case.id not in paths:
-                paths[case.id] = source_path(case, workdir)
-            signal_results[case.id] = _guarded(run_signals, case, paths[case.id], config, workdir)
-            if with_model:
-                model_results[case.id] = run_model(case, paths[case.id], config, workdir)
-            progress(
-                f"[{config.name} {n + 1}/{len(configs)}] [{i}/{len(cases)}] {case.id}: "
-                f"{time.monotonic() - started:.1f} s"
-            )
-        scores = score(cases, signal_results)
-        entry: dict[str, Any] = {"scores": scores, "cases": signal_results}
-        if with_model:
-            entry["model"] = score_model(cases, model_results)
-            entry["model_cases"] = model_results
-        else:
-            entry["model"] = {"skipped": model_skip}
-        out["configs"][config.name] = entry
+def _metric_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    out = [
+        "| metric | candidate | baseline | worse [90% CI] | tolerance | target | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["ci"]
+        ci = f"{_fmt(r['worse'])} [{_fmt(lo)}, {_fmt(hi)}]" if r["worse"] is not None else "—"
+        target = (
+            ""
+            if r["target"] is None
+            else ((">= " if r["higher_is_better"] else "<= ") + _fmt(r["target"]))
+        )
+        flag = "FAIL" if r["gated"] and r["failed"] else ("" if r["gated"] else "(not gated)")
+        if r.get("meets_target") is False:
+            flag = (flag + " target missed").strip()
+        out.append(
+            f"| {r['label']} | {_fmt(r['candidate'])} | {_fmt(r['baseline'])} | {ci} | "
+            f"{_fmt(r['tolerance'])} | {target} | {flag} |"
+        )
     return out
 
 
-def write_outputs(result: dict[str, Any], out_dir: Path, names: Sequence[str]) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns = [(name, result["configs"][name]["scores"]) for name in names]
-    baseline = columns[1][1] if len(columns) > 1 else None
-    failures = verdict(columns[0][1], baseline)
-    result["verdict"] = {"pass": not failures, "failures": failures}
-    md = [
-        f"# Eval: {result['set']} ({result['cases']} cases)",
-        "",
-        table(columns),
-        "",
-        f"**Verdict for `{names[0]}`: {'PASS' if not failures else 'FAIL'}**",
-        *[f"- {f}" for f in failures],
-    ]
-    for name in names:
-        model = result["configs"][name]["model"]
-        md.append(f"\nModel metrics (`{name}`): " + (model.get("skipped") or json.dumps(model)))
-    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
-    json_path.write_text(json.dumps(result, indent=2, default=str))
-    md_path.write_text("\n".join(md) + "\n")
-    return json_path, md_path
+# ------------------------------------------------------------------------ driver
+def default_model_mode(recordings: Path) -> str:
+    if os.environ.get("GEMINI_API_KEY"):
+        return "live"
+    if recordings.is_dir() and any(recordings.rglob("*.json")):
+        return "replay"
+    return "off"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evals", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--baseline", type=Path, default=None)
-    parser.add_argument("--set", dest="labelled_set", type=Path, default=DEFAULT_SET)
-    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="the candidate's levers (JSON)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default="main",
+        help="a git ref, a config file, or a directory with containers/",
+    )
+    parser.add_argument(
+        "--candidate", default=None, help="default: the working tree; or a git ref / directory"
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=None,
+        help="dev, heldout or a set file (repeatable; default: dev and heldout)",
+    )
+    parser.add_argument("--cases", default=None, help="comma-separated case ids")
     parser.add_argument("--ci", action="store_true", help="only the cases marked ci (fast)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep generated media here")
+    parser.add_argument(
+        "--model",
+        choices=MODES,
+        default=None,
+        help="default: live with GEMINI_API_KEY, else replay if recordings exist, else off",
+    )
+    parser.add_argument("--recordings", type=Path, default=DEFAULT_RECORDINGS)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=None, help="default: EVALS_CACHE")
+    parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args(argv)
-    configs = [Config.load(args.config)]
-    if args.baseline is not None:
-        baseline = Config.load(args.baseline)
-        if baseline.name == configs[0].name:
-            baseline.name += " (baseline)"
-        configs.append(baseline)
-    labelled = load(args.labelled_set)
+    cache = args.cache or case_api.cache_dir()
+    try:
+        config = Config.load(args.config)
+        candidate = resolve(args.candidate, role="candidate", default_config=config, cache=cache)
+        baseline = resolve(args.baseline, role="baseline", default_config=config, cache=cache)
+        sets = [case_api.load_set(s) for s in (args.sets or DEFAULT_SETS)]
+    except (ConfigError, SideError, LabelError) as exc:
+        print(f"evals: {exc}", file=sys.stderr)
+        return 2
+    mode = args.model or default_model_mode(args.recordings)
+    ids = args.cases.split(",") if args.cases else None
+    started = time.monotonic()
+    print(f"candidate: {candidate.label}; baseline: {baseline.label}; model: {mode}")
     with tempfile.TemporaryDirectory(prefix="evals-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        result = evaluate(labelled, configs, workdir=workdir, subset_ci=args.ci)
-    json_path, md_path = write_outputs(result, args.out, [c.name for c in configs])
-    print()
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0 if result["verdict"]["pass"] else 1
+        results = []
+        for labelled in sets:
+            try:
+                results.append(
+                    evaluate_set(
+                        labelled,
+                        candidate,
+                        baseline,
+                        model_mode=mode,
+                        recordings=args.recordings,
+                        cache=cache,
+                        jobs=args.jobs,
+                        workdir=Path(tmp),
+                        ids=ids,
+                        ci_only=args.ci,
+                    )
+                )
+            except LabelError as exc:
+                print(f"evals: {exc}", file=sys.stderr)
+                return 2
+    report = {
+        "candidate": candidate.label,
+        "baseline": baseline.label,
+        "model_mode": mode,
+        "sets": results,
+        "pass": not any(r["failures"] for r in results),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1, default=str))
+    text = markdown(report)
+    (args.out / "results.md").write_text(text)
+    print(text)
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'} ({report['wall_s']} s)")
+    return 0 if report["pass"] else 1

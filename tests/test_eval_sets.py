@@ -11,8 +11,9 @@ import pytest
 
 from devtools import label_answers
 from evals import cases, catalog
+from evals.config import Config
+from evals.detect import run_signals
 from evals.labels import LabelError, parse
-from evals.run import Config, run_signals
 
 
 @pytest.fixture(scope="module")
