@@ -7,16 +7,18 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost eval clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost eval clean
 
 install: $(STAMP)
 
 # System tools the product and its tests use (Debian packages), installed when missing:
 # ffmpeg (media), redis-server (the shared Gemini budget store), espeak-ng (speech in test
 # media), postgresql (Airflow's production metadata database), chromium (browser tests),
-# flite (a second TTS engine for the eval sets' voices).
+# flite (a second TTS engine for the eval sets' voices), buildah + crun + mmdebstrap (the
+# images built and run for real, on a local Debian base).
 APT_TOOLS := ffmpeg:ffmpeg redis-server:redis-server espeak-ng:espeak-ng \
-	pg_ctlcluster:postgresql chromium:chromium flite:flite
+	pg_ctlcluster:postgresql chromium:chromium flite:flite \
+	buildah:buildah crun:crun mmdebstrap:mmdebstrap
 
 $(STAMP): pyproject.toml
 	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 \
@@ -103,6 +105,34 @@ plan: install
 	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS)
 	cd terraform && $(TERRAFORM) init -input=false -backend-config=backend.hcl $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
 	cd terraform && $(TERRAFORM) plan -input=false -var-file=$(abspath $(TFVARS)) -out=$(TF_PLAN_FILE)
+
+# A new account's first step: only the ECR repositories (and the KMS key they use), so that
+# `make push` has somewhere to push before the full plan checks that the images are there.
+registry:
+	$(TF_NEEDED)
+	@test -f terraform/backend.hcl || { echo "terraform/backend.hcl missing: copy terraform/backend.hcl.example and name your state bucket"; exit 1; }
+	cd terraform && $(TERRAFORM) init -input=false -backend-config=backend.hcl $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
+	cd terraform && $(TERRAFORM) apply -input=false -var-file=$(abspath $(TFVARS)) \
+		-target=aws_ecr_repository.this -target=aws_ecr_lifecycle_policy.this
+
+# Images (devtools/images.py; needs only python3 and a builder: docker buildx when a daemon
+# answers, else buildah). Both for linux/amd64, the task definitions' platform, on the
+# digest-pinned base (BASE=local: one made from Debian packages), installing the hash-pinned
+# lock. Push BEFORE the apply that references the tag: the plan refuses an image not in ECR.
+#   make lock                    after editing containers/**/requirements.in
+#   make images TAG=2026.07.01   tags analysis-pipeline/<container>:TAG locally
+#   make push TAG=2026.07.01     to REGISTRY (default: terraform output ecr_repository_urls);
+#                                prints each digest, which the tfvars may take instead
+lock: install
+	$(BIN)/python -m devtools.images lock
+
+images:
+	@test -n "$(TAG)" || { echo "TAG=... is required (ECR tags are immutable: one per build)"; exit 1; }
+	$(PYTHON) -m devtools.images build --tag $(TAG) $(if $(BASE),--base $(BASE))
+
+push:
+	@test -n "$(TAG)" || { echo "TAG=... is required: the tag 'make images' built"; exit 1; }
+	$(PYTHON) -m devtools.images push --tag $(TAG) $(if $(REGISTRY),--registry $(REGISTRY))
 
 apply:
 	$(TF_NEEDED)

@@ -1,17 +1,22 @@
 """The container images as they will really run, without Docker.
 
-A clean virtualenv is built from `containers/requirements.txt` alone (no dev dependencies,
-no Airflow), the sources are laid out exactly as each Dockerfile's `COPY` lines say (parsed
-from the Dockerfile, so the two cannot drift), its bytecode step (`RUN python -m compileall`)
-is run on that layout, and the `ENTRYPOINT` runs with the Dockerfile's `ENV`, its `USER`
-(when asked to and running as root), and only the scratch volume writable.
+A clean virtualenv is built from the hash-pinned lock the Dockerfile installs
+(`containers/requirements.txt`, or an image's own) alone, with the Dockerfile's
+`--require-hashes` (no dev dependencies, no Airflow), the sources are laid out exactly as each
+Dockerfile's `COPY` lines say (parsed from the Dockerfile, so the two cannot drift), its
+bytecode step (`RUN <venv>/bin/python -m compileall`) is run on that layout, and the
+`ENTRYPOINT` runs with the Dockerfile's `ENV`, its `USER` (when asked to and running as root),
+and only the scratch volume writable.
+
+This is the fast model of the images; `devtools/images.py` builds them for real (buildah or
+buildx) and `tests/test_images_build.py` runs those.
 
 `tests/test_image.py` runs both entrypoints end to end this way; `bench/bench_drain.py` runs
 its fleet of containers this way, so neither measures the development virtualenv (which holds
 Airflow's dependencies and, through optional imports, makes every container start slower).
 
-The virtualenv is cached under `.cache/image-venv/<hash of the requirements>/` (gitignored),
-so only the first use after a requirements change pays for the install (~1 minute).
+Each virtualenv is cached under `.cache/image-venv/<hash of the lock>/` (gitignored), so
+only the first use after a lock change pays for the install (~1 minute).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -32,15 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REQUIREMENTS = REPO_ROOT / "containers" / "requirements.txt"
+REQUIREMENTS = REPO_ROOT / "containers" / "requirements.txt"  # the lock both images share
 VENV_CACHE = REPO_ROOT / ".cache" / "image-venv"
 IMAGES = {
     "task_analyzer": REPO_ROOT / "containers" / "task_analyzer" / "Dockerfile",
     "proctor_video": REPO_ROOT / "containers" / "proctor_video" / "Dockerfile",
 }
-# The one build step run on the laid-out sources; the others (apt-get ffmpeg, pip install
-# the requirements, useradd) are what the virtualenv and the host's ffmpeg stand for.
-COMPILE = ("python", "-m", "compileall")
+# The one build step run on the laid-out sources; the others (apt-get ffmpeg, the virtualenv
+# and its pip install of the lock, useradd) are what the virtualenv and the host's ffmpeg
+# stand for.
+COMPILE = ("-m", "compileall")
+# The pip flags the Dockerfiles install their lock with, and the model too.
+PIP_FLAGS = ("--require-hashes",)
 
 
 # -- the Dockerfile, as far as running it needs ---------------------------------------------
@@ -55,21 +64,45 @@ class Dockerfile:
     user: str | None = None
     volumes: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
-    base: str = ""
+    base: str = ""  # FROM, with ARG defaults substituted
+    args: dict[str, str] = field(default_factory=dict)  # ARG defaults
 
     @property
     def python_version(self) -> str:
-        """ "3.11" from `FROM python:3.11-slim-bookworm`."""
-        image, _, tag = self.base.partition(":")
-        if image != "python":
+        """ "3.11" from `FROM python:3.11-slim-bookworm@sha256:...`."""
+        image, _, tag = self.base.split("@")[0].partition(":")
+        if image.rsplit("/", 1)[-1] != "python":
             raise ValueError(f"unexpected base image {self.base!r}")
         return ".".join(tag.split("-")[0].split(".")[:2])
 
     @property
+    def venv(self) -> str:
+        """The image's virtualenv, from `RUN python3 -m venv /opt/venv ...`."""
+        for run in self.runs:
+            words = shlex.split(run)
+            for i in range(len(words) - 3):
+                if words[i].startswith("python") and words[i + 1 : i + 3] == ["-m", "venv"]:
+                    return words[i + 3]
+        raise ValueError("the Dockerfile makes no virtualenv (RUN python3 -m venv DIR)")
+
+    @property
     def compile_steps(self) -> list[list[str]]:
-        """The `RUN python -m compileall ...` lines, as argv."""
+        """The `RUN <python> -m compileall ...` lines, as argv."""
         steps = [shlex.split(run) for run in self.runs]
-        return [argv for argv in steps if tuple(argv[:3]) == COMPILE]
+        return [argv for argv in steps if tuple(argv[1:3]) == COMPILE]
+
+    @property
+    def pip_install(self) -> list[str]:
+        """The one `pip install` command (the words from `install` to the end of its `&&`)."""
+        found = []
+        for run in self.runs:
+            for command in run.split("&&"):
+                words = shlex.split(command)
+                if "pip" in words and "install" in words:
+                    found.append(words[words.index("install") :])
+        if len(found) != 1:
+            raise ValueError(f"expected one pip install, found {found}")
+        return found[0]
 
 
 def parse_dockerfile(path: Path) -> Dockerfile:
@@ -97,11 +130,28 @@ def parse_dockerfile(path: Path) -> Dockerfile:
             parsed.volumes += json.loads(rest) if rest.startswith("[") else rest.split()
         elif op == "ENTRYPOINT":
             parsed.entrypoint = json.loads(rest)
+        elif op == "ARG":
+            name, _, default = rest.partition("=")
+            parsed.args[name] = default
         elif op == "FROM":
-            parsed.base = rest.split()[0]
+            parsed.base = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: parsed.args[m.group(1)], rest.split()[0]
+            )
         else:
             raise ValueError(f"{path}: instruction {op} is not modelled")
     return parsed
+
+
+def requirements_file(dockerfile: Dockerfile) -> Path:
+    """The lock in the repository that the Dockerfile's `pip install -r` installs."""
+    words = dockerfile.pip_install
+    if "-r" not in words:
+        raise ValueError(f"pip install without -r: {words}")
+    dest = words[words.index("-r") + 1]
+    sources = [REPO_ROOT / src for src, dst in dockerfile.copies if dst == dest]
+    if len(sources) != 1:
+        raise ValueError(f"no COPY puts a file at {dest}")
+    return sources[0]
 
 
 def _instructions(text: str) -> Iterator[str]:
@@ -120,10 +170,10 @@ def _instructions(text: str) -> Iterator[str]:
 # -- the clean virtualenv ---------------------------------------------------------------------
 
 
-def image_venv(python: str) -> Path:
-    """A virtualenv of `python` with nothing but `containers/requirements.txt`, cached by the
-    hash of both."""
-    basis = REQUIREMENTS.read_bytes() + python.encode() + _version(python).encode()
+def image_venv(python: str, requirements: Path = REQUIREMENTS) -> Path:
+    """A virtualenv of `python` with nothing but the lock `requirements`, installed as the
+    Dockerfiles do (`--require-hashes`), cached by the hash of both."""
+    basis = requirements.read_bytes() + python.encode() + _version(python).encode()
     digest = hashlib.sha256(basis).hexdigest()[:16]
     target = VENV_CACHE / digest
     VENV_CACHE.mkdir(parents=True, exist_ok=True)
@@ -134,7 +184,7 @@ def image_venv(python: str) -> Path:
             try:
                 subprocess.run([python, "-m", "venv", str(building)], check=True)
                 pip = [str(building / "bin" / "python"), "-m", "pip", "-q"]
-                install = [*pip, "install", "--no-cache-dir", "-r", str(REQUIREMENTS)]
+                install = [*pip, "install", "--no-cache-dir", *PIP_FLAGS, "-r", str(requirements)]
                 quiet = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
                 subprocess.run(install, check=True, env=quiet)
                 (building / ".complete").touch()
@@ -143,13 +193,22 @@ def image_venv(python: str) -> Path:
                 building.rename(target)  # only `python -m` is used: no shebangs to fix
             finally:
                 shutil.rmtree(building, ignore_errors=True)
-        # Builds for older requirements are dead weight.
+        # Builds for locks no Dockerfile installs any more are dead weight.
         for stale in VENV_CACHE.iterdir():
-            if stale.is_dir() and not stale.name.startswith(digest):
+            if stale.is_dir() and stale.name.split("-")[0] not in _current_digests(python):
                 shutil.rmtree(stale, ignore_errors=True)
     os.chmod(VENV_CACHE.parent, 0o755)
     os.chmod(VENV_CACHE, 0o755)
     return target
+
+
+def _current_digests(python: str) -> set[str]:
+    version = _version(python).encode()
+    locks = {requirements_file(parse_dockerfile(path)) for path in IMAGES.values()}
+    return {
+        hashlib.sha256(lock.read_bytes() + python.encode() + version).hexdigest()[:16]
+        for lock in locks
+    }
 
 
 def _version(python: str) -> str:
@@ -185,7 +244,7 @@ def image_python(dockerfile: Dockerfile, uid: int | None) -> str:
 
 @dataclass(frozen=True)
 class Runtime:
-    venv: Path
+    venvs: dict[str, Path]  # image name -> the virtualenv of the lock it installs
     uid: int | None  # the images' USER when running as root (root ignores file modes)
 
 
@@ -201,7 +260,12 @@ def runtime(*, as_image_user: bool = True) -> Runtime:
         if not (user and user.isdigit()):
             raise ValueError("the images must set a numeric USER")
         uid = int(user)
-    return Runtime(image_venv(image_python(dockerfiles[0], uid)), uid)
+    python = image_python(dockerfiles[0], uid)
+    venvs = {
+        name: image_venv(python, requirements_file(dockerfile))
+        for name, dockerfile in zip(IMAGES, dockerfiles, strict=True)
+    }
+    return Runtime(venvs, uid)
 
 
 # -- laying out and running one image -------------------------------------------------------
@@ -217,9 +281,11 @@ class Image:
     uid: int | None  # the Dockerfile's USER when running as root
 
     def host_path(self, image_path: str) -> Path:
-        volume = self.dockerfile.volumes[0]
+        volume, venv = self.dockerfile.volumes[0], self.dockerfile.venv
         if image_path == volume or image_path.startswith(volume + "/"):
             return self.scratch / image_path[len(volume) :].lstrip("/")
+        if image_path == venv or image_path.startswith(venv + "/"):
+            return self.venv / image_path[len(venv) :].lstrip("/")
         return self.root / image_path.lstrip("/")
 
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
@@ -236,9 +302,9 @@ class Image:
     @property
     def argv(self) -> list[str]:
         python, *args = self.dockerfile.entrypoint
-        if python != "python":
-            raise ValueError(f"unexpected ENTRYPOINT {self.dockerfile.entrypoint}")
-        return [str(self.venv / "bin" / "python"), *args]
+        if python != f"{self.dockerfile.venv}/bin/python":
+            raise ValueError(f"ENTRYPOINT must run the virtualenv's python: {python}")
+        return [str(self.host_path(python)), *args]
 
     @property
     def cwd(self) -> Path:
@@ -272,8 +338,8 @@ def _set_writable(tree: Path, writable: bool) -> None:
 
 def _compile(image: Image, argv: list[str]) -> None:
     """`RUN python -m compileall ...` on the layout, with the image's interpreter."""
-    args = [str(image.host_path(a)) if a.startswith("/") else a for a in argv[1:]]
-    subprocess.run([str(image.venv / "bin" / "python"), *args], check=True)
+    args = [str(image.host_path(a)) if a.startswith("/") else a for a in argv]
+    subprocess.run(args, check=True)
 
 
 @contextlib.contextmanager
@@ -282,7 +348,7 @@ def laid_out(name: str, runtime: Runtime) -> Iterator[Image]:
     base = Path(tempfile.mkdtemp(prefix=f"image-{name}-"))
     os.chmod(base, 0o755)  # the USER must reach both places
     root, scratch = base / "root", base / "scratch"
-    image = Image(name, dockerfile, root, scratch, runtime.venv, runtime.uid)
+    image = Image(name, dockerfile, root, scratch, runtime.venvs[name], runtime.uid)
     try:
         for source, dest in dockerfile.copies:
             src, dst = REPO_ROOT / source, root / dest.lstrip("/")

@@ -95,6 +95,8 @@ resource "aws_ecs_task_definition" "this" {
   memory                   = tostring(local.workloads[each.key].memory_mib)
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  # The image is checked to be in ECR first (images.tf), also in a targeted apply.
+  depends_on = [data.aws_ecr_image.this]
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -112,7 +114,7 @@ resource "aws_ecs_task_definition" "this" {
 
   container_definitions = jsonencode([{
     name                   = each.key
-    image                  = "${local.ecr_url[each.key]}:${local.workloads[each.key].image_tag}"
+    image                  = local.image[each.key]
     essential              = true
     user                   = local.container_user
     readonlyRootFilesystem = true

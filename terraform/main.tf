@@ -3,7 +3,8 @@
 # Variables) and the fleet-wide Gemini budgets kept in the shared budget store
 # (budget_store.tf), all computed by modules/capacity from the same inputs.
 #
-# Files by concern: kms.tf, ecs.tf (cluster, images, task definitions), logs.tf, s3.tf,
+# Files by concern: kms.tf, ecs.tf (cluster, ECR, task definitions), images.tf (the pushed
+# images the task definitions run, checked at plan), logs.tf, s3.tf,
 # network.tf, iam.tf (execution and task roles), budget_store.tf, quota.tf, levers.tf (SSM
 # parameters and the Airflow policy).
 

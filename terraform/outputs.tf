@@ -116,3 +116,8 @@ output "capacity" {
     drain                 = module.capacity.drain
   }
 }
+
+output "images" {
+  description = "The image each task definition runs (repository:tag or repository@digest), checked at plan to be in its ECR repository."
+  value       = local.image
+}

@@ -195,7 +195,8 @@ variable "workloads" {
   description = <<-EOT
     The two containers, keyed by ECS container name ("task-analyzer", "proctor-video"; the
     DAG side uses the same names). The object type, its defaults and its range checks are
-    declared once, in modules/capacity/variables.tf (image_tag, max_concurrent = the DAG cap,
+    declared once, in modules/capacity/variables.tf (image_tag and/or image_digest: the image
+    pushed to the workload's ECR repository, which the plan checks is there; max_concurrent = the DAG cap,
     vcpu, memory_mib, ephemeral_storage_gib, the Gemini models and retries, and the
     prediction profile).
   EOT
@@ -207,8 +208,14 @@ variable "workloads" {
     error_message = "workloads must have exactly the keys \"task-analyzer\" and \"proctor-video\" (the container names the DAGs launch)."
   }
   validation {
-    condition     = alltrue([for w in values(var.workloads) : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", w.image_tag))])
-    error_message = "Every workload needs an image_tag (an ECR tag: letters, digits, _ . -, at most 128 characters)."
+    # The image by tag, by digest (what `make push` prints; a rollback is an apply with the
+    # previous one), or both (the tag must then name that digest: checked at plan).
+    condition = alltrue([for w in values(var.workloads) :
+      (try(w.image_tag, null) != null || try(w.image_digest, null) != null) &&
+      (try(w.image_tag, null) == null || can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", w.image_tag))) &&
+      (try(w.image_digest, null) == null || can(regex("^sha256:[0-9a-f]{64}$", w.image_digest)))
+    ])
+    error_message = "Every workload needs its image: image_tag (an ECR tag: letters, digits, _ . -, at most 128 characters) and/or image_digest (sha256: and 64 lowercase hex digits, as `make push` prints)."
   }
 }
 

@@ -16,6 +16,15 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real image builds (tests/test_images_build.py; minutes on a clean machine) start in
+    the background as soon as a selected test needs them, overlapping the tests before it."""
+    if any("built_images" in getattr(item, "fixturenames", ()) for item in items):
+        from _images import start_build
+
+        start_build()
+
+
 @pytest.fixture(scope="session")
 def sample_media(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """`sample_media("name.mp4", duration=20, idle=[(5, 15)], ...)` -> a generated screenshare

@@ -1,14 +1,16 @@
 """The container images as they will really run, without Docker (`devtools/image.py`).
 
-A clean virtualenv is built from `containers/requirements.txt` alone (no dev dependencies,
-no Airflow), the sources are laid out exactly as each Dockerfile's `COPY` lines say (parsed
+A clean virtualenv is built from the hash-pinned lock each Dockerfile installs
+(`containers/requirements.txt`) alone, with `--require-hashes` (no dev dependencies, no
+Airflow), the sources are laid out exactly as each Dockerfile's `COPY` lines say (parsed
 from the Dockerfile, so the two cannot drift) and byte-compiled as its `RUN python -m
 compileall` says, and each `ENTRYPOINT` runs end to end against the fake Gemini and moto S3
 with the Dockerfile's `ENV`, its non-root `USER` (when the tests run as root), and only the
 scratch volume writable.
 
-The virtualenv is cached under `.cache/image-venv/<hash of the requirements>/` (gitignored),
-so only the first run after a requirements change pays for the install (~1 minute).
+The virtualenv is cached under `.cache/image-venv/<hash of the lock>/` (gitignored), so only
+the first run after a lock change pays for the install (~1 minute). The lock is checked
+against its input here too; `tests/test_images_build.py` builds and runs the real images.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import importlib.metadata
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -30,7 +31,15 @@ import pytest
 from _proctor_fixtures import make_recording, mediarecorder_chunks
 from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3
 
-from devtools.image import IMAGES, REQUIREMENTS, Image, Runtime, laid_out, parse_dockerfile
+from devtools import images as builder
+from devtools.image import (
+    IMAGES,
+    Image,
+    Runtime,
+    laid_out,
+    parse_dockerfile,
+    requirements_file,
+)
 from devtools.image import runtime as image_runtime
 
 
@@ -79,16 +88,76 @@ def gemini_env(fake: Any, moto: MotoS3) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_dockerfile_installs_exactly_the_shared_requirements(name: str) -> None:
+def test_dockerfile_installs_a_hash_pinned_lock_into_a_virtualenv(name: str) -> None:
     dockerfile = parse_dockerfile(IMAGES[name])
-    dest = {src: dst for src, dst in dockerfile.copies}.get("containers/requirements.txt")
-    assert dest, "the image must COPY containers/requirements.txt"
-    installs = [r for r in dockerfile.runs if "pip install" in r]
-    assert len(installs) == 1 and f"-r {dest}" in installs[0], installs
-    # Nothing else gets pip-installed by name on that line.
-    words = shlex.split(installs[0].split("&&")[0])
-    assert [w for w in words if "==" in w] == []
-    assert dockerfile.entrypoint == ["python", "-m", name]
+    assert requirements_file(dockerfile) in {lock.target for lock in builder.locks()}
+    install = dockerfile.pip_install
+    assert "--require-hashes" in install, install
+    # Nothing gets pip-installed by name beside the lock.
+    assert install[-2] == "-r" and [w for w in install if "==" in w] == [], install
+    assert dockerfile.venv == "/opt/venv"
+    assert dockerfile.entrypoint == ["/opt/venv/bin/python", "-m", name]
+
+
+@pytest.mark.parametrize("name", sorted(IMAGES))
+def test_base_image_is_pinned_by_digest_and_overridable(name: str) -> None:
+    dockerfile = parse_dockerfile(IMAGES[name])
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", dockerfile.base)
+    assert dockerfile.args["BASE_IMAGE"] == dockerfile.base  # FROM ${BASE_IMAGE}
+    assert dockerfile.python_version == "3.11"
+
+
+def _shared_part(path: Path) -> list[str]:
+    """The instructions above the first COPY of sources (comments dropped)."""
+    text = "\n".join(
+        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+    head = text.split("COPY containers/analysis_engine", 1)[0]
+    return [" ".join(chunk.split()) for chunk in head.split("\n\n") if chunk.strip()]
+
+
+def test_both_dockerfiles_share_every_layer_above_their_sources() -> None:
+    """The second build reuses the first's apt and pip layers (and a registry stores them once)."""
+    first, second = (_shared_part(IMAGES[name]) for name in sorted(IMAGES))
+    assert first == second
+    assert any("apt-get install" in step for step in first)
+    assert any("pip install" in step for step in first)
+
+
+def _lock_entries(text: str) -> dict[str, tuple[str, list[str], list[str]]]:
+    """name -> (version, hashes, via) of a `uv pip compile --generate-hashes` lock."""
+    entries: dict[str, tuple[str, list[str], list[str]]] = {}
+    current = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            name, _, version = line.split(" ")[0].partition("==")
+            assert version, f"not pinned exactly: {line}"
+            current = _normalised(name)
+            entries[current] = (version, [], [])
+        elif current and line.strip().startswith("--hash=sha256:"):
+            entries[current][1].append(line.strip().split(":", 1)[1].rstrip(" \\"))
+        elif current and line.strip().startswith("#"):
+            words = line.strip("# ").removeprefix("via").strip()
+            entries[current][2].append(words)
+    return entries
+
+
+@pytest.mark.parametrize("lock", builder.locks(), ids=lambda lock: str(lock.source.parent.name))
+def test_lock_pins_every_dependency_with_hashes_and_holds_its_input(lock: Any) -> None:
+    entries = _lock_entries(lock.target.read_text())
+    direct = requirement_pins(lock.source)
+    assert len(entries) > len(direct)  # the transitive dependencies are in it
+    for name, (_, hashes, _) in entries.items():
+        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+    source = f"-r {lock.source.relative_to(REPO_ROOT)}"
+    from_input = {name for name, (_, _, via) in entries.items() if source in via}
+    assert from_input == set(direct), "the lock's direct dependencies are the input's"
+    assert {name: entries[name][0] for name in direct} == direct
+
+
+def test_locks_are_what_their_inputs_give() -> None:
+    """`make lock` again (PyPI as of each input's exclude-newer date) changes nothing."""
+    assert builder.stale_locks() == []
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
@@ -111,16 +180,20 @@ def test_image_sources_are_byte_compiled_at_build_time(name: str, runtime: Runti
 
 
 # Pinned although no container module imports it, and why.
-NOT_IMPORTED_ON_PURPOSE = {"aiohttp": "google-genai's async transport (see requirements.txt)"}
+NOT_IMPORTED_ON_PURPOSE = {"aiohttp": "google-genai's async transport (see requirements.in)"}
 
 
-def requirement_pins() -> dict[str, str]:
+SHARED_INPUT = REPO_ROOT / "containers" / "requirements.in"
+
+
+def requirement_pins(source: Path = SHARED_INPUT) -> dict[str, str]:
+    """The direct dependencies a requirements.in pins (`-r` lines are other inputs)."""
     pins = {}
-    for line in REQUIREMENTS.read_text().splitlines():
+    for line in source.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line and not line.startswith("-r"):
             name, sep, version = line.partition("==")
-            assert sep and version.strip(), f"requirements.txt: {line!r} is not pinned exactly"
+            assert sep and version.strip(), f"{source.name}: {line!r} is not pinned exactly"
             pins[_normalised(name)] = version.strip()
     return pins
 
@@ -184,7 +257,7 @@ def test_requirements_are_exactly_what_the_containers_import() -> None:
     pins = requirement_pins()
     imported = imported_distributions()
     missing = {dist: sorted(files) for dist, files in imported.items() if dist not in pins}
-    assert not missing, f"add these to containers/requirements.txt: {missing}"
+    assert not missing, f"add these to containers/requirements.in (then make lock): {missing}"
     unused = set(pins) - set(imported) - set(NOT_IMPORTED_ON_PURPOSE)
     assert not unused, f"pinned but never imported by the containers: {sorted(unused)}"
     for dist, version in pins.items():  # the image runs what the tests ran

@@ -3,7 +3,7 @@
 variable "workloads" {
   description = <<-EOT
     One entry per container image, keyed by its ECS container name. Per workload:
-    - image and size: image_tag, vcpu and memory_mib (Fargate task size; vcpu is whole vCPUs
+    - image and size: image_tag and/or image_digest, vcpu and memory_mib (Fargate task size; vcpu is whole vCPUs
       because the Airflow pool counts whole slots), ephemeral_storage_gib (scratch, 21-200);
     - the DAG cap: max_concurrent;
     - Gemini: gemini_map_model (every MAP call), gemini_reduce_model (the one REDUCE call),
@@ -19,6 +19,7 @@ variable "workloads" {
   EOT
   type = map(object({
     image_tag                = optional(string)
+    image_digest             = optional(string)
     max_concurrent           = number
     vcpu                     = number
     memory_mib               = number
