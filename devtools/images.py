@@ -208,6 +208,9 @@ def suite_storage() -> Storage:
 # translations are left out as in Debian's slim images.
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 BASE_DPKG_OPTIONS = (
+    # No fsync per unpacked file (as Debian's official images configure dpkg): a throwaway
+    # build root, and fsync dominates dpkg's time on some filesystems (here ~4x).
+    "force-unsafe-io",
     "path-exclude=/usr/share/man/*",
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
