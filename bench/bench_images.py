@@ -25,12 +25,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from devtools import images  # noqa: E402
-from devtools.airflow_env import moto_s3  # noqa: E402
-from devtools.fake_gemini import FakeGemini  # noqa: E402
-from devtools.media import make_screenshare  # noqa: E402
+from devtools import images
+from devtools.airflow_env import moto_s3
+from devtools.fake_gemini import FakeGemini
+from devtools.media import make_screenshare
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 T = TypeVar("T")
@@ -90,9 +88,11 @@ def run_both(storage: images.Storage, built: dict[str, str], phases: dict[str, f
                 run = {**env, "ANALYSIS_ID": f"bench-{name}", "INPUT_URI": inputs[name],
                        "OUTPUT_URI": f"s3://results/{name}/"}  # fmt: skip
                 proc = timed(phases, f"run {name}", lambda box=box, run=run: box.run(run))
-            result = json.loads(s3.get_object(Bucket="results", Key=f"{name}/result.json")["Body"].read())
+            body = s3.get_object(Bucket="results", Key=f"{name}/result.json")["Body"].read()
+            result = json.loads(body)
             if proc.returncode != 0 or result["status"] != "complete":
-                raise SystemExit(f"{name}: exit {proc.returncode}, {result['status']}: {result['error']}")
+                status, error = result["status"], result["error"]
+                raise SystemExit(f"{name}: exit {proc.returncode}, {status}: {error}")
 
 
 def measure(*, cold: bool) -> dict[str, float]:
@@ -108,7 +108,8 @@ def measure(*, cold: bool) -> dict[str, float]:
         )  # fmt: skip
         built = {}
         for name in sorted(images.CONTAINERS):
-            built |= timed(phases, f"build {name}", lambda n=name: images.build([n], options, quiet=True))
+            step = lambda n=name: images.build([n], options, quiet=True)  # noqa: E731
+            built |= timed(phases, f"build {name}", step)
         run_both(storage, built, phases)
     phases["total"] = time.monotonic() - started
     return phases
