@@ -15,10 +15,10 @@ install: $(STAMP)
 # ffmpeg (media), redis-server (the shared Gemini budget store), espeak-ng (speech in test
 # media), postgresql (Airflow's production metadata database), chromium (browser tests),
 # flite (a second TTS engine for the eval sets' voices), buildah + crun + mmdebstrap (the
-# images built and run for real, on a local Debian base).
+# images built and run for real, on a local Debian base), docker-registry (pushed to).
 APT_TOOLS := ffmpeg:ffmpeg redis-server:redis-server espeak-ng:espeak-ng \
 	pg_ctlcluster:postgresql chromium:chromium flite:flite \
-	buildah:buildah crun:crun mmdebstrap:mmdebstrap
+	buildah:buildah crun:crun mmdebstrap:mmdebstrap docker-registry:docker-registry
 
 $(STAMP): pyproject.toml
 	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 \

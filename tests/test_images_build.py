@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _images import SuiteImages, start_build
+from _images import SuiteImages, local_registry, start_build
 from _proctor_fixtures import make_recording, mediarecorder_chunks
 from conftest import AWS_TEST_ENV, MotoS3
 
@@ -180,3 +181,41 @@ def test_proctor_video_image_end_to_end(
     assert "finished complete" in proc.stdout.strip().splitlines()[-1]
     assert "built-proctor/video.webm" in moto_s3.keys("s3://results/built-proctor/")
     assert fake_gemini.stats["live_files"] == 0
+
+
+def _registry_get(url: str, accept: str) -> tuple[dict, str]:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read()), response.headers.get("Docker-Content-Digest", "")
+
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json,"
+    "application/vnd.docker.distribution.manifest.v2+json"
+)
+
+
+def test_push_sends_both_images_to_their_repositories_with_their_digests(
+    built_images: SuiteImages, tmp_path: Path
+) -> None:
+    """`make push` as far as this machine allows: a real registry on loopback instead of ECR.
+    Each image lands in `<registry>/analysis-pipeline/<container>:<tag>`, and the digest push
+    returns (what Terraform's image_digest takes) is the manifest the registry serves for the
+    tag, a linux/amd64 image with the Dockerfile's USER and ENTRYPOINT."""
+    with local_registry(tmp_path) as registry:
+        pushed = images.push(
+            sorted(IMAGES), tag=images.SUITE_TAG, registry=registry, builder="buildah",
+            storage=built_images.storage, tls_verify=False,
+        )  # fmt: skip
+        for name, reference in pushed.items():
+            repository = f"analysis-pipeline/{images.CONTAINERS[name]}"
+            assert reference.startswith(f"{registry}/{repository}@")
+            digest = reference.split("@", 1)[1]
+            assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)  # images.tf's validation
+            base = f"http://{registry}/v2/{repository}"
+            manifest, served = _registry_get(f"{base}/manifests/{images.SUITE_TAG}", MANIFEST_TYPES)
+            assert served == digest
+            config, _ = _registry_get(f"{base}/blobs/{manifest['config']['digest']}", "*/*")
+            assert (config["os"], config["architecture"]) == ("linux", "amd64")
+            assert config["config"]["User"] == "10001"
+            assert config["config"]["Entrypoint"] == parse_dockerfile(IMAGES[name]).entrypoint
