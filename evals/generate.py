@@ -186,14 +186,19 @@ def _vint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def cluster_time_s(cluster: bytes) -> float:
-    """A Cluster's Timecode (its first child, ID 0xE7; milliseconds at ffmpeg's scale)."""
+    """A Cluster's Timecode (child ID 0xE7; milliseconds at ffmpeg's scale). Matroska (not
+    WebM) puts a CRC-32 element first: children before the Timecode are skipped."""
     _, size_len = _vint(cluster, 4)
     pos = 4 + size_len
-    if cluster[pos] != 0xE7:
-        raise ValueError("cluster does not start with its Timecode")
-    value_len, len_len = _vint(cluster, pos + 1)
-    start = pos + 1 + len_len
-    return int.from_bytes(cluster[start : start + value_len], "big") / 1000.0
+    while pos < len(cluster):
+        id_len = 9 - cluster[pos].bit_length()  # an element ID is a vint with its marker
+        element = cluster[pos : pos + id_len]
+        value_len, len_len = _vint(cluster, pos + id_len)
+        start = pos + id_len + len_len
+        if element == b"\xe7":
+            return int.from_bytes(cluster[start : start + value_len], "big") / 1000.0
+        pos = start + value_len
+    raise ValueError("cluster has no Timecode")
 
 
 def mediarecorder_chunks(recording: Path, *, slice_s: float = 3.0) -> list[bytes]:
