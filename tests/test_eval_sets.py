@@ -171,3 +171,14 @@ def test_a_rendered_scene_is_seen_by_the_products_detectors(tmp_path: Path) -> N
     assert set(found) == set(truth) == {"camera_covered", "audio_activity", "recording_gap"}
     for kind, (a, b_) in truth.items():
         assert abs(found[kind][0] - a) <= 1.0 and abs(found[kind][1] - b_) <= 1.0, kind
+
+
+def test_chunks_are_cut_by_cluster_time_even_after_a_crc() -> None:
+    """Matroska clusters start with a CRC-32 element; WebM's with the Timecode."""
+    from evals.generate import cluster_time_s
+
+    body_webm = b"\xe7\x82\x0b\xb8" + b"\xa3\x81\x00"  # Timecode 3000 ms, a block
+    body_mkv = b"\xbf\x84\x01\x02\x03\x04" + body_webm  # CRC-32 first
+    for body in (body_webm, body_mkv):
+        cluster = b"\x1f\x43\xb6\x75" + bytes([0x80 | len(body)]) + body
+        assert cluster_time_s(cluster) == 3.0
