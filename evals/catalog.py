@@ -570,7 +570,9 @@ def _screens(b: Builder) -> None:
     b.screen(f"{p}-screen-dark-narration", duration_s=70,
              activities=[{"kind": "typing", "start_s": 0, "end_s": 30, "chars_per_s": 2},
                          {"kind": "idle", "start_s": 30, "end_s": 70}],
-             idle=[(32, 68)], active=[(0, 30)],
+             # A still screen while the candidate talks the problem through is not idle
+             # (the product skips still *and* silent stretches; it must not skip this one).
+             idle=[], active=[(0, 50)],
              sound=[b.voice(0, start_s=30, end_s=50)])  # fmt: skip
     b.screen(f"{p}-screen-light-idle-just-short", duration_s=60, theme="light",
              activities=[{"kind": "typing", "start_s": 0, "end_s": 15, "chars_per_s": 3},

@@ -204,8 +204,9 @@ def cluster_time_s(cluster: bytes) -> float:
 def mediarecorder_chunks(recording: Path, *, slice_s: float = 3.0) -> list[bytes]:
     """A recording as MediaRecorder.start(3000) delivers it: chunk i holds the clusters that
     start in [3i, 3i + 3) s (an encoder's extra keyframe starts an extra cluster; it stays
-    in its time slice), the first chunk with the header. Clusters start a few ms early when
-    audio leads (Opus pre-skip): 0.1 s of slack."""
+    in its time slice), the first chunk with the header. A cluster cut at a slice boundary
+    starts up to ~0.2 s early when audio leads (codec delay, AAC frames drifting against the
+    3 s grid): one within 0.5 s of a boundary belongs to the slice that boundary opens."""
     if recording.suffix == ".mp4":
         return safari_chunks(recording)
     header, clusters = _split_clusters(recording.read_bytes())
@@ -213,7 +214,8 @@ def mediarecorder_chunks(recording: Path, *, slice_s: float = 3.0) -> list[bytes
         clusters[-2:] = [clusters[-2] + clusters[-1]]
     slices: dict[int, bytes] = {}
     for cluster in clusters:
-        key = int((cluster_time_s(cluster) + 0.1) // slice_s)
+        at = cluster_time_s(cluster) / slice_s
+        key = round(at) if abs(at - round(at)) * slice_s < 0.5 else int(at)
         slices[key] = slices.get(key, b"") + cluster
     chunks = [slices[k] for k in sorted(slices)]
     return [header + chunks[0], *chunks[1:]]
