@@ -100,15 +100,15 @@ def measure(*, cold: bool) -> dict[str, float]:
     started = time.monotonic()
     with fresh_cache(cold) as storage:
         base = timed(phases, "base", lambda: images.make_local_base(storage))
-        lock = images.REPO_ROOT / "containers" / "requirements.txt"
-        index = timed(phases, "wheel index", lambda: images.wheelhouse(lock))
-        options = images.BuildOptions(
-            images.SUITE_TAG, "buildah", base=base, pip_index="file:///wheelhouse0/simple",
-            volumes=[f"{index}:/wheelhouse0:ro"], storage=storage,
-        )  # fmt: skip
         built = {}
         for name in sorted(images.CONTAINERS):
-            step = lambda n=name: images.build([n], options, quiet=True)  # noqa: E731
+            lock = images._requirements_copied(name)
+            index = timed(phases, f"wheel index {name}", lambda lock=lock: images.wheelhouse(lock))
+            options = images.BuildOptions(
+                images.SUITE_TAG, "buildah", base=base, pip_index="file:///wheelhouse/simple",
+                volumes=[f"{index}:/wheelhouse:ro"], storage=storage,
+            )  # fmt: skip
+            step = lambda o=options, n=name: images.build([n], o, quiet=True)  # noqa: E731
             built |= timed(phases, f"build {name}", step)
         run_both(storage, built, phases)
     phases["total"] = time.monotonic() - started

@@ -641,26 +641,22 @@ SUITE_TAG = "suite"
 
 def suite_images(*, storage: Storage | None = None) -> dict[str, str]:
     """Both images built for real on the local base, as the suite runs them: the base made
-    once per recipe, the wheels downloaded once per lock, the layers cached in `storage`
-    (one builder at a time: a file lock). Returns package name → image."""
+    once per recipe, each lock's wheels downloaded once, the layers cached in `storage`
+    (one builder at a time: a file lock). Returns package name -> image."""
     (CACHE / "buildah").mkdir(parents=True, exist_ok=True)
     with open(CACHE / "buildah" / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         storage = storage or suite_storage()
         base = make_local_base(storage)
-        volumes, index = [], None
-        lock_files = {_requirements_copied(name) for name in CONTAINERS}
-        for i, lock_file in enumerate(sorted(lock_files)):
-            mount = f"/wheelhouse{i}"
-            volumes.append(f"{wheelhouse(lock_file)}:{mount}:ro")
-            index = f"file://{mount}/simple"
-        if len(lock_files) != 1:
-            raise NotImplementedError("one index per build: give each image its own build call")
-        options = BuildOptions(
-            tag=SUITE_TAG, builder="buildah", base=base, pip_index=index, volumes=volumes,
-            storage=storage,
-        )  # fmt: skip
-        return build(sorted(CONTAINERS), options, quiet=True)
+        built = {}
+        for name in sorted(CONTAINERS):  # each image's own lock, if it has one
+            index = wheelhouse(_requirements_copied(name))
+            options = BuildOptions(
+                tag=SUITE_TAG, builder="buildah", base=base, storage=storage,
+                pip_index="file:///wheelhouse/simple", volumes=[f"{index}:/wheelhouse:ro"],
+            )  # fmt: skip
+            built |= build([name], options, quiet=True)
+        return built
 
 
 def _requirements_copied(name: str) -> Path:

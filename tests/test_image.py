@@ -253,8 +253,9 @@ def _normalised(name: str) -> str:
 
 def test_requirements_are_exactly_what_the_containers_import() -> None:
     """Fast twin of the end-to-end runs: a new import without its pin (or a pin nothing
-    imports, like ffmpeg-python and tenacity once were) fails here, naming the files."""
-    pins = requirement_pins()
+    imports, like ffmpeg-python and tenacity once were) fails here, naming the files. The
+    pins of every input count (the shared one and any image's own)."""
+    pins = {k: v for lock in builder.locks() for k, v in requirement_pins(lock.source).items()}
     imported = imported_distributions()
     missing = {dist: sorted(files) for dist, files in imported.items() if dist not in pins}
     assert not missing, f"add these to containers/requirements.in (then make lock): {missing}"
