@@ -16,10 +16,11 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
     """The real image builds (tests/test_images_build.py; minutes on a clean machine) start in
-    the background as soon as a selected test needs them, overlapping the tests before it."""
-    if any("built_images" in getattr(item, "fixturenames", ()) for item in items):
+    the background as soon as a selected test needs them (after -m/-k deselection),
+    overlapping the tests that run before it."""
+    if any("built_images" in getattr(item, "fixturenames", ()) for item in session.items):
         from _images import start_build
 
         start_build()
