@@ -25,6 +25,7 @@ the machine's PyPI may sit behind a TLS proxy that the image does not trust);
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -444,6 +445,36 @@ def docker_push_argvs(*, image: str, destination: str) -> list[list[str]]:
     return [["docker", "tag", image, destination], ["docker", "push", destination]]
 
 
+ECR_REGISTRY = re.compile(r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+def ecr_region(registry: str) -> str | None:
+    """The Region of an ECR registry host, None for any other registry."""
+    found = ECR_REGISTRY.match(registry)
+    return found.group("region") if found else None
+
+
+def ecr_password(region: str) -> str:
+    """A 12-hour ECR login password for the caller's AWS credentials: through boto3 when it
+    is installed (the ops and dev virtualenvs), else the AWS CLI."""
+    try:
+        import boto3
+    except ImportError:
+        return _run(["aws", "ecr", "get-login-password", "--region", region]).stdout.strip()
+    data = boto3.client("ecr", region_name=region).get_authorization_token()
+    token = data["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    if user != "AWS" or not password:
+        raise RuntimeError("unexpected ECR authorization token (not AWS:<password>)")
+    return password
+
+
+def login_argv(builder: str, registry: str, *, storage: Storage) -> list[str]:
+    """The password goes through stdin: never an argument, a file or a log line."""
+    login = ["login", "--username", "AWS", "--password-stdin", registry]
+    return storage.buildah(*login) if builder == "buildah" else ["docker", *login]
+
+
 def push(
     names: Sequence[str],
     *,
@@ -454,8 +485,12 @@ def push(
     tls_verify: bool = True,
 ) -> dict[str, str]:
     """Pushes each built `<project>/<container>:<tag>` to `<registry>/<project>/<container>:<tag>`
-    and returns `repository@sha256:...` per image (what Terraform's `image_digest` takes)."""
+    (logging in first when the registry is ECR) and returns `repository@sha256:...` per image
+    (what Terraform's `image_digest` takes)."""
     builder, storage = choose_builder(builder), storage or Storage()
+    region = ecr_region(registry)
+    if region:
+        _run(login_argv(builder, registry, storage=storage), stdin=ecr_password(region))
     pushed = {}
     for name in names:
         image, destination = local_name(name, tag), f"{repository(registry, name)}:{tag}"

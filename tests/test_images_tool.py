@@ -74,6 +74,23 @@ def test_push_goes_to_the_repository_terraform_creates() -> None:
     ]
 
 
+def test_push_to_ecr_logs_in_with_a_token_through_stdin() -> None:
+    from moto import mock_aws
+
+    registry = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert images.ecr_region(registry) == "eu-west-1"
+    assert images.ecr_region("127.0.0.1:5000") is None  # another registry: no ECR login
+    assert images.login_argv("buildah", registry, storage=STORE) == [
+        *STORE.buildah("login"), "--username", "AWS", "--password-stdin", registry,
+    ]  # fmt: skip
+    assert images.login_argv("buildx", registry, storage=STORE) == [
+        "docker", "login", "--username", "AWS", "--password-stdin", registry,
+    ]  # fmt: skip
+    with mock_aws():
+        password = images.ecr_password("eu-west-1")
+    assert password and ":" not in password
+
+
 def test_run_spec_is_the_task_definitions_container() -> None:
     config = {
         "User": "10001",
