@@ -29,8 +29,11 @@ resource "aws_elasticache_user" "budget" {
   user_id   = local.budget_store_user
   user_name = local.budget_store_user
   engine    = "valkey"
-  # Everything the rate limiter needs (scripts, keys, pub/sub) but no admin commands.
-  access_string = "on ~* &* +@all -@dangerous"
+  # Only the budget's keys (they share the hash tag {gemini-budget}; the containers' code
+  # names the pattern ACL_KEY_PATTERN), only data, script and connection commands, plus
+  # CLUSTER and COMMAND for cluster-aware clients; no pub/sub, nothing dangerous. The
+  # budget's tests create this user from this line on a local redis-server.
+  access_string = "on ~{gemini-budget}:* -@all +@connection +@read +@write +@scripting +cluster +command -@dangerous"
 
   authentication_mode {
     type      = "password"

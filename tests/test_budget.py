@@ -1,5 +1,6 @@
-"""Budget on the `limits` moving window, memory store: admission, oversized calls, settling,
-pauses, cancellation, the in-flight bound, and the settings that configure it.
+"""Budget with the memory store: admission, oversized calls, settling, pauses, the control
+law after a 429 (pure and applied), the daily quota, cancellation, the in-flight bound, and
+the settings that configure it.
 
 Windows are 1 s of real time (the library keeps wall time), so each wait costs ~1 s.
 """
@@ -14,7 +15,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from analysis_engine.budget import Budget, BudgetStoreError, open_budget
+from analysis_engine.budget import (
+    Budget,
+    BudgetExhausted,
+    BudgetState,
+    BudgetStoreError,
+    law,
+    open_budget,
+)
 from analysis_engine.errors import InvalidInputError
 from analysis_engine.settings import Settings
 
@@ -74,36 +82,57 @@ def test_oversized_call_waits_for_an_empty_window_then_takes_all_of_it() -> None
 
     huge_at, after_gap, window = run(scenario())
     assert 0.9 <= huge_at < 1.6  # no deadlock: admitted once the window emptied
-    assert window == (1, 1000)  # charged the whole window
+    assert window == (1, 5000)  # charged in full: it holds the whole window
     assert 0.9 <= after_gap < 1.6
 
 
-def test_settle_charges_tokens_above_the_estimate_and_keeps_the_estimate_below_it() -> None:
-    async def scenario() -> tuple[tuple[int, int], tuple[int, int]]:
+def test_settle_charges_what_the_service_counted_both_ways_even_in_a_full_window() -> None:
+    async def scenario() -> tuple[tuple[int, int], ...]:
         budget = memory(tpm=1000)
         dear = await budget.acquire(100, model=MODEL)
         await dear.settle(400)
         after_dear = await budget.in_window(MODEL)
         cheap = await budget.acquire(300, model=MODEL)
-        await cheap.settle(10)  # never un-counted: errs towards spending less
+        await cheap.settle(10)  # the service counted 10: the rest is free again
         after_cheap = await budget.in_window(MODEL)
+        full = await budget.acquire(590, model=MODEL)  # the window is full now
+        await full.settle(900)  # over the limit: still counted, never dropped
+        after_full = await budget.in_window(MODEL)
         await budget.aclose()
-        return after_dear, after_cheap
+        return after_dear, after_cheap, after_full
 
-    assert run(scenario()) == ((1, 400), (2, 700))
+    assert run(scenario()) == ((1, 400), (2, 410), (3, 1310))
 
 
 def test_the_window_is_kept_a_margin_longer_than_the_quotas_minute() -> None:
-    async def scenario() -> float:
-        budget = Budget.in_memory(1000, 1000, window_s=1)  # the default 1 s margin
+    async def scenario(window_s: int) -> float:
+        clock = VirtualClock()
+        budget = Budget.in_memory(
+            1000, 1000, window_s=window_s, clock=clock, sleep=clock.sleep, poll_s=0.01
+        )
         first = await budget.acquire(1000, model=MODEL)
         second = await budget.acquire(1000, model=MODEL)
         await budget.aclose()
         return second.granted_at - first.granted_at
 
     # A call reaching the service later than it was admitted never meets the previous
-    # window's calls still counted there.
-    assert 2.0 <= run(scenario()) < 2.6
+    # window's calls still counted there: 1 s of a 60-s minute, 0.5 s of a scaled 30-s one.
+    assert 61.0 <= run(scenario(60)) < 61.1
+    assert 30.5 <= run(scenario(30)) < 30.6
+
+
+class VirtualClock:
+    """Time that passes only when the budget sleeps (one waiting call at a time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
 
 
 def test_pause_holds_every_caller_of_that_model_only() -> None:
@@ -215,13 +244,15 @@ def test_closed_budget_refuses_new_calls() -> None:
         run(scenario())
 
 
-def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers_additively() -> None:
-    async def scenario() -> tuple[float, float, tuple[float, float] | None]:
+def test_a_429_with_a_full_window_lowers_the_ceiling_and_holds_admission() -> None:
+    async def scenario() -> tuple[float, float, BudgetState]:
         budget = memory(tpm=1000)
         start = time.time()
-        await budget.acquire(300, model=MODEL)
-        await budget.pause(MODEL, 0.0)  # the service said "full" at 300 tokens
-        learnt = budget._ceilings[MODEL]
+        await budget.acquire(950, model=MODEL)
+        refused = await budget.acquire(50, model=MODEL)
+        # The service said "full" with 950 counted (the refused 50 never counted there).
+        await budget.pause(MODEL, 0.0, refused=refused)
+        learnt = await budget.state(MODEL)
         small, other = await asyncio.gather(
             budget.acquire(100, model=MODEL),  # would fit the limit, not the ceiling
             budget.acquire(900, model="gemini-2.5-pro"),  # its own ceiling
@@ -230,40 +261,105 @@ def test_a_429_lowers_the_ceiling_under_the_window_and_it_recovers_additively() 
         return small.granted_at - start, other.granted_at - start, learnt
 
     small, other, learnt = run(scenario())
-    assert learnt is not None and learnt[0] == pytest.approx(270.0)  # 0.9 x the 300
-    # Held until the 300 left the window (1 s): the ceiling (270) does not climb back
-    # within the window after a 429, so 300 + 100 never went in together.
+    assert (learnt.window_tokens, learnt.ceiling_tokens) == (950, 855)  # 0.9 x the 950
+    # Held until the 950 left the window (1 s): the ceiling does not climb back within the
+    # window after a 429, so 950 + 100 never went in together.
     assert 0.95 <= small < 1.5 and other < 0.4
-    budget = memory(tpm=1000)
-    budget._ceilings[MODEL] = (270.0, 100.0)
-    limits = budget.limits_for(MODEL)
-    # +5% of the limit per whole quiet window of 1 s, nothing in between.
-    assert budget._ceiling(MODEL, limits, 100.0) == 270.0
-    assert budget._ceiling(MODEL, limits, 100.99) == 270.0
-    assert budget._ceiling(MODEL, limits, 101.0) == pytest.approx(320.0)
-    assert budget._ceiling(MODEL, limits, 103.5) == pytest.approx(420.0)
-    assert budget._ceiling(MODEL, limits, 200.0) == 1000.0
-    # From the floor (5% of the limit) back to the limit within 1/CEILING_STEP = 19 windows.
-    budget._ceilings[MODEL] = (50.0, 100.0)
-    assert budget._ceiling(MODEL, limits, 118.99) < 1000.0
-    assert budget._ceiling(MODEL, limits, 119.0) == 1000.0
 
 
-def test_a_429_in_a_burst_never_raises_the_ceiling_and_restarts_the_quiet_count() -> None:
-    async def scenario() -> tuple[float, float]:
-        budget = memory(tpm=1000)
-        # Learnt 200 four quiet windows ago: recovered to 200 + 4 x 5% of 1000 = 400 by now.
-        await budget._store.set_ceiling(MODEL, 200.0, time.time() - 4.5)
-        await budget.acquire(600, model=MODEL)  # refused calls' charges stay in the window
-        before = time.time()
-        await budget.pause(MODEL, 0.5)
-        tokens, quiet_since = budget._ceilings[MODEL] or (0.0, 0.0)
+def test_a_429_with_a_nearly_empty_window_pauses_but_keeps_the_ceiling() -> None:
+    """The issue's reproduction: an empty window, two 36k-token calls, one refusal. It was
+    not our share (our window held one call), so nothing but the pause changes."""
+
+    async def scenario() -> tuple[BudgetState, float]:
+        budget = memory(tpm=1_000_000)
+        await budget.acquire(36_000, model=MODEL)
+        refused = await budget.acquire(36_000, model=MODEL)
+        await budget.pause(MODEL, 0.3, refused=refused, reason="HTTP 429 RESOURCE_EXHAUSTED")
+        state = await budget.state(MODEL)
+        started = time.time()
+        await budget.acquire(36_000, model=MODEL)
+        held = time.time() - started
         await budget.aclose()
-        return tokens, quiet_since - before
+        return state, held
 
-    tokens, quiet_after = run(scenario())
-    assert tokens == pytest.approx(400.0)  # min(where it was, 0.9 x 600)
-    assert 0.45 <= quiet_after <= 0.6  # counted from the end of the pause
+    state, held = run(scenario())
+    assert state.ceiling_tokens == 1_000_000 and state.window_tokens == 36_000
+    assert 0.25 <= held < 0.6  # the pause, then at once: no window-long wait per call
+
+
+def test_the_control_law_tells_our_429s_from_the_services_and_states_its_bounds() -> None:
+    limit, window = 1000.0, 60.0
+
+    def after(ceiling: law.Ceiling | None, tokens: float, now: float) -> Any:
+        return law.after_429(
+            ceiling, window_tokens=tokens, limit=limit, now=now, pause_until=now + 5,
+            window_s=window,
+        )  # fmt: skip
+
+    # A full window: the quota is below what we held.
+    full, verdict = after(None, 950, 100.0)
+    assert verdict == "full window" and full.tokens == pytest.approx(855.0)  # 0.9 x 950
+    assert full.quiet_since == 105.0  # recovery counts from the pause's end
+    # +5% of the limit per whole quiet window, nothing in between, up to the limit.
+    assert law.current(full, limit=limit, now=164.9, window_s=window) == pytest.approx(855.0)
+    assert law.current(full, limit=limit, now=165.0, window_s=window) == pytest.approx(905.0)
+    assert law.current(full, limit=limit, now=105 + 3 * 60, window_s=window) == limit
+    # Stated bounds: one full-window 429 at worst to 0.81 (4 quiet windows back), the
+    # deepest confirmed decrease to 0.225 (16), the floor (19).
+    worst, _ = after(None, 900, 100.0)
+    assert worst.tokens == pytest.approx(810.0) and law.recovery_windows(0.81) == 4
+    assert law.recovery_windows(0.225) == 16 and law.recovery_windows(law.FLOOR) == 19
+    # A nearly empty window: not our share; the ceiling stays whatever the streak.
+    kept, verdict = after(None, 200, 100.0)
+    assert verdict == "not ours" and kept.tokens == limit and kept.streak == 1
+    same, _ = after(kept, 100, 102.0)  # within that 429's pause: the same episode
+    assert same.streak == 1
+    for at in (110.0, 120.0, 130.0):
+        kept, verdict = after(kept, 100, at)
+    assert verdict == "not ours" and kept.tokens == limit and kept.streak == 4
+    # A meaningful share, not full: a first 429 only marks the level...
+    marked, verdict = after(None, 500, 100.0)
+    assert verdict == "suspect" and marked.tokens == limit and marked.suspect == 500
+    again, verdict = after(marked, 480, 103.0)  # same episode: still only a suspicion
+    assert verdict == "suspect" and again.tokens == limit
+    # ... a second one in a later episode of the run confirms it.
+    confirmed, verdict = after(again, 450, 110.0)
+    assert verdict == "confirmed" and confirmed.tokens == pytest.approx(450.0)  # 0.9 x 500
+    assert confirmed.suspect == 0.0
+    # A quiet window ends the run: the suspicion is forgotten.
+    forgotten, verdict = after(marked, 450, 105.0 + 60.0)
+    assert verdict == "suspect" and forgotten.tokens == limit
+
+
+def test_a_spent_daily_quota_fails_calls_at_once_and_leaves_the_ceiling_alone() -> None:
+    async def scenario() -> tuple[BudgetState, float]:
+        budget = memory(tpm=1000)
+        await budget.acquire(600, model=MODEL)
+        await budget.exhausted(MODEL, "daily quota exhausted (GenerateRequestsPerDay...)")
+        state = await budget.state(MODEL)
+        started = time.time()
+        with pytest.raises(BudgetExhausted, match="daily quota exhausted") as caught:
+            await budget.acquire(10, model=MODEL)
+        assert not caught.value.retryable
+        other = await budget.acquire(10, model="gemini-2.5-pro")  # other models go on
+        await budget.aclose()
+        assert other.waited_s < 0.3
+        return state, time.time() - started
+
+    state, failed_after = run(scenario())
+    assert failed_after < 0.3
+    assert state.daily_exhausted is not None and state.ceiling_tokens == 1000
+    assert state.paused_until is None
+    # The mark lasts until the next midnight in Pacific time.
+    noon_utc = 1_767_268_800.0  # 2026-01-01 12:00 UTC = 04:00 PST
+    assert law_reset(noon_utc) == noon_utc + 20 * 3600
+
+
+def law_reset(now: float) -> float:
+    from analysis_engine.budget.core import next_daily_reset
+
+    return next_daily_reset(now)
 
 
 def test_counters_and_state_report_waits_429s_window_ceiling_and_pause() -> None:
@@ -288,7 +384,37 @@ def test_counters_and_state_report_waits_429s_window_ceiling_and_pause() -> None
         1000,
     )
     assert (state.window_requests, state.window_tokens) == (1, 600)
-    assert state.ceiling_tokens == 540  # 0.9 x the 600 in the window when it said "full"
+    assert state.ceiling_tokens == 1000  # a first 429 at 60% of the ceiling: a suspicion
+    assert counters.longest_gap_s == pytest.approx(counters.waited_max_s, abs=0.05)
     assert state.paused_until is not None and 4.5 < state.paused_until - state.at <= 5.0
     assert state.pause_reason == "HTTP 429 RESOURCE_EXHAUSTED"
     assert (other.window_tokens, other.ceiling_tokens, other.paused_until) == (0, 1000, None)
+
+
+def test_an_answered_call_above_a_suspected_level_clears_the_suspicion() -> None:
+    """Random 429s (an overloaded service) at mid-level windows must not add up to a
+    "confirmed" quota: a call answered with at least that much before it proves the quota
+    is higher, so the next 429 is a first suspicion again, not a decrease."""
+
+    async def scenario() -> tuple[int, int, int]:
+        budget = memory(tpm=1000)
+        first = await budget.acquire(500, model=MODEL)
+        refused = await budget.acquire(100, model=MODEL)
+        await budget.pause(MODEL, 0.0, refused=refused)  # 500 held: a suspicion
+        answered = await budget.acquire(100, model=MODEL)  # admitted with 500 before it
+        await answered.settle(100)  # ... and answered: the quota is above 500
+        refused = await budget.acquire(100, model=MODEL)
+        await asyncio.sleep(0.01)  # a later episode
+        await budget.pause(MODEL, 0.0, refused=refused)  # 600 held: a suspicion again
+        kept = (await budget.state(MODEL)).ceiling_tokens
+        refused = await budget.acquire(100, model=MODEL)
+        await asyncio.sleep(0.01)
+        await budget.pause(MODEL, 0.0, refused=refused)  # nothing answered since: confirmed
+        confirmed = (await budget.state(MODEL)).ceiling_tokens
+        await first.settle(500)
+        await budget.aclose()
+        return kept, confirmed, answered.charged_tokens
+
+    kept, confirmed, charged = run(scenario())
+    assert kept == 1000 and charged == 100
+    assert confirmed == 540  # 0.9 x the 600 the service held

@@ -11,6 +11,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -61,6 +62,12 @@ class Settings:
     # The budget's window; 60 s matches Gemini's per-minute quotas. Shorter only in
     # benchmarks that scale time down (the fake Gemini's quota minute shrinks with it).
     gemini_budget_window_seconds: int = 60
+    # This kind's weight in the fleet's line (the capacity module's gemini_weight): while
+    # both kinds wait, each gets tokens in proportion to its weight.
+    gemini_budget_weight: float = 1.0
+    # When the analysis was submitted (Unix time; the DAG run's), its place in the fleet's
+    # line across retries. None: when this container started.
+    submitted_at: float | None = None
     media_resolution: Literal["default", "low"] = "default"
     # USD per million tokens per model, for usage.estimated_usd (GEMINI_PRICES; pricing.py).
     gemini_prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
@@ -120,6 +127,10 @@ class Settings:
                     env, "GEMINI_BUDGET_WINDOW_SECONDS", 60, minimum=1, maximum=3600, integer=True
                 )
             ),
+            gemini_budget_weight=_number(
+                env, "GEMINI_BUDGET_WEIGHT", 1.0, minimum=0.01, maximum=1000.0
+            ),
+            submitted_at=_submitted_at(env),
             media_resolution=_choice(env, "GEMINI_MEDIA_RESOLUTION", ("default", "low"), "default"),
             gemini_prices=prices_from_env(env),
             max_duration_seconds=_number(env, "MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=1.0),
@@ -211,9 +222,11 @@ def _budget_uri(env: Mapping[str, str]) -> str:
         return "memory://"
     # The value may carry a token: errors show only the scheme and host.
     shown = f"{parts.scheme}://{parts.hostname or ''}"
-    if parts.scheme not in ("redis", "rediss"):
+    if parts.scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         raise InvalidInputError(
-            "GEMINI_BUDGET_URI", f"{shown!r} must start with memory://, redis:// or rediss://"
+            "GEMINI_BUDGET_URI",
+            f"{shown!r} must start with memory://, redis://, rediss:// (one endpoint) or "
+            "redis+cluster://, rediss+cluster:// (a sharded cluster)",
         )
     if not parts.hostname:
         raise InvalidInputError("GEMINI_BUDGET_URI", f"{shown!r} has no host")
@@ -222,6 +235,41 @@ def _budget_uri(env: Mapping[str, str]) -> str:
     except ValueError as exc:
         raise InvalidInputError("GEMINI_BUDGET_URI", f"{shown!r} has an invalid port") from exc
     return raw
+
+
+def _submitted_at(env: Mapping[str, str]) -> float | None:
+    """ANALYSIS_SUBMITTED_AT: an ISO 8601 time with its offset (or Z), or Unix seconds."""
+    name = "ANALYSIS_SUBMITTED_AT"
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    value = _unix_seconds(raw)
+    if value is None:
+        moment = _iso_time(raw)
+        if moment is None:
+            raise InvalidInputError(
+                name, f"{raw[:40]!r} is neither an ISO 8601 time nor Unix seconds"
+            )
+        if moment.tzinfo is None:
+            raise InvalidInputError(name, f"{raw[:40]!r} has no UTC offset (add Z or +00:00)")
+        value = moment.timestamp()
+    if not 0 < value < 1e10:  # the line's order keeps submission times below 1e10
+        raise InvalidInputError(name, f"{raw[:40]!r} is not a time between 1970 and 2286")
+    return value
+
+
+def _unix_seconds(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _iso_time(raw: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _model_budgets(env: Mapping[str, str]) -> dict[str, dict[str, int]]:

@@ -1,328 +1,321 @@
-"""Where the budget's shared state lives: `memory://` (this process) or Redis/Valkey.
+"""Where the budget's state lives, and the one operation that must be atomic: admission.
 
-Three kinds of state, each per model:
+Per model the store keeps:
 
-- the **moving window** of requests and tokens: the `limits` library's
-  `MovingWindowRateLimiter` over its memory or Redis storage (weighted cost = tokens);
-- the **queue** of containers waiting for that window, ordered by (priority, when the
-  analysis started), so only the first in line may take from the window (no starvation);
-  a ticket whose holder stopped refreshing it (a crashed container) is dropped after
-  `ALIVE_SECONDS`;
-- the **pause** deadline set after a 429, which holds every container until it passes;
-- the **pace**: the earliest time the next call may be admitted (spacing, see `core`);
-- the **ceiling** learnt from 429s (AIMD, see `core`): a little under the window's tokens
-  when the service said "full" (another client on the key, a budget set above the real
-  quota), and from when a whole quiet window counts; admission stays under it.
+- the **window**: every admitted call (lease) with its time and tokens, kept for the
+  budget's window; requests are counted, tokens summed; a lease can be re-sized when the
+  call's real token count is known (`settle`), removed when the service refused it
+  (`refund`: a 429 costs nothing there), or restored with its original time (`restore`,
+  after the store lost its keys);
+- the **line** of containers waiting for that window (one ticket each) and who is first:
+  an *aged* ticket (one that waited `aging_s` without an admission) first, then the kind
+  furthest behind its weighted share (virtual time: tokens admitted ÷ weight), then within
+  a kind its finishing calls, then the analysis submitted first. Only the first in line
+  takes from the window, so a large call is never overtaken by small ones;
+- the **pause** after a 429 (until when, and why), the learnt **ceiling** (see `law`), the
+  **pace** (the earliest next admission), a **daily** mark (the model's daily quota is
+  spent), and the store's **epoch** (a new one means the store lost its keys).
 
-Deadlines and queue times are in the budget's clock (wall time, shared across hosts).
-Redis keys share one hash tag, so the multi-key script also runs on a clustered or
-serverless Valkey/ElastiCache endpoint.
+`memory://` (`MemoryStore`) serves one container: its line has one place. Redis/Valkey
+(`redis_store.RedisStore`) serves the fleet and decides each admission in one script.
 """
 
 from __future__ import annotations
 
-import asyncio
-from bisect import insort
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-import redis
-import redis.asyncio
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from analysis_engine.budget import law
 
 # A ticket not refreshed for this long belongs to a container that died: it loses its place.
 ALIVE_SECONDS = 10.0
-# Keys left behind by a fleet that stopped altogether go away on their own.
-KEY_TTL_SECONDS = 3600
-KEY_PREFIX = "{gemini-budget}"
-CONNECT_TIMEOUT_SECONDS = 2.0
-SOCKET_TIMEOUT_SECONDS = 5.0
-
-# One round trip per poll: drop dead tickets, (re)join the queue at the score given (it
-# changes when a container's next call is a finishing one), refresh ours, read the
-# head of the line, the pause, the learnt ceiling and the pace. KEYS: queue, alive, pauses,
-# ceilings, pace.
-# ARGV: ticket, score, now, alive_until, model, ttl.
-_POLL_SCRIPT = """
-local stale = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[3])
-for _, member in ipairs(stale) do
-  redis.call('zrem', KEYS[1], member)
-  redis.call('zrem', KEYS[2], member)
-end
-redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
-redis.call('zadd', KEYS[2], ARGV[4], ARGV[1])
-redis.call('expire', KEYS[1], ARGV[6])
-redis.call('expire', KEYS[2], ARGV[6])
-local head = redis.call('zrange', KEYS[1], 0, 0)
-local pause = redis.call('zscore', KEYS[3], ARGV[5])
-local ceiling = redis.call('hmget', KEYS[4], ARGV[5] .. ':tokens', ARGV[5] .. ':at')
-local next_at = redis.call('hget', KEYS[5], ARGV[5])
-return {head[1] or '', pause or '-inf', ceiling[1] or '', ceiling[2] or '', next_at or '-inf'}
-"""
-
-# Extend a model's pause (never shorten it) and keep the reason of the pause that holds.
-# KEYS: pauses, reasons. ARGV: model, deadline, reason, ttl.
-_PAUSE_SCRIPT = """
-local current = redis.call('zscore', KEYS[1], ARGV[1])
-if (not current) or tonumber(ARGV[2]) >= tonumber(current) then
-  redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
-  redis.call('hset', KEYS[2], ARGV[1], ARGV[3])
-end
-redis.call('expire', KEYS[1], ARGV[4])
-redis.call('expire', KEYS[2], ARGV[4])
-return 1
-"""
 
 
 @dataclass(frozen=True)
-class QueueView:
-    """What one poll saw: who is first in line, and until when the model is paused."""
+class AdmitRequest:
+    """One container's turn at the store: join or refresh its place, and admit `tokens`
+    now if it is first in line and the call fits."""
 
+    model: str
+    ticket: str
+    kind: str
+    weight: float
+    order: float  # place within its kind: lower first (finishing calls, then submission)
+    now: float
+    lease: str  # the lease id this admission would get
+    tokens: int
+    rpm: int
+    tpm: int
+    window_s: float  # how long a lease counts
+    pace_burst: float  # admissions spaced at this multiple of the ceiling's mean rate; 0: none
+    aging_s: float
+    epoch: str  # the epoch to set when the store has none
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What one turn saw, and whether the call was admitted."""
+
+    admitted: bool
+    wait_s: float  # when not admitted: worth waiting this long (0: poll again soon)
     head: str | None
-    paused_until: float
-    # The learnt ceiling as last set: (tokens, quiet since); None when never lowered.
-    ceiling: tuple[float, float] | None = None
-    # The earliest time the next call may be admitted (pacing).
-    next_at: float = float("-inf")
+    paused_until: float  # 0.0 when never paused
+    pause_reason: str | None
+    ceiling_tokens: float
+    window_tokens: int
+    window_requests: int
+    epoch: str
+    daily: str | None  # why the model's daily quota is spent, while it is
+    waiting: int  # containers in line
+    active: int  # containers admitted a call within the last window
 
 
 @dataclass(frozen=True)
-class StoreView:
-    """What `describe` read: the line's length, the pause and the learnt ceiling."""
+class Snapshot:
+    """The model's state without taking a turn (`BudgetState` is built from it)."""
 
     waiting: int
+    waiting_by_kind: dict[str, int]
+    window_tokens: int
+    window_requests: int
+    ceiling: law.Ceiling | None
+    ceiling_version: int
     paused_until: float
     pause_reason: str | None
-    ceiling: tuple[float, float] | None
+    daily: str | None
+    epoch: str | None
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """An admitted call as the container remembers it (to restore a store that lost it)."""
+
+    model: str
+    lease: str
+    admitted_at: float
+    tokens: int
+    window_before: int = 0  # tokens already in the window when it was admitted
 
 
 class BudgetStore(Protocol):
     """Shared state behind a Budget (see the module doc)."""
 
     shared: bool
-    limits_storage: Storage
 
-    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView: ...
+    async def admit(self, request: AdmitRequest) -> Admission: ...
 
     async def leave(self, model: str, ticket: str) -> None: ...
 
-    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None: ...
+    async def settle(self, record: LeaseRecord, tokens: int, now: float, window_s: float) -> None:
+        """Re-size a lease to `tokens` (restoring it if the store lost it). The call was
+        answered: a suspicion (see `law`) at or below its `window_before` is cleared."""
+        ...
 
-    async def describe(self, model: str, now: float) -> StoreView: ...
+    async def refund(self, model: str, lease: str) -> int:
+        """Forget a lease (the service refused the call, so it did not count there); returns
+        the tokens of the leases admitted before it and still counted: the window the
+        service held when it said "full"."""
+        ...
 
-    async def paused_until(self, model: str) -> float: ...
+    async def restore(self, records: list[LeaseRecord], now: float, window_s: float) -> int:
+        """Put back leases still inside the window that the store no longer has."""
+        ...
 
-    async def ceiling(self, model: str) -> tuple[float, float] | None: ...
+    async def snapshot(self, model: str, now: float, window_s: float) -> Snapshot: ...
 
-    async def set_ceiling(self, model: str, tokens: float, now: float) -> None: ...
+    async def update_ceiling(
+        self, model: str, ceiling: law.Ceiling, version: int, pause_until: float, reason: str
+    ) -> bool:
+        """Set the ceiling if it is still at `version` (else False: read again), and
+        extend the pause (never shorten it)."""
+        ...
 
-    async def set_next_at(self, model: str, at: float) -> None: ...
+    async def exhaust(self, model: str, reason: str, until: float, now: float) -> None: ...
 
     async def aclose(self) -> None: ...
 
 
 @dataclass
-class _MemoryQueue:
-    order: list[tuple[float, str]] = field(default_factory=list)
-    alive: dict[str, float] = field(default_factory=dict)
+class _Model:
+    window: deque[tuple[float, str]] = field(default_factory=deque)  # (admitted_at, lease)
+    tokens: dict[str, int] = field(default_factory=dict)
+    used: int = 0
+    tickets: dict[str, tuple[float, float]] = field(default_factory=dict)  # order, alive until
+    pause: float = 0.0
+    reason: str | None = None
+    ceiling: law.Ceiling | None = None
+    version: int = 0
+    next_at: float = 0.0
+    daily: tuple[str, float] | None = None  # reason, until
+    last_admitted: float = float("-inf")
 
 
 class MemoryStore:
-    """`memory://`: this process only (a container's own share, as before the fleet budget)."""
+    """`memory://`: one container's own share (and a container's fallback while the shared
+    store is unreachable). One process, so its line is simply first come, first served."""
 
     shared = False
 
     def __init__(self) -> None:
-        self.limits_storage: Storage = MemoryStorage()
-        self._queues: dict[str, _MemoryQueue] = {}
-        self._pauses: dict[str, float] = {}
-        self._pause_reasons: dict[str, str] = {}
-        self._ceilings: dict[str, tuple[float, float]] = {}
-        self._next_at: dict[str, float] = {}
+        self._models: dict[str, _Model] = {}
+        self.epoch = ""
 
-    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
-        queue = self._queues.setdefault(model, _MemoryQueue())
-        for member, until in list(queue.alive.items()):
-            if until <= now:
-                self._drop(queue, member)
-        if (score, ticket) not in queue.order:  # new, or its head call changed stage
-            queue.order = [entry for entry in queue.order if entry[1] != ticket]
-            insort(queue.order, (score, ticket))
-        queue.alive[ticket] = now + ALIVE_SECONDS
-        head = queue.order[0][1] if queue.order else None
-        return QueueView(
-            head,
-            self._pauses.get(model, float("-inf")),
-            self._ceilings.get(model),
-            self._next_at.get(model, float("-inf")),
+    def _model(self, model: str) -> _Model:
+        return self._models.setdefault(model, _Model())
+
+    def _prune(self, state: _Model, now: float, window_s: float) -> None:
+        while state.window and state.window[0][0] <= now - window_s:
+            _, lease = state.window.popleft()
+            state.used -= state.tokens.pop(lease, 0)
+        if not state.window:
+            state.used = 0
+
+    async def admit(self, request: AdmitRequest) -> Admission:
+        state = self._model(request.model)
+        now = request.now
+        if not self.epoch:
+            self.epoch = request.epoch
+        self._prune(state, now, request.window_s)
+        state.tickets = {t: v for t, v in state.tickets.items() if v[1] > now}
+        state.tickets[request.ticket] = (request.order, now + ALIVE_SECONDS)
+        head = min(state.tickets.items(), key=lambda item: (item[1][0], item[0]))[0]
+        ceiling = law.current(state.ceiling, limit=request.tpm, now=now, window_s=request.window_s)
+        daily = state.daily[0] if state.daily and state.daily[1] > now else None
+        wait = _refusal(
+            head == request.ticket,
+            state.pause,
+            now,
+            len(state.window),
+            state.used,
+            request,
+            ceiling,
+            state.next_at,
+            state.window[0][0] if state.window else now,
+        )
+        admitted = daily is None and wait is None
+        if admitted:
+            state.window.append((now, request.lease))
+            state.tokens[request.lease] = request.tokens
+            state.used += request.tokens
+            state.last_admitted = now
+            if request.pace_burst > 0:
+                spacing = request.tokens * request.window_s / (request.pace_burst * ceiling)
+                state.next_at = max(state.next_at, now) + spacing
+        return Admission(
+            admitted=admitted,
+            wait_s=wait or 0.0,
+            head=head,
+            paused_until=state.pause,
+            pause_reason=state.reason if state.pause > now else None,
+            ceiling_tokens=ceiling,
+            window_tokens=state.used,
+            window_requests=len(state.window),
+            epoch=self.epoch,
+            daily=daily,
+            waiting=len(state.tickets),
+            active=1 if state.last_admitted > now - request.window_s else 0,
         )
 
     async def leave(self, model: str, ticket: str) -> None:
-        queue = self._queues.get(model)
-        if queue is not None:
-            self._drop(queue, ticket)
+        self._model(model).tickets.pop(ticket, None)
+
+    async def settle(self, record: LeaseRecord, tokens: int, now: float, window_s: float) -> None:
+        state = self._model(record.model)
+        suspect = state.ceiling.suspect if state.ceiling is not None else 0.0
+        if state.ceiling is not None and 0 < suspect <= record.window_before:
+            state.ceiling = replace(state.ceiling, suspect=0.0)
+            state.version += 1
+        if record.lease in state.tokens:
+            state.used += tokens - state.tokens[record.lease]
+            state.tokens[record.lease] = tokens
+        elif record.admitted_at > now - window_s:
+            self._insert(state, record, tokens)
 
     @staticmethod
-    def _drop(queue: _MemoryQueue, ticket: str) -> None:
-        if queue.alive.pop(ticket, None) is not None:
-            queue.order = [entry for entry in queue.order if entry[1] != ticket]
+    def _insert(state: _Model, record: LeaseRecord, tokens: int) -> None:
+        entries = sorted([*state.window, (record.admitted_at, record.lease)])
+        state.window = deque(entries)
+        state.tokens[record.lease] = tokens
+        state.used += tokens
 
-    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None:
-        if deadline >= self._pauses.get(model, float("-inf")):
-            self._pauses[model] = deadline
-            self._pause_reasons[model] = reason
+    async def refund(self, model: str, lease: str) -> int:
+        state = self._model(model)
+        if lease not in state.tokens:
+            return state.used
+        at = next(t for t, held in state.window if held == lease)
+        before = sum(state.tokens[held] for t, held in state.window if t < at)
+        state.used -= state.tokens.pop(lease)
+        state.window = deque(entry for entry in state.window if entry[1] != lease)
+        return before
 
-    async def describe(self, model: str, now: float) -> StoreView:
-        queue = self._queues.get(model)
-        alive = sum(1 for until in queue.alive.values() if until > now) if queue else 0
-        return StoreView(
-            alive,
-            self._pauses.get(model, float("-inf")),
-            self._pause_reasons.get(model),
-            self._ceilings.get(model),
+    async def restore(self, records: list[LeaseRecord], now: float, window_s: float) -> int:
+        restored = 0
+        for record in records:
+            state = self._model(record.model)
+            if record.lease not in state.tokens and record.admitted_at > now - window_s:
+                self._insert(state, record, record.tokens)
+                restored += 1
+        return restored
+
+    async def snapshot(self, model: str, now: float, window_s: float) -> Snapshot:
+        state = self._model(model)
+        self._prune(state, now, window_s)
+        alive = [t for t, (_, until) in state.tickets.items() if until > now]
+        daily = state.daily[0] if state.daily and state.daily[1] > now else None
+        return Snapshot(
+            waiting=len(alive),
+            waiting_by_kind={},
+            window_tokens=state.used,
+            window_requests=len(state.window),
+            ceiling=state.ceiling,
+            ceiling_version=state.version,
+            paused_until=state.pause,
+            pause_reason=state.reason,
+            daily=daily,
+            epoch=self.epoch or None,
         )
 
-    async def paused_until(self, model: str) -> float:
-        return self._pauses.get(model, float("-inf"))
+    async def update_ceiling(
+        self, model: str, ceiling: law.Ceiling, version: int, pause_until: float, reason: str
+    ) -> bool:
+        state = self._model(model)
+        if state.version != version:
+            return False
+        state.ceiling, state.version = ceiling, version + 1
+        if pause_until >= state.pause:
+            state.pause, state.reason = pause_until, reason
+        return True
 
-    async def ceiling(self, model: str) -> tuple[float, float] | None:
-        return self._ceilings.get(model)
-
-    async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
-        self._ceilings[model] = (tokens, now)
-
-    async def set_next_at(self, model: str, at: float) -> None:
-        self._next_at[model] = at
+    async def exhaust(self, model: str, reason: str, until: float, now: float) -> None:
+        self._model(model).daily = (reason, until)
 
     async def aclose(self) -> None:
         return None
 
 
-class RedisStore:
-    """`redis://` / `rediss://`: one Redis or Valkey shared by every container of both kinds."""
-
-    shared = True
-
-    def __init__(self, uri: str) -> None:
-        options: dict[str, Any] = {
-            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "socket_timeout": SOCKET_TIMEOUT_SECONDS,
-        }
-        # limits speaks to Redis through redis-py's asyncio client (one client library).
-        self.limits_storage = RedisStorage(
-            f"async+{uri}", implementation="redispy", key_prefix=f"{KEY_PREFIX}:window", **options
-        )
-        self._redis = redis.asyncio.Redis.from_url(uri, decode_responses=True, **options)
-        self._poll = self._redis.register_script(_POLL_SCRIPT)
-        self._extend_pause = self._redis.register_script(_PAUSE_SCRIPT)
-
-    @staticmethod
-    def check(uri: str) -> None:
-        """Raise (redis.RedisError / OSError) unless the store answers a PING quickly."""
-        client = redis.Redis.from_url(
-            uri,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_timeout=CONNECT_TIMEOUT_SECONDS,
-        )
-        try:
-            client.ping()
-        finally:
-            client.close()
-
-    @staticmethod
-    def _keys(model: str) -> list[str]:
-        return [
-            f"{KEY_PREFIX}:queue:{model}",
-            f"{KEY_PREFIX}:alive:{model}",
-            _pauses_key(),
-            _ceilings_key(),
-            _pace_key(),
-        ]
-
-    async def poll(self, model: str, ticket: str, score: float, now: float) -> QueueView:
-        alive_until = repr(now + ALIVE_SECONDS)
-        args = [ticket, repr(score), repr(now), alive_until, model, KEY_TTL_SECONDS]
-        head, pause, tokens, at, next_at = await self._poll(keys=self._keys(model), args=args)
-        ceiling = (float(tokens), float(at)) if tokens and at else None
-        return QueueView(head or None, float(pause), ceiling, float(next_at))
-
-    async def leave(self, model: str, ticket: str) -> None:
-        queue, alive, *_ = self._keys(model)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(queue, ticket).zrem(alive, ticket).execute()
-
-    async def extend_pause(self, model: str, deadline: float, reason: str = "") -> None:
-        await self._extend_pause(
-            keys=[_pauses_key(), _pause_reasons_key()],
-            args=[model, repr(deadline), reason, KEY_TTL_SECONDS],
-        )
-
-    async def describe(self, model: str, now: float) -> StoreView:
-        _, alive, *_ = self._keys(model)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(alive, f"({now!r}", "+inf")
-            pipe.zscore(_pauses_key(), model)
-            pipe.hget(_pause_reasons_key(), model)
-            pipe.hmget(_ceilings_key(), [f"{model}:tokens", f"{model}:at"])
-            waiting, pause, reason, (tokens, at) = await pipe.execute()
-        return StoreView(
-            int(waiting),
-            float("-inf") if pause is None else float(pause),
-            reason,
-            (float(tokens), float(at)) if tokens and at else None,
-        )
-
-    async def paused_until(self, model: str) -> float:
-        score = await self._redis.zscore(_pauses_key(), model)
-        return float("-inf") if score is None else float(score)
-
-    async def ceiling(self, model: str) -> tuple[float, float] | None:
-        tokens, at = await self._redis.hmget(_ceilings_key(), [f"{model}:tokens", f"{model}:at"])
-        return (float(tokens), float(at)) if tokens and at else None
-
-    async def set_ceiling(self, model: str, tokens: float, now: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_ceilings_key(), mapping={f"{model}:tokens": tokens, f"{model}:at": now})
-            pipe.expire(_ceilings_key(), KEY_TTL_SECONDS)
-            await pipe.execute()
-
-    async def set_next_at(self, model: str, at: float) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(_pace_key(), model, repr(at))
-            pipe.expire(_pace_key(), KEY_TTL_SECONDS)
-            await pipe.execute()
-
-    async def aclose(self) -> None:
-        await self._redis.aclose()
-        bridge = getattr(self.limits_storage, "bridge", None)
-        connection = bridge.get_connection() if bridge is not None else None
-        if connection is not None:
-            await asyncio.shield(connection.aclose())
-
-
-def _pauses_key() -> str:
-    return f"{KEY_PREFIX}:pauses"
-
-
-def _pause_reasons_key() -> str:
-    return f"{KEY_PREFIX}:pause-reasons"
-
-
-def _ceilings_key() -> str:
-    return f"{KEY_PREFIX}:ceilings"
-
-
-def _pace_key() -> str:
-    return f"{KEY_PREFIX}:pace"
-
-
-def redacted(uri: str) -> str:
-    """The URI without its password/token, for logs and error messages."""
-    parts = urlsplit(uri)
-    if parts.password is None and not parts.username:
-        return uri
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
+def _refusal(
+    first: bool,
+    paused_until: float,
+    now: float,
+    requests: int,
+    used: int,
+    request: AdmitRequest,
+    ceiling: float,
+    next_at: float,
+    oldest: float,
+) -> float | None:
+    """None when the call may be admitted now, else the seconds worth waiting (0: poll).
+    The same rules as the Redis store's admission script."""
+    if paused_until > now:
+        return paused_until - now
+    if not first:
+        return 0.0
+    if requests + 1 > request.rpm:
+        return max(0.0, oldest + request.window_s - now)
+    # A call larger than the whole ceiling is admitted alone, into an empty window.
+    if used > 0 and used + request.tokens > ceiling:
+        return 0.0
+    if request.pace_burst > 0 and next_at > now:
+        return next_at - now
+    return None

@@ -258,7 +258,10 @@ class GeminiClient:
             # The lease keeps its estimate (the budget never un-counts), so a failed attempt
             # cannot make room for an overspend.
             usage.failed_calls += 1
-            if failure.quota:
+            if failure.daily:
+                # Spent until tomorrow: fail this model's calls fleet-wide, keep the ceiling.
+                await self._budget.exhausted(model, failure.reason[:300])
+            elif failure.quota:
                 # The project quota is hot: hold every caller of this model that shares the
                 # budget (the whole fleet with a shared store), for the server's retryDelay.
                 delay = self._policy.honoured(failure.retry_after_s)

@@ -43,8 +43,11 @@ class AttemptFailed(Exception):
         quota: bool = False,
         http_code: int | None = None,
         scope: Scope = "request",
+        daily: bool = False,
     ) -> None:
         super().__init__(reason)
+        # A per-day quota is spent: nothing to do with the per-minute budget (see budget).
+        self.daily = daily
         self.reason = reason
         self.http_code = http_code
         self.retryable = retryable
@@ -86,6 +89,7 @@ def api_failure(exc: genai_errors.APIError) -> AttemptFailed:
                 retry_after_s=retry_after,
                 http_code=code,
                 scope="model",
+                daily=True,
             )
         return AttemptFailed(reason, retry_after_s=retry_after, quota=code == 429, http_code=code)
     label, scope = _permanent(code, message, exc.details)
