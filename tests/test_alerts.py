@@ -106,8 +106,10 @@ def context(
     dag_id: str = "task_analysis",
     task_id: str = "launch",
 ) -> dict[str, Any]:
+    emf_line = '{"Kind": "task_analysis", "_aws": {"Timestamp": 1, "CloudWatchMetrics": []}}'
     exc = exc or AllSegmentsFailed(
-        exit_code=3, last_lines=["segment 2 failed: 429 RESOURCE_EXHAUSTED", "finished failed"]
+        exit_code=3,
+        last_lines=["segment 2 failed: 429 RESOURCE_EXHAUSTED", emf_line, "finished failed"],
     )
     ti = SimpleNamespace(
         dag_id=dag_id,
@@ -155,6 +157,7 @@ def test_embed_content(discord: tuple[FakeDiscord, str], store, caplog) -> None:
     assert fields["Try"] == "4"
     assert fields["Exit code"] == "3"
     assert "429 RESOURCE_EXHAUSTED" in fields["Last container log lines"]
+    assert "_aws" not in fields["Last container log lines"]  # metric lines are left out
     assert fields["Airflow log"].startswith("http://airflow.local/dags/task_analysis/")
     assert embed["url"] == fields["Airflow log"]
     body = json.dumps(post["json"])

@@ -15,6 +15,7 @@ import pytest
 from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3, run_container
 
 from analysis_engine.result import ALL_SEGMENTS_FAILED
+from devtools import emf
 from devtools import media as samples
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,16 @@ def generate_calls(fake: Any, model_suffix: str = "") -> int:
 
 def read_result(output_dir: Path) -> dict[str, Any]:
     return json.loads((output_dir / "result.json").read_text())
+
+
+def emf_documents(stdout: str) -> dict[str, dict[str, Any]]:
+    """The run's EMF lines (each valid EMF), by what they count: started / finished."""
+    docs = emf.documents(stdout)
+    for doc in docs:
+        emf.validate(doc)
+    by_kind = {("started" if "AnalysesStarted" in d else "finished"): d for d in docs}
+    assert len(by_kind) == len(docs) == 2, stdout[-2000:]
+    return by_kind
 
 
 def test_complete_run_on_s3_writes_every_result_field(
@@ -85,6 +96,13 @@ def test_complete_run_on_s3_writes_every_result_field(
     assert usage["calls"] == coverage["segments_analysed"] + 1  # MAP per segment + REDUCE
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert usage["calls"] == generate_calls(fake_gemini)
+    assert usage["rate_limited"] == 0 and usage["budget_wait_s"] >= 0
+    metrics = emf_documents(run.stdout)["finished"]
+    assert (metrics["Kind"], metrics["Status"], metrics["Analyses"]) == (
+        "task_analysis", "complete", 1,
+    )  # fmt: skip
+    assert metrics["InputTokens"] == usage["input_tokens"]
+    assert metrics["EstimatedUSD"] == usage["estimated_usd"]
     # The context reached the model as data; the rubric replaced the default.
     reduce_prompt = fake_gemini.stats["generate_requests"][-1]
     assert "Build a CLI todo app" in json.dumps(reduce_prompt)
@@ -162,8 +180,21 @@ def test_half_the_calls_rate_limited_still_completes(
     assert run.code == 0, run.stdout[-3000:]
     result = read_result(out)
     assert result["status"] == "complete"
-    assert fake_gemini.stats["outcomes"].get("429", 0) > 0
-    assert result["usage"]["attempts"] > result["usage"]["calls"]
+    refused = fake_gemini.stats["outcomes"].get("429", 0)
+    assert refused > 0
+    usage = result["usage"]
+    assert usage["attempts"] > usage["calls"]
+    # The analysis' own 429s and budget wait, in result.json and in its metrics.
+    assert (
+        usage["rate_limited"]
+        == refused
+        == sum(m["rate_limited"] for m in usage["per_model"].values())
+    )
+    assert usage["budget_wait_s"] > 0  # a 429 pauses the budget: the next call waited
+    metrics = emf_documents(run.stdout)["finished"]
+    assert (metrics["Gemini429s"], metrics["BudgetWaitSeconds"]) == (
+        refused, usage["budget_wait_s"],
+    )  # fmt: skip
 
 
 def test_every_call_rate_limited_leaves_the_sentinel_and_exits_3(
@@ -184,6 +215,9 @@ def test_every_call_rate_limited_leaves_the_sentinel_and_exits_3(
     assert all("429" in r["reason"] for r in coverage["failed_ranges"])
     assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
     assert ALL_SEGMENTS_FAILED in run.last_line
+    metrics = emf_documents(run.stdout)["finished"]
+    assert (metrics["Status"], metrics["SentinelFailures"]) == ("failed", 1)
+    assert metrics["Gemini429s"] == result["usage"]["rate_limited"] > 0
 
 
 def test_rerun_after_a_kill_spends_tokens_only_on_unfinished_segments(

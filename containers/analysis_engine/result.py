@@ -42,26 +42,34 @@ class ModelCost(Protocol):
     failed_calls: int
     input_tokens: int
     output_tokens: int
+    rate_limited: int  # attempts refused for quota (429)
+    budget_wait_s: float  # seconds the attempts waited for the Gemini budget
 
 
 def usage_summary(
     per_model: Mapping[str, ModelCost], prices: Mapping[str, Price] | None = None
 ) -> dict[str, Any]:
     """`calls` are answers used; `attempts` everything billed, retries included;
-    `estimated_usd` per model and in total from the price table (analysis_engine.pricing)."""
+    `rate_limited` the attempts the service refused for quota (429) and `budget_wait_s` the
+    time this analysis' calls waited for the Gemini budget (its share of the quota, or the
+    fleet's queue with a shared store); `estimated_usd` per model and in total from the price
+    table (analysis_engine.pricing)."""
     models = {
         name: {
             "calls": cost.calls - cost.failed_calls,
             "attempts": cost.calls,
             "input_tokens": cost.input_tokens,
             "output_tokens": cost.output_tokens,
+            "rate_limited": cost.rate_limited,
+            "budget_wait_s": round(cost.budget_wait_s, 3),
         }
         for name, cost in per_model.items()
     }
-    totals = {
+    totals: dict[str, Any] = {
         key: sum(m[key] for m in models.values())
-        for key in ("calls", "attempts", "input_tokens", "output_tokens")
+        for key in ("calls", "attempts", "input_tokens", "output_tokens", "rate_limited")
     }
+    totals["budget_wait_s"] = round(sum(m["budget_wait_s"] for m in models.values()), 3)
     return priced({**totals, "per_model": models}, prices)
 
 

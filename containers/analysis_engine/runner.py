@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from analysis_engine import media
+from analysis_engine import media, metrics
 from analysis_engine.checkpoints import StorageCheckpoints
 from analysis_engine.clips import segment_clips
 from analysis_engine.errors import AnalysisError, InvalidInputError
@@ -36,7 +36,7 @@ from analysis_engine.mapreduce import (
 )
 from analysis_engine.models import Segment, SegmentPlan
 from analysis_engine.planning import plan_segments
-from analysis_engine.publish import outcome_sentence, publish_result
+from analysis_engine.publish import outcome_sentence, publish_result, scrubbed
 from analysis_engine.recording import fetch_recording
 from analysis_engine.reduce import ReduceStage, reduce_findings
 from analysis_engine.result import (
@@ -74,6 +74,7 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
     client: GeminiClient | None = None
     input_identity: str | None = None
+    metrics_namespace: str = metrics.DEFAULT_NAMESPACE
 
     @contextmanager
     def phase(self, name: str, *, blocking: bool = True) -> Iterator[None]:
@@ -288,12 +289,14 @@ def run_analysis(kind: AnalysisKind, env: Mapping[str, str]) -> int:
     """Run one analysis from its environment; returns the exit code (never raises)."""
     started_at = utc_now()
     storage = Storage()
+    namespace = metrics.namespace_from_env(env)
     try:
         settings = Settings.from_env(env)
     except InvalidInputError as exc:
         return reject_at_startup(kind.name, env, storage, exc, started_at)
+    metrics.emit_started(kind=kind.name, namespace=namespace)
     stop = RunStop(settings.run_deadline_seconds)
-    run = _Run(kind, settings, storage, stop)
+    run = _Run(kind, settings, storage, stop, metrics_namespace=namespace)
     clock = time.monotonic()
     with stop.installed():
         try:
@@ -352,6 +355,10 @@ def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
         run.storage, settings.output_uri, result, secret=settings.gemini_api_key
     )
     code = exit_code_for(outcome.status, result["error"]) if published.written else 1
+    # Before the outcome sentence, which stays the last line.
+    metrics.emit_analysis(
+        scrubbed(result, settings.gemini_api_key), namespace=run.metrics_namespace
+    )
     log.info("%s", outcome_sentence(result, published, code))
     return code
 

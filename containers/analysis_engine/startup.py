@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from analysis_engine import metrics
 from analysis_engine.errors import InvalidInputError
-from analysis_engine.publish import outcome_sentence, publish_result
+from analysis_engine.publish import outcome_sentence, publish_result, scrubbed
 from analysis_engine.result import Kind, build_result
 from analysis_engine.settings import output_uri_from_env
 from analysis_engine.storage import Storage
@@ -43,6 +44,8 @@ def reject_at_startup(
         started_at=started_at,
         input_uri=(env.get("INPUT_URI") or None),
     )
-    published = publish_result(storage, output_uri, result, secret=env.get("GEMINI_API_KEY", ""))
+    secret = env.get("GEMINI_API_KEY", "")
+    published = publish_result(storage, output_uri, result, secret=secret)
+    metrics.emit_analysis(scrubbed(result, secret), namespace=metrics.namespace_from_env(env))
     log.info("%s", outcome_sentence(result, published, EXIT_INVALID_INPUT))
     return EXIT_INVALID_INPUT

@@ -60,6 +60,8 @@ class ModelUsage:
     failed_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    rate_limited: int = 0  # attempts the service refused for quota (429 RESOURCE_EXHAUSTED)
+    budget_wait_s: float = 0.0  # time the attempts spent waiting for the budget to admit them
 
 
 class GeminiClient:
@@ -248,6 +250,7 @@ class GeminiClient:
         lease = await self._budget.acquire(estimated_input_tokens, model=model, finishing=finishing)
         usage = self._usage.setdefault(model, ModelUsage())
         usage.calls += 1
+        usage.budget_wait_s += lease.waited_s
         spent.calls += 1
         try:
             response = await call_sdk(
@@ -258,6 +261,8 @@ class GeminiClient:
             # The lease keeps its estimate (the budget never un-counts), so a failed attempt
             # cannot make room for an overspend.
             usage.failed_calls += 1
+            if failure.quota or failure.daily:
+                usage.rate_limited += 1  # a 429, for the window's quota or the day's
             if failure.daily:
                 # Spent until tomorrow: fail this model's calls fleet-wide, keep the ceiling.
                 await self._budget.exhausted(model, failure.reason[:300])

@@ -63,11 +63,21 @@ def alert_from_context(context: Mapping[str, Any]) -> Alert:
         try_number=int(getattr(ti, "try_number", 0) or 0),
         reason=str(getattr(exc, "reason", None) or exc or "unknown failure")[:1000],
         exit_code=getattr(exc, "exit_code", None),
-        last_lines=tuple(getattr(exc, "last_lines", ()) or ()),
+        last_lines=tuple(_log_lines(getattr(exc, "last_lines", ()) or ())),
         log_url=_log_url(ti),
         error_type=type(exc).__name__ if exc is not None else "Unknown",
         map_index=int(getattr(ti, "map_index", -1) if getattr(ti, "map_index", None) else -1),
     )
+
+
+def _log_lines(lines: Any) -> list[str]:
+    """The container's log lines without its metric documents (CloudWatch EMF JSON lines,
+    which say nothing to a person reading the alert)."""
+    return [str(line) for line in lines if not _is_metrics_line(str(line))]
+
+
+def _is_metrics_line(line: str) -> bool:
+    return line.lstrip().startswith("{") and '"_aws"' in line
 
 
 def _log_url(ti: Any) -> str | None:
