@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ContainerRun, run_container
+from conftest import ContainerRun, MotoS3, run_container
 
 from devtools import media, story
 from devtools.fake_gemini import FakeGemini
@@ -130,7 +133,10 @@ def test_proctor_report_tells_the_story(outputs: dict[str, Path]) -> None:
     heard = events["audio_activity"]
     assert heard["source"] == "signal" and near(heard["start_s"], story.WEBCAM_SECOND_VOICE[0])
     html = (outputs["proctor"] / "report.html").read_text()
-    assert story.FAKE_LABEL in html and 'src="video.webm"' in html
+    assert story.FAKE_LABEL in html and 'data-src="video.webm"' in html
+    # Thumbnails travel inside the page (one presigned link must show them).
+    assert html.count('src="data:image/jpeg;base64,') >= 1
+    assert 'src="evidence/' not in html
 
 
 # ---------------------------------------------------------------------- in a real browser
@@ -197,3 +203,67 @@ def test_proctor_report_in_chromium(browser: Any, outputs: dict[str, Path]) -> N
     )
     screenshot(page, "report-proctor.png")
     assert problems == []
+
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8", ".webm": "video/webm", ".mp4": "video/mp4",
+    ".jpg": "image/jpeg", ".json": "application/json",
+}  # fmt: skip
+
+
+def test_proctor_report_through_one_presigned_link(
+    browser: Any, outputs: dict[str, Path], moto_s3: MotoS3
+) -> None:
+    """As a recruiter gets it: the outputs in a private bucket, ONE link (the report's
+    presigned URL with its video's in the fragment). Thumbnails are inside the page and the
+    video plays and seeks; the relative sibling alone is refused by S3."""
+    from analysis_pipeline.links import report_link, s3v4_client
+
+    folder, prefix = outputs["proctor"], "proctor_video/S-1001-link/"
+    for path in folder.rglob("*"):
+        if path.is_file() and "checkpoints" not in path.parts:
+            key = prefix + path.relative_to(folder).as_posix()
+            moto_s3.client.put_object(Bucket="results", Key=key, Body=path.read_bytes(),
+                                      ContentType=CONTENT_TYPES[path.suffix])  # fmt: skip
+    report = load(folder)["report"]
+    video = f"s3://results/{prefix}{report['recording']['video']}"
+    signer = s3v4_client(
+        endpoint_url=moto_s3.endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    link = report_link(f"s3://results/{prefix}report.html", video_uri=video, s3_client=signer)
+    assert "X-Amz-Signature=" in link and link.count("X-Amz-Signature") == 2
+    unsigned = f"{moto_s3.endpoint}/results/{prefix}{report['recording']['video']}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unsigned, timeout=10)
+    assert refused.value.code == 403  # what a relative link from the page would get
+
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(link)
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => document.getElementById('video').readyState >= 1")
+    images = page.locator("img.thumb")
+    assert images.count() >= 1
+    assert page.evaluate(
+        "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    voice = next(e for e in report["events"] if e["type"] == "other_voice")
+    page.locator("#events tr", has_text="other voice").locator("a.seek").first.click()
+    target = voice["start_s"] - report["recording"]["video_start_s"]
+    page.wait_for_function(
+        "(t) => { const v = document.getElementById('video');"
+        " return !v.seeking && Math.abs(v.currentTime - t) < 0.5; }",
+        arg=target,
+    )
+    assert problems == []
+    # A fragment naming anything but the sibling video is ignored (the page's own origin
+    # and folder only): the video then falls back to the relative name.
+    page.close()
+    page = browser.new_page()
+    page.goto(link.split("#")[0] + "#video=" + urllib.parse.quote("https://evil.example/v.webm"))
+    page.wait_for_load_state("load")
+    src = page.evaluate("() => document.getElementById('video').getAttribute('src')")
+    assert src == report["recording"]["video"]

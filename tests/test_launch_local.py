@@ -232,11 +232,13 @@ def test_check_result_from_moto_s3(moto_s3: Any) -> None:
             "per_model": {},
             "estimated_usd": 0.0123,
         },
-        report={"events": [{"type": "face_absent"}]},
+        report={"events": [{"type": "face_absent"}], "recording": {"video": "video.mp4"}},
     )
     summary = steps.check_result("proctor_video", params)
     assert summary["status"] == "partial"
     assert summary["events"] == 1
+    # The file the container wrote: H.264 / Safari chunks are stream-copied into MP4.
+    assert summary["video_uri"] == "s3://out/proctor_video/A-1/video.mp4"
     assert summary["result_uri"] == "s3://out/proctor_video/A-1/result.json"
     assert summary["usage"] == {
         "calls": 5, "input_tokens": 100, "output_tokens": 10, "estimated_usd": 0.0123,

@@ -6,6 +6,7 @@ failure never costs the result. The story's answers satisfy the real response sc
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,48 @@ def test_a_kept_better_result_keeps_its_page(tmp_path: Path) -> None:
     published = publish.publish_result(Storage(), out, worse)
     assert published.kept is not None
     assert (tmp_path / "report.html").read_text() == first
+
+
+def proctor_result(*thumbnails: str) -> dict[str, Any]:
+    events = [
+        {"type": "camera_covered", "start_s": 3.0, "end_s": 9.0, "source": "signal",
+         "evidence": {"thumbnail": name, "thumbnail_at_s": 5.0}}
+        for name in thumbnails
+    ]  # fmt: skip
+    report = {"source": "reduce", "summary": "s", "events": events,
+              "recording": {"video": "video.webm", "duration_s": 12.0}}  # fmt: skip
+    return result(kind="proctor_video", report=report)
+
+
+class Recording(Storage):
+    """The real file storage, noting what each write asked for (S3 tags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retention: dict[str, str | None] = {}
+
+    def write_bytes(self, uri: str, data: bytes, *, content_type: str,
+                    retention: str | None = None) -> str:  # fmt: skip
+        self.retention[uri.rsplit("/", 1)[-1]] = retention
+        return super().write_bytes(uri, data, content_type=content_type, retention=retention)
+
+
+def test_thumbnails_are_embedded_so_one_presigned_link_shows_them(tmp_path: Path) -> None:
+    jpeg = b"\xff\xd8\xff\xe0 tiny jpeg \xff\xd9"
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "000-a.jpg").write_bytes(jpeg)
+    (tmp_path / "evidence" / "001-big.jpg").write_bytes(b"x" * (output.MAX_EMBEDDED_BYTES + 1))
+    storage = Recording()
+    names = ("evidence/000-a.jpg", "evidence/001-big.jpg", "evidence/002-gone.jpg")
+    publish.publish_result(storage, tmp_path.as_uri() + "/", proctor_result(*names))
+    page = (tmp_path / "report.html").read_text()
+    assert 'src="data:image/jpeg;base64,' + base64.b64encode(jpeg).decode() + '"' in page
+    # Too large or missing: still the sibling link, never a broken page.
+    assert 'src="evidence/001-big.jpg"' in page and 'src="evidence/002-gone.jpg"' in page
+    # A page holding the candidate's face expires with the thumbnails (lifecycle tag).
+    assert storage.retention["report.html"] == "thumbnail"
+    publish.publish_result(storage, tmp_path.as_uri() + "/", result())
+    assert storage.retention["report.html"] is None  # a task report carries no face
 
 
 # ---------------------------------------------------------------------- the demo's script

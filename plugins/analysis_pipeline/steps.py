@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,8 +74,18 @@ def summarize(kind: config.Kind, result: Mapping[str, Any], output_uri: str) -> 
     }
     if kind == "proctor_video" and isinstance(report, Mapping):
         summary["events"] = len(report.get("events") or [])
-        summary["video_uri"] = output_uri + "video.webm"
+        summary["video_uri"] = video_uri(report, output_uri)
     return summary
+
+
+def video_uri(report: Mapping[str, Any], output_uri: str) -> str | None:
+    """The stitched video the container actually wrote (`report.recording.video`:
+    `video.webm`, or `video.mp4` for H.264 and Safari chunks); None when it wrote none."""
+    recording = report.get("recording")
+    name = recording.get("video") if isinstance(recording, Mapping) else None
+    if isinstance(name, str) and re.fullmatch(r"video\.(webm|mp4)", name):
+        return output_uri + name
+    return None
 
 
 def check_result(kind: config.Kind, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,15 @@
     html = render_report(result)   # result.json as a dict -> one HTML string
 
 The page carries its own CSS and script (no external assets; a Content-Security-Policy
-forbids any); the only things it links are the sibling outputs the proctor kind writes
-next to it (`video.webm`, `evidence/*.jpg`). Every string in a result may come from the
-model or the recording, so Jinja2 autoescapes everything and `view` trusts no value.
+forbids any) and, embedded as data: URIs, the evidence thumbnails, so it works opened
+through ONE presigned link to `report.html`. The stitched video is too large to embed: the
+page plays the sibling `video.webm`/`video.mp4`, or, when its own URL ends in
+`#video=<presigned URL of that sibling>` (what `analysis_pipeline.links.report_link` makes;
+the fragment never reaches S3, so the page's own signature stays valid), that URL. Nothing
+else is accepted there: another origin or another file is ignored.
+
+Every string in a result may come from the model or the recording, so Jinja2 autoescapes
+everything and `view` trusts no value.
 """
 
 from __future__ import annotations
@@ -33,11 +39,17 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_report(result: Mapping[str, Any], *, nonce: str | None = None) -> str:
-    """The report page for one result.json (any status, either kind)."""
+def render_report(
+    result: Mapping[str, Any],
+    *,
+    nonce: str | None = None,
+    embedded: Mapping[str, str] | None = None,
+) -> str:
+    """The report page for one result.json (any status, either kind); `embedded` maps
+    sibling outputs (evidence thumbnails) to the data: URIs the page carries instead."""
     page = view.common(result)
     if page["kind"] == "proctor_video":
-        body = view.proctor(result)
+        body = view.proctor(result, embedded)
     elif page["kind"] == "task_analysis":
         body = view.task(result)
     else:
@@ -48,4 +60,6 @@ def render_report(result: Mapping[str, Any], *, nonce: str | None = None) -> str
     )
 
 
-__all__ = ["REPORT_NAME", "render_report"]
+__all__ = ["REPORT_NAME", "render_report", "thumbnail_names"]
+
+thumbnail_names = view.thumbnail_names

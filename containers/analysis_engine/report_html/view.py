@@ -289,7 +289,20 @@ def _score(value: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- proctoring
-def proctor(result: Mapping[str, Any]) -> dict[str, Any]:
+def thumbnail_names(result: Mapping[str, Any]) -> list[str]:
+    """The evidence thumbnails the proctoring report shows (sibling names only)."""
+    names = []
+    for event in _dicts(_mapping(result.get("report")).get("events")):
+        name = text(_mapping(event.get("evidence")).get("thumbnail"), 200)
+        if _THUMBNAIL_NAME.match(name) and name not in names:
+            names.append(name)
+    return names
+
+
+def proctor(result: Mapping[str, Any], embedded: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`embedded`: sibling name -> data: URI for the thumbnails carried inside the page (so
+    it works opened through one presigned link); others stay relative links."""
+    embedded = embedded or {}
     report = _mapping(result.get("report"))
     recording = _mapping(report.get("recording"))
     events = sorted(_dicts(report.get("events")), key=lambda e: num(e.get("start_s")) or 0.0)
@@ -313,7 +326,7 @@ def proctor(result: Mapping[str, Any]) -> dict[str, Any]:
             source=token(event.get("source"), {"signal", "model"}, "model"),
             confidence=_confidence(event.get("confidence")),
             description=text(event.get("description")),
-            thumbnail=thumb if _THUMBNAIL_NAME.match(thumb) else "",
+            thumbnail=(embedded.get(thumb) or thumb) if _THUMBNAIL_NAME.match(thumb) else "",
             thumbnail_t=num(evidence.get("thumbnail_at_s")) or row["start_s"],
         )
         (gaps if kind == "recording_gap" else rows).append(row)
