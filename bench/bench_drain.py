@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools import emf
 from devtools import image as images
 from devtools.fake_gemini import FakeGemini
 from devtools.media import make_live_webcam, make_long_screenshare, split_clusters
@@ -124,6 +125,8 @@ class Setting:
     runs: list[Run] = field(default_factory=list)
     fake: dict[str, Any] = field(default_factory=dict)
     drain_s: float = 0.0
+    # The CloudWatch dashboard's figures, computed from the EMF lines the containers printed.
+    dashboard: dict[str, Any] = field(default_factory=dict)
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -247,10 +250,12 @@ def run_setting(
     fake: FakeGemini,
     out: Path,
     laid: dict[str, images.Image],
+    window_s: int,
 ) -> Setting:
     fake.reset()
     print(f"== {setting.label}: {len(items)} analyses ...", flush=True)
-    runs, drain_s = asyncio.run(drain(items, setting.env, out / slug(setting.label), laid))
+    folder = out / slug(setting.label)
+    runs, drain_s = asyncio.run(drain(items, setting.env, folder, laid))
     stats = fake.stats
     setting.runs, setting.drain_s = runs, drain_s
     setting.fake = {
@@ -260,7 +265,22 @@ def run_setting(
         "max_in_flight": stats["max_in_flight"],
     }
     print(f"   drained in {drain_s:.1f} s; {setting.fake}", flush=True)
+    setting.dashboard = dashboard(folder, window_s)
     return setting
+
+
+def dashboard(folder: Path, window_s: int) -> dict[str, Any]:
+    """The dashboard's figures from the EMF lines in the containers' logs, as CloudWatch
+    would extract them (every document validated), one period per quota window."""
+    docs = [
+        doc
+        for log in sorted(folder.rglob("container.log"))
+        for doc in emf.documents(log.read_text(errors="replace"))
+    ]
+    for doc in docs:
+        emf.validate(doc)
+    figures = emf.dashboard_figures(emf.extract(docs), period_s=window_s, hour_s=60 * window_s)
+    return {"emf_documents": len(docs), **figures}
 
 
 def slug(label: str) -> str:
@@ -330,6 +350,7 @@ def metrics(setting: Setting, window_s: int, longest_alone_s: float) -> dict[str
         "median_report_s": round(statistics.median(r.finished_s for r in runs), 1),
         "segments_failed": sum(r.segments_failed for r in runs),
         "max_in_flight": fake["max_in_flight"],
+        "dashboard": setting.dashboard,
     }
 
 
@@ -454,7 +475,7 @@ def main() -> None:
                 if key in only
             ]
         for setting in lone_settings:
-            run_setting(setting, lone, fake, out / "lone", laid)
+            run_setting(setting, lone, fake, out / "lone", laid, window)
             run = setting.runs[0]
             bound = lone_bound(run, window)
             lone_rows.append(
@@ -473,7 +494,7 @@ def main() -> None:
             else 0.0
         )
         for setting in drains:
-            run_setting(setting, items, fake, out, laid)
+            run_setting(setting, items, fake, out, laid, window)
             rows.append(metrics(setting, window, longest_alone))
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         mode = (
@@ -518,6 +539,8 @@ def main() -> None:
         "",
         *table(rows, window),
         "",
+        *dashboard_table(rows),
+        "",
         "| lone analysis | time | its bound | ratio | status | 429s |",
         "|---|---:|---:|---:|---|---:|",
         *(
@@ -534,6 +557,37 @@ def main() -> None:
             handle.write(text + "\n")
     shared_row = next((r for r in rows if r["label"] == "shared budget"), rows[-1])
     print(f"{shared_row['label']} efficiency: {shared_row['efficiency']}")
+
+
+def dashboard_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The CloudWatch dashboard's figures, computed from the drain's EMF lines alone (one
+    period = one quota window; an hour = 60 windows), beside what the bench measured."""
+    out = [
+        "Dashboard figures from the containers' EMF lines (devtools/emf.py; period = one quota "
+        "window): drain progress, throughput against the quota, failures, cost per hour.",
+        "",
+        "| setting | EMF docs | started / finished (bench) | mean / peak use of quota "
+        "| ceiling min | failure rate | 429s (fake) | USD | USD per hour |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        d = row.get("dashboard") or {}
+        if not d:
+            continue
+        quota = next(iter(d["throughput"]["per_model"].values()), {})
+        use = (
+            f"{quota.get('use_of_quota_mean')} / {quota.get('use_of_quota_peak')}"
+            if quota
+            else "n/a (memory:// budgets report no fleet state)"
+        )
+        out.append(
+            f"| {row['label']} | {d['emf_documents']} | {d['drain']['started']:.0f} / "
+            f"{d['drain']['finished']:.0f} ({row['analyses']}) | {use} | "
+            f"{quota.get('ceiling_min', 'n/a')} | {d['failures']['failure_rate']} | "
+            f"{d['failures']['gemini_429s']:.0f} ({row['quota_429']}) | "
+            f"{d['cost']['estimated_usd']} | {d['cost']['usd_per_hour']} |"
+        )
+    return out
 
 
 def command(args: argparse.Namespace) -> str:

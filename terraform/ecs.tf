@@ -76,6 +76,7 @@ locals {
       MAP_CONCURRENCY         = tostring(w.map_concurrency)
       SCRATCH_DIR             = local.scratch_path
       TMPDIR                  = local.scratch_path
+      METRICS_NAMESPACE       = var.metrics_namespace
     },
     module.capacity.gemini_model_budgets_json == null ? {} : { GEMINI_MODEL_BUDGETS = module.capacity.gemini_model_budgets_json },
   ) }

@@ -121,3 +121,20 @@ output "images" {
   description = "The image each task definition runs (repository:tag or repository@digest), checked at plan to be in its ECR repository."
   value       = local.image
 }
+
+# --- metrics, alarms and the backend ----------------------------------------------------------
+
+output "results_reader_role_arn" {
+  description = "Role the backend assumes to read results (result.json, report.html, videos, thumbnails) and presign links to them."
+  value       = aws_iam_role.results_reader.arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic every alarm notifies (firing and clearing): subscribe the on-call channel here."
+  value       = aws_sns_topic.alarms.arn
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard: drain progress, throughput against the quota, failures, cost per hour, alarms."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}

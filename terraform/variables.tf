@@ -298,3 +298,104 @@ variable "analysis_timeout_minutes" {
     error_message = "analysis_timeout_minutes must be >= 1."
   }
 }
+
+# --- metrics, alarms and the backend's access -------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the metrics the containers print as Embedded Metric Format lines (METRICS_NAMESPACE); the dashboard and alarms read it."
+  type        = string
+  default     = "AnalysisPipeline"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._#:/ -]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 of A-Z a-z 0-9 . _ # : / - and space, and not start with AWS/ (reserved)."
+  }
+}
+
+variable "runbook_url" {
+  description = "Where docs/RUNBOOK.md is published (its https URL, without a #section); every alarm names its section there. Null: alarms name the file in the repository."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.runbook_url == null || can(regex("^https://[^\\s#]+$", coalesce(var.runbook_url, "-")))
+    error_message = "runbook_url must be an https URL without a fragment (the alarms add #<section>), or null."
+  }
+}
+
+variable "alarm_email_addresses" {
+  description = "Addresses subscribed (email, each confirms once) to the alarms topic. Chat channels (Discord through a relay, Slack through AWS Chatbot) subscribe to the topic output alarm_topic_arn."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.alarm_email_addresses : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", a))])
+    error_message = "alarm_email_addresses must be email addresses."
+  }
+}
+
+variable "alarm_failure_rate_percent" {
+  description = "Failure-rate alarm: percent of the analyses finished within 15 minutes that failed (invalid input excluded: the caller's mistake) above which it fires."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.alarm_failure_rate_percent > 0 && var.alarm_failure_rate_percent < 100
+    error_message = "alarm_failure_rate_percent must be between 0 and 100 (exclusive)."
+  }
+}
+
+variable "alarm_failure_rate_min_analyses" {
+  description = "Failure-rate alarm: analyses that must have finished within the 15 minutes before a rate is judged (one failure out of two is not a trend)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alarm_failure_rate_min_analyses >= 1 && floor(var.alarm_failure_rate_min_analyses) == var.alarm_failure_rate_min_analyses
+    error_message = "alarm_failure_rate_min_analyses must be a whole number >= 1."
+  }
+}
+
+variable "alarm_ceiling_percent" {
+  description = "Budget-ceiling alarm: the learnt Gemini ceiling as a percent of the configured limit (BudgetCeilingPercent) below which, held for alarm_ceiling_minutes, it fires (another client shares the key, or the limit is set above the real quota)."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.alarm_ceiling_percent > 0 && var.alarm_ceiling_percent <= 100
+    error_message = "alarm_ceiling_percent must be in (0, 100]."
+  }
+}
+
+variable "alarm_ceiling_minutes" {
+  description = "Budget-ceiling alarm: how long the ceiling must stay low (minutes, a multiple of 5)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.alarm_ceiling_minutes >= 5 && var.alarm_ceiling_minutes <= 1440 && var.alarm_ceiling_minutes % 5 == 0
+    error_message = "alarm_ceiling_minutes must be a multiple of 5 between 5 and 1440."
+  }
+}
+
+variable "alarm_cost_per_hour_usd" {
+  description = "Cost alarm: estimated Gemini USD (usage.estimated_usd of the analyses finished within one hour) above which it fires. The decision record's 12 analyses at a time cost about 5 USD per hour."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.alarm_cost_per_hour_usd > 0
+    error_message = "alarm_cost_per_hour_usd must be > 0."
+  }
+}
+
+variable "results_reader_principals" {
+  description = "IAM principals (role or user ARNs, or an account root) the backend uses to assume the results reader role, which reads result.json, report.html, videos and thumbnails and presigns links to them. Empty: any principal of this account allowed by its own IAM policy."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.results_reader_principals : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+|user/.+)$", p))])
+    error_message = "results_reader_principals must be IAM role or user ARNs, or arn:aws:iam::<account>:root."
+  }
+}

@@ -130,6 +130,12 @@ def test_root_module_mocked_apply_suite(root: Path) -> None:
 
 
 @pytest.mark.slow
+def test_monitoring_mocked_apply_suite(root: Path) -> None:
+    """The dashboard, the alarms (runbook sections, notifications) and the backend's role."""
+    assert _passed(_run(["test", "-no-color", "-filter=tests/monitoring.tftest.hcl"], root)) >= 6
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["decision-record.tfvars", "scaled.tfvars"])
 def test_example_plans_with_the_mocked_provider(root: Path, example: str) -> None:
     result = _run(

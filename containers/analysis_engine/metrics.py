@@ -14,7 +14,7 @@ What is emitted (namespace `METRICS_NAMESPACE`, default `AnalysisPipeline`):
   `EstimatedUSD`, `SegmentsAnalysed`, `SegmentsFailed`, `GeminiCalls`, `Gemini429s`,
   `BudgetWaitSeconds`, with the analysis id, status and error as searchable properties;
 - the Gemini budget's state, per model, every few seconds from one container of the fleet
-  (`analysis_engine.budget_metrics`).
+  (`analysis_engine.budget_metrics`: line, window, limits, ceiling, pause).
 
 The builders are pure (a result or a state in, an EMF document out); `emit` writes.
 """
@@ -61,7 +61,7 @@ def namespace_from_env(env: Mapping[str, str]) -> str:
     return value
 
 
-def _context(
+def context_for(
     namespace: str,
     dimensions: Mapping[str, str],
     dimension_sets: Sequence[Sequence[str]],
@@ -82,9 +82,9 @@ def _context(
 
 def started_document(*, kind: str, namespace: str, at: datetime | None = None) -> list[str]:
     """`AnalysesStarted` = 1 for one container that got past its settings."""
-    context = _context(namespace, {"Kind": kind}, [("Kind",)], at)
+    context = context_for(namespace, {"Kind": kind}, [("Kind",)], at)
     context.put_metric("AnalysesStarted", 1, "Count")
-    return LogSerializer.serialize(context)
+    return serialize(context)
 
 
 def analysis_document(result: Mapping[str, Any], *, namespace: str) -> list[str]:
@@ -94,7 +94,7 @@ def analysis_document(result: Mapping[str, Any], *, namespace: str) -> list[str]
     usage = _mapping(result.get("usage"))
     coverage = _mapping(result.get("coverage"))
     timings = _mapping(result.get("timings"))
-    context = _context(
+    context = context_for(
         namespace, {"Kind": kind, "Status": status}, ANALYSIS_DIMENSIONS, _parsed(result)
     )
     sentinel = status == "failed" and result.get("error") == ALL_SEGMENTS_FAILED
@@ -118,6 +118,11 @@ def analysis_document(result: Mapping[str, Any], *, namespace: str) -> list[str]
     context.set_property("AnalysisId", result.get("analysis_id"))
     if result.get("error"):
         context.set_property("Error", str(result["error"])[:300])
+    return serialize(context)
+
+
+def serialize(context: MetricsContext) -> list[str]:
+    """The library's EMF serialization (batches of at most 100 metrics per document)."""
     return LogSerializer.serialize(context)
 
 

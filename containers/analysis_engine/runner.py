@@ -15,13 +15,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from analysis_engine import media, metrics
+from analysis_engine import budget_metrics, media, metrics
 from analysis_engine.checkpoints import StorageCheckpoints
 from analysis_engine.clips import segment_clips
 from analysis_engine.errors import AnalysisError, InvalidInputError
@@ -75,6 +75,7 @@ class _Run:
     client: GeminiClient | None = None
     input_identity: str | None = None
     metrics_namespace: str = metrics.DEFAULT_NAMESPACE
+    budget_metrics_s: float = budget_metrics.DEFAULT_INTERVAL_SECONDS
 
     @contextmanager
     def phase(self, name: str, *, blocking: bool = True) -> Iterator[None]:
@@ -91,9 +92,33 @@ class _Run:
             self.timings[f"{name}_s"] = time.monotonic() - started
 
     async def analyse(self, work_dir: Path) -> Outcome:
-        settings = self.settings
         # First, so a missing key fails before any download (it makes no call yet).
-        self.client = client = GeminiClient.from_settings(settings, kind=self.kind.name)
+        self.client = client = GeminiClient.from_settings(self.settings, kind=self.kind.name)
+        async with self._budget_reporter(client):
+            return await self._analyse(work_dir, client)
+
+    @asynccontextmanager
+    async def _budget_reporter(self, client: GeminiClient) -> AsyncIterator[None]:
+        """While the analysis runs, this container may be the fleet's budget reporter."""
+        settings = self.settings
+        reporter = budget_metrics.reporter_for(
+            client.budget,
+            budget_uri=settings.gemini_budget_uri,
+            models=(settings.map_model, settings.reduce_model),
+            namespace=self.metrics_namespace,
+            interval_s=self.budget_metrics_s,
+        )
+        task = asyncio.create_task(reporter.run(), name="budget-metrics") if reporter else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _analyse(self, work_dir: Path, client: GeminiClient) -> Outcome:
+        settings = self.settings
         with self.phase("fetch"):
             recording = fetch_recording(settings, self.storage, work_dir)
         self.input_identity = recording.identity
@@ -296,7 +321,12 @@ def run_analysis(kind: AnalysisKind, env: Mapping[str, str]) -> int:
         return reject_at_startup(kind.name, env, storage, exc, started_at)
     metrics.emit_started(kind=kind.name, namespace=namespace)
     stop = RunStop(settings.run_deadline_seconds)
-    run = _Run(kind, settings, storage, stop, metrics_namespace=namespace)
+    run = _Run(
+        kind, settings, storage, stop, metrics_namespace=namespace,
+        budget_metrics_s=budget_metrics.interval_from_env(
+            env, window_s=settings.gemini_budget_window_seconds
+        ),
+    )  # fmt: skip
     clock = time.monotonic()
     with stop.installed():
         try:

@@ -27,6 +27,10 @@ mock_provider "aws" {
   mock_resource "aws_secretsmanager_secret" {
     defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:analysis-pipeline/gemini-budget-uri-Zx81Qp" }
   }
+  # Alarms notify it: their actions must be ARNs.
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:analysis-pipeline-alarms" }
+  }
   mock_resource "aws_elasticache_serverless_cache" {
     defaults = { endpoint = [{ address = "analysis-pipeline-budget-abc123.serverless.euw1.cache.amazonaws.com", port = 6379 }] }
   }
@@ -132,6 +136,7 @@ run "containers_get_image_secrets_logs_and_a_read_only_root" {
         MAP_CONCURRENCY         = "1"
         SCRATCH_DIR             = "/scratch"
         TMPDIR                  = "/scratch"
+        METRICS_NAMESPACE       = "AnalysisPipeline"
       }
     ])
     error_message = "Both containers get the same fleet-wide budgets (one model: no GEMINI_MODEL_BUDGETS) and one segment at a time."
