@@ -10,12 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from analysis_pipeline.alerts import runbook
 from analysis_pipeline.alerts.redaction import redact
 
 COLOR_FAILED = 0xD0342C
 COLOR_WARNING = 0xE8A317
 COLOR_RECOVERED = 0x2E8B57
 MAX_IDS_SHOWN = 10
+_LOCAL_BASE = re.compile(r"^https?://(localhost|127\.0\.0\.1)(:\d+)?/")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class Alert:
         reason = self.reason.replace(self.analysis_id, "<id>") if self.analysis_id else self.reason
         reason = re.sub(r"\d+", "#", reason)[:160]
         return f"{self.dag_id}|{self.error_type}|{reason}"
+
+    @property
+    def runbook_section(self) -> str:
+        return runbook.section_for(
+            error_type=self.error_type, task_id=self.task_id, reason=self.reason
+        )
 
     @property
     def failure_id(self) -> str:
@@ -116,6 +124,7 @@ def failure_embed(
     if alert.last_lines:
         tail = "\n".join(alert.last_lines)[-950:].replace("```", "'''")
         fields.append({"name": "Last container log lines", "value": f"```\n{tail}\n```"})
+    fields.append({"name": "Runbook", "value": runbook.markdown(alert.runbook_section)[:1000]})
     embed: dict[str, Any] = {
         "title": title[:256],
         "description": f"**Reason:** {alert.reason}"[:2000],
@@ -125,7 +134,11 @@ def failure_embed(
     }
     if alert.log_url:
         embed["url"] = alert.log_url
-        fields.append({"name": "Airflow log", "value": alert.log_url[:1000]})
+        log_link = alert.log_url[:900]
+        if _LOCAL_BASE.match(alert.log_url):
+            # Airflow builds the link from [api] base_url, which defaults to localhost.
+            log_link += " (set AIRFLOW__API__BASE_URL for a link that opens)"
+        fields.append({"name": "Airflow log", "value": log_link})
     return json.loads(redact(json.dumps(embed), secrets))
 
 
@@ -148,6 +161,8 @@ def breaker_embed(
     ]
     if ids:
         fields.append({"name": "IDs", "value": ", ".join(ids[-MAX_IDS_SHOWN:])[:1000]})
+    section = "alert-launches-paused" if opened else "alert-launches-resumed"
+    fields.append({"name": "Runbook", "value": runbook.markdown(section)[:1000]})
     return {
         "title": title,
         "description": description,
