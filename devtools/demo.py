@@ -36,7 +36,13 @@ RECORDINGS_BUCKET = "demo-recordings"
 RESULTS_BUCKET = "demo-results"
 SUBMISSION_ID = "S-1001"
 TASK_BRIEF = "Build a small REST API with one endpoint and a unit test."
-RUBRIC = "Correctness; test coverage; clarity of commits; use of documentation."
+# A structured rubric, as the backend sends it: each criterion scored on its own scale.
+RUBRIC = [
+    {"name": "Correctness", "description": "The endpoint returns the right data."},
+    {"name": "Test coverage", "description": "Tests the endpoint, edge cases included."},
+    {"name": "Clarity of commits", "description": "Small commits with clear messages."},
+    {"name": "Use of documentation", "description": "Reads the docs before asking for help."},
+]
 # Short enough that every part of the story lands in its own segment; 240 s in total.
 DEMO_SEGMENT_SECONDS = "30"
 

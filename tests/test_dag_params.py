@@ -55,7 +55,15 @@ GOOD_TASK = [
     {"submission_id": "S-1", "screenshare_uri": SCREEN, "webcam_uri": WEBCAM},
     {"submission_id": "S-1", "screenshare_uri": SCREEN, "webcam_uri": None},
     {"submission_id": "S-1", "screenshare_uri": SCREEN, "webcam_uri": ""},
-    {"submission_id": "S-1", "screenshare_uri": SCREEN, "task_brief": "Build X", "rubric": "Y"},
+    {
+        "submission_id": "S-1",
+        "screenshare_uri": SCREEN,
+        "task_brief": "Build X",
+        "rubric": [
+            {"name": "Correctness", "description": "Right answers", "scale": {"min": 0, "max": 10}},
+            {"name": "Testing"},
+        ],
+    },
     {"submission_id": "S-1", "screenshare_uri": "file:///data/rec/S-1/screen.webm"},
     {"submission_id": "a" * 128, "screenshare_uri": SCREEN},
 ]
@@ -103,10 +111,24 @@ BAD_TASK = {
         "task_brief": "x" * 3001,
     },
     "dot segment": {"submission_id": "S-1", "screenshare_uri": "s3://recordings/uploads/./x.mp4"},
-}
+    # The rubric is a list of criteria, not free text.
+    "rubric as text": {"submission_id": "S-1", "screenshare_uri": SCREEN, "rubric": "Y"},
+    "criterion without name": {"submission_id": "S-1", "screenshare_uri": SCREEN,
+                               "rubric": [{"description": "d"}]},
+    "criterion unknown key": {"submission_id": "S-1", "screenshare_uri": SCREEN,
+                              "rubric": [{"name": "n", "weight": 2}]},
+    "scale not integers": {"submission_id": "S-1", "screenshare_uri": SCREEN,
+                           "rubric": [{"name": "n", "scale": {"min": 0.5, "max": 4}}]},
+    "scale too wide": {"submission_id": "S-1", "screenshare_uri": SCREEN,
+                       "rubric": [{"name": "n", "scale": {"min": 0, "max": 1000}}]},
+    "too many criteria": {"submission_id": "S-1", "screenshare_uri": SCREEN,
+                          "rubric": [{"name": f"c{i}"} for i in range(21)]},
+    "empty rubric": {"submission_id": "S-1", "screenshare_uri": SCREEN, "rubric": []},
+}  # fmt: skip
 
 GOOD_PROCTOR = [
     {"attempt_id": "A-77", "webcam_uri": WEBCAM},
+    {"attempt_id": "A-77", "webcam_uri": WEBCAM, "test_name": "Backend engineer, 2026"},
     {"attempt_id": "A-77", "webcam_uri": "file:///data/rec/webcam/A-77/"},
 ]
 
@@ -118,6 +140,7 @@ BAD_PROCTOR = {
     "webcam outside": {"attempt_id": "A-77", "webcam_uri": "s3://recordings/other/w/"},
     "webcam dotdot": {"attempt_id": "A-77", "webcam_uri": "s3://recordings/uploads/w/../../"},
     "allowed root itself": {"attempt_id": "A-77", "webcam_uri": "file:///data/rec/./"},
+    "test name too long": {"attempt_id": "A-77", "webcam_uri": WEBCAM, "test_name": "t" * 201},
 }
 
 
@@ -158,12 +181,36 @@ def test_context_carries_brief_and_rubric_only_when_given() -> None:
         "task_analysis", {"submission_id": "S-1", "screenshare_uri": SCREEN}, prefixes=prefixes
     )
     assert plain.context == {} and plain.webcam_uri is None
+    rubric = [{"name": " Correctness ", "description": "d", "scale": {"min": 1, "max": 4}},
+              {"name": "Testing"}]  # fmt: skip
     full = validate_request(
         "task_analysis",
-        {"submission_id": "S-1", "screenshare_uri": SCREEN, "task_brief": "B", "rubric": "R"},
+        {"submission_id": "S-1", "screenshare_uri": SCREEN, "task_brief": "B", "rubric": rubric},
         prefixes=prefixes,
     )
-    assert full.context == {"task_brief": "B", "rubric": "R"}
+    assert full.context == {
+        "task_brief": "B",
+        "rubric": [{"name": "Correctness", "description": "d", "scale": {"min": 1, "max": 4}},
+                   {"name": "Testing"}],
+    }  # fmt: skip
+    # The test name reaches the proctoring container too.
+    proctor = validate_request(
+        "proctor_video", {"attempt_id": "A-1", "webcam_uri": WEBCAM, "test_name": "Go test"},
+        prefixes=prefixes,
+    )  # fmt: skip
+    assert proctor.context == {"test_name": "Go test"}
+
+
+@pytest.mark.parametrize(
+    "rubric, message",
+    [([{"name": "a", "scale": {"min": 5, "max": 5}}], r"rubric\[0\]\.scale must be"),
+     ([{"name": "Same"}, {"name": "same "}], "different names")],
+)  # fmt: skip
+def test_rubric_rules_json_schema_cannot_state(rubric: Any, message: str, dags: Any) -> None:
+    conf = {"submission_id": "S-1", "screenshare_uri": SCREEN, "rubric": rubric}
+    validate(dags["task_analysis"], conf)  # the form lets it through...
+    with pytest.raises(InvalidRequestError, match=message):  # ...validate refuses it by name
+        validate_request("task_analysis", conf, prefixes=tuple(_prefixes()))
 
 
 def test_prefix_without_trailing_slash_is_not_a_wildcard(monkeypatch) -> None:
@@ -178,11 +225,12 @@ def _prefixes() -> list[str]:
 
 
 def test_brief_and_rubric_together_must_fit_the_ecs_overrides(dags: dict[str, Any]) -> None:
+    criteria = [{"name": f"criterion {i}", "description": "d" * 900} for i in range(4)]
     conf = {"submission_id": "S-1", "screenshare_uri": SCREEN,
-            "task_brief": "é" * 3000, "rubric": "r" * 3000}  # fmt: skip
+            "task_brief": "é" * 3000, "rubric": criteria}  # fmt: skip
     validate(dags["task_analysis"], conf)  # each field alone is within the form's limit
     with pytest.raises(InvalidRequestError, match="8192"):
         validate_request("task_analysis", conf, prefixes=tuple(_prefixes()))
-    conf["rubric"] = "r" * 2900
+    conf["rubric"] = criteria[:3]
     request = validate_request("task_analysis", conf, prefixes=tuple(_prefixes()))
     assert len(context_json(request.context)) <= 6000

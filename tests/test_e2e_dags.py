@@ -93,7 +93,10 @@ def test_task_analysis_end_to_end(stack: Stack) -> None:
         "submission_id": ANALYSIS_ID,
         **stack.uris,
         "task_brief": "Build a REST API",
-        "rubric": "Correctness; tests",
+        "rubric": [
+            {"name": "Correctness", "description": "Right answers", "scale": {"min": 0, "max": 10}},
+            {"name": "Tests"},
+        ],
     }
     outcome = af.dags_test("task_analysis", conf, stack.env)
     assert outcome.succeeded, outcome.output[-4000:]
@@ -102,7 +105,11 @@ def test_task_analysis_end_to_end(stack: Stack) -> None:
     assert result["status"] == "complete"
     assert result["analysis_id"] == ANALYSIS_ID
     assert result["coverage"]["segments_total"] >= 2
-    assert result["report"]
+    # The structured rubric came back criterion by criterion, each on its scale.
+    scores = result["report"]["rubric_scores"]
+    assert [(s["criterion"], s["scale"]) for s in scores[:2]] == [
+        ("Correctness", {"min": 0, "max": 10}), ("Tests", {"min": 1, "max": 5}),
+    ]  # fmt: skip
     # The webcam stream also got its proctoring run, named by the same id (a repeat is refused).
     runs = af.run_airflow(["dags", "list-runs", "proctor_video", "-o", "json"], stack.env)
     listed = [json.loads(line) for line in runs.stdout.splitlines() if line.startswith("[")]

@@ -334,6 +334,52 @@ def test_rubric_scores_are_bounded_by_the_rubrics_scale(
     assert f"a score from {scale[0]} to {scale[1]}" in prompt
 
 
+STRUCTURED = {
+    "rubric_scale": {"min": 1, "max": 4},
+    "rubric": [
+        {"name": "Correctness", "description": "The endpoint returns the right data.",
+         "scale": {"min": 0, "max": 10}},
+        {"name": "Testing", "description": "Writes and runs tests."},
+        {"name": "Communication"},
+    ],
+}  # fmt: skip
+
+
+def test_a_structured_rubric_comes_back_scored_criterion_by_criterion_on_its_scales() -> None:
+    from analysis_engine.report_html import render_report
+    from task_analyzer import prompts
+    from task_analyzer.schemas import RubricScore
+
+    reduced = TaskReport(
+        summary="s", timeline=[], integrity_flags=[], strengths=[], concerns=[],
+        rubric_scores=[
+            RubricScore(criterion="  testing ", score=9, rationale="r", evidence_s=[]),
+            RubricScore(criterion="CORRECTNESS", score=7, rationale="r", evidence_s=[12.0]),
+            RubricScore(criterion="Style", score=3, rationale="invented", evidence_s=[]),
+        ],
+    )  # fmt: skip
+    coverage = {"duration_s": 60, "skipped_ranges": [], "failed_ranges": []}
+    report = TaskAnalysisKind(STRUCTURED).assemble_report(
+        reduced=reduced, analysed=[], coverage=coverage, run=None, extras={},  # type: ignore[arg-type]
+    )  # fmt: skip
+    scores = report["rubric_scores"]
+    # The rubric's criteria, in its order, under its names, each on its own scale.
+    assert [s["criterion"] for s in scores] == ["Correctness", "Testing", "Communication", "Style"]
+    assert (scores[0]["score"], scores[0]["scale"]) == (7, {"min": 0, "max": 10})
+    assert (scores[1]["score"], scores[1]["score_out_of_scale"]) == (4, 9)  # the rubric's 1-4
+    assert scores[1]["scale"] == {"min": 1, "max": 4}
+    assert (scores[2]["score"], scores[2]["not_scored"]) == (None, True)  # left out: said so
+    assert scores[3]["in_rubric"] is False  # made up by the model: kept, marked
+    assert report["rubric_scale"] is None  # the criteria do not share one
+    prompt = prompts.reduce_prompt([], coverage=coverage, context=STRUCTURED)
+    assert "on that criterion's own scale" in prompt
+    assert '"criterion": "Correctness"' in prompt and '"scale": "0 to 10"' in prompt
+    assert "Writes and runs tests." in prompt
+    html = render_report({"kind": "task_analysis", "status": "complete", "report": report})
+    assert "<b>7</b>/10" in html and "<b>4</b>/4" in html and "<b>?</b>/4" in html
+    assert "(not in the rubric)" in html
+
+
 def test_detector_events_reach_reduce_as_whole_json_with_a_count_of_those_left_out() -> None:
     from proctor_video.prompts import whole_items
 

@@ -12,7 +12,15 @@ from analysis_engine.reduce import ReduceStage
 from analysis_engine.result import Kind
 from analysis_engine.timecode import TIME_BASIS_KEY, shift_onto_clock
 from task_analyzer import prompts
-from task_analyzer.rubric import DEFAULT_SCALE, bounded_scores, rubric_scale
+from task_analyzer.rubric import (
+    DEFAULT_SCALE,
+    Criterion,
+    bounded_scores,
+    common_scale,
+    rubric_scale,
+    score_criteria,
+    structured_criteria,
+)
 from task_analyzer.schemas import SegmentAnalysis, TaskReport
 
 if TYPE_CHECKING:  # the run context pulls in adapters; the kind itself stays pure
@@ -81,7 +89,10 @@ class TaskAnalysisKind:
         run: RunContext,
         extras: dict[str, Any],
     ) -> dict[str, Any]:
-        return assemble_report(reduced, analysed, coverage, scale=rubric_scale(self._context))
+        return assemble_report(
+            reduced, analysed, coverage, scale=rubric_scale(self._context),
+            criteria=structured_criteria(self._context),
+        )  # fmt: skip
 
     def fallback_report(self, *, run: RunContext, extras: dict[str, Any]) -> dict[str, Any] | None:
         return None  # nothing about a screen recording is known without the model
@@ -93,8 +104,10 @@ def assemble_report(
     coverage: dict[str, Any],
     *,
     scale: tuple[int, int] = DEFAULT_SCALE,
+    criteria: list[Criterion] | None = None,
 ) -> dict[str, Any]:
-    """REDUCE's answer plus the mechanical facts from MAP; MAP alone if REDUCE failed."""
+    """REDUCE's answer plus the mechanical facts from MAP; MAP alone if REDUCE failed.
+    With structured `criteria`, the scores are the rubric's (see task_analyzer.rubric)."""
     base = {
         "tools_used": _tools(analysed),
         "notable_events": sorted(
@@ -120,8 +133,13 @@ def assemble_report(
     }
     if reduced is not None:
         report = _within(reduced.model_dump(), coverage["duration_s"])
-        report["rubric_scores"] = bounded_scores(report["rubric_scores"], scale)
-        report["rubric_scale"] = {"min": scale[0], "max": scale[1]}
+        if criteria:
+            report["rubric_scores"] = score_criteria(report["rubric_scores"], criteria)
+            shared = common_scale(criteria)
+            report["rubric_scale"] = {"min": shared[0], "max": shared[1]} if shared else None
+        else:
+            report["rubric_scores"] = bounded_scores(report["rubric_scores"], scale)
+            report["rubric_scale"] = {"min": scale[0], "max": scale[1]}
         return {"source": "reduce", **report, **base}
     return {
         "source": "map_only",

@@ -29,6 +29,31 @@ _KEY_TAIL = r"(?!/)(?!.*\.\.)(?!.*//)(?!(?:.*/)?\.(?:/|$))(?!.*\s)[A-Za-z0-9_.=+
 # travels there: the brief and rubric together must leave room for the rest.
 MAX_TEXT = 3_000
 MAX_CONTEXT = 6_000
+MAX_NAME = 200
+MAX_CRITERIA = 20
+MAX_CRITERION_DESCRIPTION = 1_000
+MAX_SCALE = 100
+
+_SCALE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["min", "max"],
+    "additionalProperties": False,
+    "properties": {
+        "min": {"type": "integer", "minimum": 0, "maximum": MAX_SCALE - 1},
+        "max": {"type": "integer", "minimum": 1, "maximum": MAX_SCALE},
+    },
+    "description": "Whole-number scale the criterion is scored on (min < max); default 1-5.",
+}
+CRITERION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "description": {"type": "string", "maxLength": MAX_CRITERION_DESCRIPTION},
+        "scale": _SCALE_SCHEMA,
+    },
+}
 
 
 class InvalidRequestError(ValueError):
@@ -75,6 +100,22 @@ def _text_param(description: str) -> Param:
     return Param(None, type=["null", "string"], maxLength=MAX_TEXT, description=description)
 
 
+def _rubric_param() -> Param:
+    return Param(
+        None,
+        type=["null", "array"],
+        items=CRITERION_SCHEMA,
+        minItems=1,
+        maxItems=MAX_CRITERIA,
+        title="Rubric",
+        description=(
+            'Optional rubric: a JSON list of criteria, each {"name", "description"?, '
+            '"scale"?: {"min", "max"}} (default scale 1-5). The report scores each one '
+            "on its own scale."
+        ),
+    )
+
+
 def task_analysis_params() -> dict[str, Param]:
     prefixes = ", ".join(allowed_input_prefixes())
     return {
@@ -89,7 +130,7 @@ def task_analysis_params() -> dict[str, Param]:
             prefix_only=True,
         ),
         "task_brief": _text_param("Optional task brief shown to the model as data."),
-        "rubric": _text_param("Optional rubric shown to the model as data."),
+        "rubric": _rubric_param(),
     }
 
 
@@ -101,6 +142,12 @@ def proctor_video_params() -> dict[str, Param]:
             f"Webcam chunk prefix ending in '/'. Under: {prefixes}",
             required=True,
             prefix_only=True,
+        ),
+        "test_name": Param(
+            None,
+            type=["null", "string"],
+            maxLength=MAX_NAME,
+            description="Optional name of the test, shown to the model as data.",
         ),
     }
 
@@ -143,13 +190,64 @@ def _check_uri(
     return value
 
 
+def _check_rubric(value: Any) -> list[dict[str, Any]]:
+    """The structured rubric (the schema's rules, plus min < max, which JSON Schema cannot
+    say), as the container receives it."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CRITERIA:
+        raise InvalidRequestError(f"rubric must be a list of 1 to {MAX_CRITERIA} criteria")
+    criteria = []
+    for i, item in enumerate(value):
+        where = f"rubric[{i}]"
+        if not isinstance(item, Mapping) or set(item) - {"name", "description", "scale"}:
+            raise InvalidRequestError(
+                f"{where} must be an object with name, description and scale only"
+            )
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
+            raise InvalidRequestError(f"{where}.name must be text of 1 to {MAX_NAME} characters")
+        criterion: dict[str, Any] = {"name": name.strip()}
+        description = item.get("description")
+        if description is not None:
+            if not isinstance(description, str) or len(description) > MAX_CRITERION_DESCRIPTION:
+                raise InvalidRequestError(
+                    f"{where}.description must be text of at most "
+                    f"{MAX_CRITERION_DESCRIPTION} characters"
+                )
+            criterion["description"] = description
+        if item.get("scale") is not None:
+            criterion["scale"] = _check_scale(item["scale"], f"{where}.scale")
+        criteria.append(criterion)
+    names = [c["name"].casefold() for c in criteria]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("rubric criteria must have different names")
+    return criteria
+
+
+def _check_scale(value: Any, where: str) -> dict[str, int]:
+    ok = (
+        isinstance(value, Mapping)
+        and set(value) == {"min", "max"}
+        and all(isinstance(value[k], int) and not isinstance(value[k], bool) for k in value)
+        and 0 <= value["min"] < value["max"] <= MAX_SCALE
+    )
+    if not ok:
+        raise InvalidRequestError(
+            f'{where} must be {{"min": int, "max": int}} with 0 <= min < max <= {MAX_SCALE}'
+        )
+    return {"min": value["min"], "max": value["max"]}
+
+
 def validate_request(
     kind: Kind, params: Mapping[str, Any], *, prefixes: tuple[str, ...] | None = None
 ) -> AnalysisRequest:
     prefixes = prefixes or allowed_input_prefixes()
     if kind == "task_analysis":
         webcam = params.get("webcam_uri") or None
-        context = {k: _check_text(params[k], k) for k in ("task_brief", "rubric") if params.get(k)}
+        context: dict[str, Any] = {}
+        if params.get("task_brief"):
+            context["task_brief"] = _check_text(params["task_brief"], "task_brief")
+        if params.get("rubric") is not None:
+            context["rubric"] = _check_rubric(params["rubric"])
         if len(context_json(context)) > MAX_CONTEXT:
             raise InvalidRequestError(
                 f"task_brief and rubric together must stay under {MAX_CONTEXT} characters "
@@ -164,11 +262,14 @@ def validate_request(
                 _check_uri(webcam, "webcam_uri", prefixes, prefix_only=True) if webcam else None
             ),
         )
+    test_name = params.get("test_name")
+    if test_name is not None and (not isinstance(test_name, str) or len(test_name) > MAX_NAME):
+        raise InvalidRequestError(f"test_name must be text of at most {MAX_NAME} characters")
     return AnalysisRequest(
         kind=kind,
         analysis_id=_check_id(params.get("attempt_id"), "attempt_id"),
         input_uri=_check_uri(params.get("webcam_uri"), "webcam_uri", prefixes, prefix_only=True),
-        context={},
+        context={"test_name": test_name} if test_name else {},
     )
 
 

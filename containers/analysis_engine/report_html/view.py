@@ -249,7 +249,8 @@ def task(result: Mapping[str, Any]) -> dict[str, Any]:
         "rubric": [
             {
                 "criterion": text(r.get("criterion"), 400),
-                "score": _score(r.get("score")),
+                "score": _score(r.get("score"), _scale(r.get("scale"), report.get("rubric_scale"))),
+                "in_rubric": r.get("in_rubric") is not False,
                 "rationale": text(r.get("rationale")),
                 "evidence": [{"t": t, "clock": clock(t)} for t in _times(r.get("evidence_s"))],
             }
@@ -279,13 +280,26 @@ def task(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _score(value: Any) -> dict[str, Any]:
+def _scale(*candidates: Any) -> tuple[float, float]:
+    """The first usable {"min", "max"} (a criterion's own, then the rubric's), else 1-5."""
+    for candidate in candidates:
+        scale = _mapping(candidate)
+        low, high = num(scale.get("min")), num(scale.get("max"))
+        if low is not None and high is not None and low < high:
+            return low, high
+    return 1.0, 5.0
+
+
+def _score(value: Any, scale: tuple[float, float] = (1.0, 5.0)) -> dict[str, Any]:
+    low, high = scale
+    out_of = f"{high:g}" if low in (0, 1) else f"{high:g} (from {low:g})"
     score = num(value)
     if score is None:
-        return {"value": "?", "level": "unknown", "pct": 0}
-    clamped = min(max(round(score), 0), 5)
-    level = "good" if clamped >= 4 else "fair" if clamped == 3 else "poor"
-    return {"value": str(clamped), "level": level, "pct": clamped * 20}
+        return {"value": "?", "level": "unknown", "pct": 0, "out_of": out_of}
+    clamped = min(max(score, low), high)
+    share = (clamped - low) / (high - low)
+    level = "good" if share >= 0.75 else "fair" if share >= 0.5 else "poor"
+    return {"value": f"{clamped:g}", "level": level, "pct": round(share * 100), "out_of": out_of}
 
 
 # ---------------------------------------------------------------------- proctoring
