@@ -298,6 +298,32 @@ def test_a_worse_rerun_never_replaces_a_better_result_of_the_same_input(
         assert published.kept is not None and published.uri.endswith(beside.name)
     else:
         assert main["finished_at"] == "2026-01-02T03:04:05Z" and published.kept is None
+        # The complete result it replaced is kept beside, and the new one names it.
+        assert main["previous_result"] == "result.complete-20260101T000000Z.json"
+        earlier = json.loads((tmp_path / "out" / main["previous_result"]).read_text())
+        assert earlier["finished_at"] == "2026-01-01T00:00:00Z"
+
+
+def test_a_failed_result_replaced_by_a_retry_is_not_kept(tmp_path: Path) -> None:
+    storage, out = Storage(), f"file://{tmp_path}/out/"
+    publish_result(storage, out, _result("failed", "etag:1;size:1", "2026-01-01T00:00:00Z"))
+    publish_result(storage, out, _result("complete", "etag:1;size:1", "2026-01-02T00:00:00Z"))
+    main = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert main.get("previous_result") is None  # nobody read a report of it
+    assert sorted(p.name for p in (tmp_path / "out").glob("result*.json")) == ["result.json"]
+
+
+def test_a_rerun_makes_its_own_answers_and_reuses_only_its_own_checkpoints() -> None:
+    base = {"model": "m1", "concurrency": 2, "tokens_per_second": 300,
+            "input_identity": "etag:abc;size:10"}  # fmt: skip
+    store, plan = MemoryCheckpoints(), make_plan(3)
+    asyncio.run(_runner(ScriptedClient(), plan, store, MapConfig(**base)).run(plan))
+    rerun = ScriptedClient()
+    asyncio.run(_runner(rerun, plan, store, MapConfig(**base, rerun_id="run-2")).run(plan))
+    assert len(rerun.generated) == 3  # analysed again, although nothing else changed
+    retry = ScriptedClient()  # the same rerun's retry: its own answers are reused
+    asyncio.run(_runner(retry, plan, store, MapConfig(**base, rerun_id="run-2")).run(plan))
+    assert retry.generated == []
 
 
 # ---------------------------------------------------------------- rubric scale

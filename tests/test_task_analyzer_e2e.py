@@ -72,8 +72,10 @@ def test_complete_run_on_s3_writes_every_result_field(
     result = moto_s3.get_json("s3://results/task_analysis/sub-1/result.json")
     assert set(result) == {
         "schema_version", "kind", "analysis_id", "input", "status", "error", "report",
-        "coverage", "usage", "timings", "models", "started_at", "finished_at",
+        "coverage", "usage", "timings", "models", "started_at", "finished_at", "rerun_id",
+        "previous_result",
     }  # fmt: skip
+    assert (result["rerun_id"], result["previous_result"]) == (None, None)
     etag = moto_s3.client.head_object(Bucket="recordings", Key="sub-1/screen.mp4")["ETag"]
     assert result["input"] == {
         "uri": "s3://recordings/sub-1/screen.mp4",

@@ -127,6 +127,8 @@ class MapConfig:
     # What else produced an answer: the recording's identity and the analysis context.
     input_identity: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
+    # A purposeful rerun (RERUN_ID): answers made under another one are not reused.
+    rerun_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ def fingerprint_basis(
         "schema": _sha(schema),
         "media_resolution": config.media_resolution,
         "segment": [segment.start_s, segment.end_s],
+        # Only when set, so the checkpoints of every ordinary run stay valid.
+        **({"rerun": config.rerun_id} if config.rerun_id else {}),
     }
 
 

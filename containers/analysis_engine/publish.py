@@ -5,7 +5,11 @@ DAG reads is made from the same scrubbed dict. Two rules hold here:
 - the API key never reaches an output, whichever error text or report field carries it;
 - a worse result never replaces a better one of the same input: when `result.json` already
   holds a better status for the same recording (or one whose identity is unknown), the earlier
-  result stays and the new one is written beside it as `result.<status>-<timestamp>.json`.
+  result stays and the new one is written beside it as `result.<status>-<timestamp>.json`;
+- a result that had a report (`complete`, `partial`) is never lost either: when a new one
+  replaces it (a purposeful rerun, a fuller retry), it is first copied beside as
+  `result.<status>-<its finished time>.json` and the new `result.json` names it in
+  `previous_result`. `result.json` is always the current result.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ log = logging.getLogger("analysis")
 RESULT_NAME = "result.json"
 # Higher is better; a rerun may replace a result only with one at least as good.
 STATUS_RANK: Mapping[str, int] = {"invalid_input": 0, "failed": 1, "partial": 2, "complete": 3}
+# Results worth keeping when replaced: the ones a person could have read a report of.
+KEPT_WHEN_REPLACED = frozenset({"complete", "partial"})
 
 
 @dataclass(frozen=True)
@@ -43,13 +49,19 @@ def publish_result(storage: Storage, output_uri: str, result: dict[str, Any], *,
     uri, kept = main_uri, None
     earlier = _read_earlier(storage, main_uri)
     if earlier is not None and _keeps_earlier(earlier, result):
-        stamp = str(result.get("finished_at") or "").replace("-", "").replace(":", "")
-        uri = storage.join(output_uri, f"result.{result['status']}-{stamp}.json")
+        uri = storage.join(
+            output_uri, f"result.{result['status']}-{_stamp(result.get('finished_at'))}.json"
+        )
         kept = main_uri
         log.warning(
             "%s already holds a %s result for this input; keeping it, this %s run's result "
             "goes to %s", main_uri, earlier.get("status"), result["status"], uri,
         )  # fmt: skip
+    elif earlier is not None and earlier.get("status") in KEPT_WHEN_REPLACED:
+        previous = _keep_beside(storage, output_uri, earlier)
+        if previous is None:  # could not keep it: do not lose it either
+            return Published(main_uri, None, written=False)
+        result = {**result, "previous_result": previous}
     try:
         storage.write_json(uri, result)
     except Exception as exc:
@@ -58,6 +70,23 @@ def publish_result(storage: Storage, output_uri: str, result: dict[str, Any], *,
     if kept is None:  # report.html shows what result.json holds; never fails the publish
         write_report(storage, output_uri, result)
     return Published(uri, kept)
+
+
+def _keep_beside(storage: Storage, output_uri: str, earlier: dict[str, Any]) -> str | None:
+    """Copy the result about to be replaced beside it; its name, or None when that failed."""
+    name = f"result.{earlier.get('status')}-{_stamp(earlier.get('finished_at'))}.json"
+    try:
+        storage.write_json(storage.join(output_uri, name), earlier)
+    except Exception as exc:
+        log.error("could not keep the earlier result as %s: %s; result.json left as it is",
+                  name, exc)  # fmt: skip
+        return None
+    log.info("the earlier %s result is kept beside as %s", earlier.get("status"), name)
+    return name
+
+
+def _stamp(value: Any) -> str:
+    return str(value or "unknown").replace("-", "").replace(":", "")
 
 
 def _read_earlier(storage: Storage, uri: str) -> dict[str, Any] | None:

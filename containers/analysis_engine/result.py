@@ -174,9 +174,12 @@ def build_result(
     input_uri: str | None = None,
     input_identity: str | None = None,
     prices: Mapping[str, Price] | None = None,
+    rerun_id: str | None = None,
 ) -> dict[str, Any]:
     """`input` says which recording this result was made from (its identity is None when the
-    run stopped before the recording was fetched)."""
+    run stopped before the recording was fetched); `rerun_id` which purposeful rerun made it
+    (None: an ordinary run); `previous_result` (set when published) the earlier result it
+    replaced, kept beside it."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
@@ -191,6 +194,8 @@ def build_result(
         "models": dict(models),
         "started_at": started_at,
         "finished_at": finished_at or utc_now(),
+        "rerun_id": rerun_id,
+        "previous_result": None,
     }
 
 

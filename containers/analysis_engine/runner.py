@@ -204,6 +204,7 @@ class _Run:
             media_resolution=settings.media_resolution,
             input_identity=self.input_identity or "",
             context=settings.analysis_context,
+            rerun_id=settings.rerun_id or "",
         )
         runner = MapRunner(
             client=client,
@@ -380,6 +381,7 @@ def _publish(run: _Run, outcome: Outcome, started_at: str) -> int:
         input_uri=settings.input_uri,
         input_identity=run.input_identity,
         prices=settings.gemini_prices,
+        rerun_id=settings.rerun_id,
     )
     published = publish_result(
         run.storage, settings.output_uri, result, secret=settings.gemini_api_key

@@ -76,6 +76,9 @@ class Settings:
     # Past this many seconds from start-up no new model call starts (None: no deadline).
     run_deadline_seconds: float | None = None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    # Set by a purposeful rerun (the DAG's `rerun`): analyse again, reusing only checkpoints
+    # made under the same id (this rerun's own earlier attempts).
+    rerun_id: str | None = None
 
     @property
     def tokens_per_second(self) -> int:
@@ -141,6 +144,7 @@ class Settings:
                 else None
             ),
             work_dir=Path(env.get("SCRATCH_DIR") or tempfile.gettempdir()),
+            rerun_id=_rerun_id(env),
         )
         _check_segment_fits(settings)
         return settings
@@ -212,6 +216,15 @@ def _context(env: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidInputError(
             "ANALYSIS_CONTEXT", f"must be a JSON object, got {type(value).__name__}"
         )
+    return value
+
+
+def _rerun_id(env: Mapping[str, str]) -> str | None:
+    value = (env.get("RERUN_ID") or "").strip()
+    if not value:
+        return None
+    if len(value) > 250 or not value.isprintable():
+        raise InvalidInputError("RERUN_ID", "must be printable text of at most 250 characters")
     return value
 
 
