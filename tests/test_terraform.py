@@ -135,6 +135,17 @@ def test_monitoring_mocked_apply_suite(root: Path) -> None:
     assert _passed(_run(["test", "-no-color", "-filter=tests/monitoring.tftest.hcl"], root)) >= 6
 
 
+def test_monitoring_suite_mocks_aws_and_sets_variables_as_the_root_suite_does() -> None:
+    """terraform test files cannot include one another: the monitoring suite repeats the
+    root suite's mocked provider and variables, and must not drift from them."""
+
+    def preamble(name: str) -> str:
+        text = (TF / "tests" / name).read_text()
+        return text[text.index("mock_provider") : text.index('\nrun "')].strip()
+
+    assert preamble("monitoring.tftest.hcl") == preamble("root.tftest.hcl")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["decision-record.tfvars", "scaled.tfvars"])
 def test_example_plans_with_the_mocked_provider(root: Path, example: str) -> None:

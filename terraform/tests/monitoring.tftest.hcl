@@ -14,6 +14,10 @@ mock_provider "aws" {
   mock_data "aws_servicequotas_service_quota" {
     defaults = { value = 64, adjustable = true }
   }
+  # Both repositories hold the tag the examples reference (images.tf refuses one they do not).
+  mock_data "aws_ecr_image" {
+    defaults = { image_tags = ["2026.06.16"], image_digest = "sha256:2f6a1c0e5b9d8a7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180f1e2d3c4b5a6978" }
+  }
   mock_data "aws_secretsmanager_random_password" {
     defaults = { random_password = "mocktoken0123456789" }
   }
@@ -57,7 +61,6 @@ variables {
     "proctor-video" = { image_tag = "2026.06.16", max_concurrent = 8, vcpu = 2, memory_mib = 4096, ephemeral_storage_gib = 30, map_concurrency = 1, batch_size = 350 }
   }
 }
-
 
 run "dashboard_shows_drain_throughput_failures_and_cost" {
   command = apply
