@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from analysis_engine.budget import Budget, BudgetState, ModelLimits
-from analysis_engine.budget.store import RedisStore
+from analysis_engine.budget.redis_store import RedisStore
 from analysis_engine.budget_metrics import (
     BudgetReporter,
     RedisElection,

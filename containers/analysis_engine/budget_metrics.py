@@ -13,7 +13,8 @@ Metrics (namespace `METRICS_NAMESPACE`, dimension `Model`): `BudgetQueueDepth` (
 waiting in the model's line), `BudgetWindowRequests`, `BudgetWindowTokens`,
 `BudgetLimitRequests`, `BudgetLimitTokens`, `BudgetCeilingTokens`, `BudgetCeilingPercent`
 (ceiling / limit: under 100 after a 429), `BudgetPaused` (1 while a 429 pause holds) and
-`BudgetPauseRemainingSeconds`. Never fatal: a failed read or election only skips a beat.
+`BudgetPauseRemainingSeconds`, `BudgetDailyExhausted` (1 while the model's daily quota is
+spent). Never fatal: a failed read or election only skips a beat.
 """
 
 from __future__ import annotations
@@ -61,10 +62,19 @@ class RedisElection:
 
     def __init__(self, uri: str, *, ttl_s: float) -> None:
         import redis.asyncio
+        import redis.asyncio.cluster
 
-        self._redis = redis.asyncio.Redis.from_url(
-            uri, decode_responses=True, socket_connect_timeout=2.0, socket_timeout=2.0
-        )
+        # The budget store's URI forms: redis(s):// one endpoint, redis(s)+cluster:// a
+        # sharded cluster (the key shares the store's hash tag, so it lives in its slot).
+        scheme, _, rest = uri.partition("://")
+        options: dict[str, Any] = {
+            "decode_responses": True, "socket_connect_timeout": 2.0, "socket_timeout": 2.0,
+        }  # fmt: skip
+        if scheme.endswith("+cluster"):
+            plain = f"{scheme.removesuffix('+cluster')}://{rest}"
+            self._redis: Any = redis.asyncio.cluster.RedisCluster.from_url(plain, **options)
+        else:
+            self._redis = redis.asyncio.Redis.from_url(uri, **options)
         self._token = uuid.uuid4().hex
         self._ttl_ms = max(1000, int(ttl_s * 1000))
         self._keep = self._redis.register_script(_KEEP)
@@ -107,6 +117,7 @@ def budget_document(state: BudgetState, *, namespace: str) -> list[str]:
         ("BudgetCeilingPercent", round(ceiling_pct, 2), "Percent"),
         ("BudgetPaused", 1 if state.paused_until else 0, "Count"),
         ("BudgetPauseRemainingSeconds", round(remaining, 3), "Seconds"),
+        ("BudgetDailyExhausted", 1 if getattr(state, "daily_exhausted", None) else 0, "Count"),
     ):
         context.put_metric(name, value, unit)
     if state.pause_reason:
