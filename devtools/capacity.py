@@ -297,6 +297,13 @@ def report(
             f"{_show(budget['tpm'])} TPM; the caps written ask {_show(round(demand['rpm']))} "
             f"RPM, {_show(round(demand['tpm']))} TPM"
         )
+        shares = (plan.get("gemini_shares") or {}).get(model)
+        if shares:
+            weights = ":".join(_show(plan["workloads"][k]["gemini_weight"]) for k in shares)
+            lines.append(
+                f"    shared by gemini_weight ({weights}): "
+                + ", ".join(f"{k} {_show(round(v))} TPM" for k, v in shares.items())
+            )
     lines.append("")
     for name in plan["workloads"]:
         lines += _workload_lines(plan, name, quota)
@@ -362,6 +369,7 @@ WORKLOAD_FLAGS = {
     "idle_fraction": "idle_fraction",
     "segment_seconds": "segment_seconds",
     "map_concurrency": "map_concurrency",
+    "gemini_weight": "gemini_weight",
     "submissions": "batch_size",
 }
 TOP_FLAGS = {
@@ -423,6 +431,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--idle-fraction", type=float, help="share of the recording skipped as idle")
     ap.add_argument("--segment-seconds", type=float, help="SEGMENT_SECONDS")
     ap.add_argument("--map-concurrency", type=int, help="MAP_CONCURRENCY")
+    ap.add_argument(
+        "--gemini-weight", type=float, help="share of a Gemini budget the workloads compete for"
+    )
     ap.add_argument("--png", type=Path, help="write the drain curve here")
     return ap.parse_args(argv)
 

@@ -71,6 +71,7 @@ locals {
       GEMINI_TIMEOUT_SECONDS  = tostring(w.gemini_timeout_seconds)
       GEMINI_RPM_BUDGET       = tostring(module.capacity.gemini_rpm_budget)
       GEMINI_TPM_BUDGET       = tostring(module.capacity.gemini_tpm_budget)
+      GEMINI_BUDGET_WEIGHT    = tostring(w.gemini_weight)
       GEMINI_MEDIA_RESOLUTION = w.media_resolution
       SEGMENT_SECONDS         = tostring(w.segment_seconds)
       MAP_CONCURRENCY         = tostring(w.map_concurrency)

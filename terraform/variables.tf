@@ -197,7 +197,8 @@ variable "workloads" {
     DAG side uses the same names). The object type, its defaults and its range checks are
     declared once, in modules/capacity/variables.tf (image_tag and/or image_digest: the image
     pushed to the workload's ECR repository, which the plan checks is there; max_concurrent = the DAG cap,
-    vcpu, memory_mib, ephemeral_storage_gib, the Gemini models and retries, and the
+    vcpu, memory_mib, ephemeral_storage_gib, the Gemini models and retries, gemini_weight
+    (the workload's share of the shared Gemini budget while both kinds wait), and the
     prediction profile).
   EOT
   # Typed by modules/capacity; `any` here so the type and its defaults exist only there.

@@ -612,3 +612,13 @@ def test_the_container_gets_a_run_deadline_shorter_than_the_timeout() -> None:
     assert run_deadline_seconds(timedelta(minutes=30)) == 25 * 60  # at least 5 min margin
     assert run_deadline_seconds(timedelta(hours=6)) == 6 * 3600 - 15 * 60  # at most 15
     assert 0 < run_deadline_seconds(timedelta(minutes=2)) < 120
+
+
+def test_the_runs_submission_time_is_its_place_in_the_gemini_line(aws: dict[str, Any]) -> None:
+    """run_after: the same on every retry and Clear of the run (the budget's queue order)."""
+    submitted = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    op = launch_op()
+    with mock.patch.object(op.client, "run_task", wraps=op.client.run_task) as run_task:
+        start(op, make_context(dag_run=SimpleNamespace(run_after=submitted)))
+    overrides = run_task.call_args.kwargs["overrides"]["containerOverrides"][0]["environment"]
+    assert {"name": "ANALYSIS_SUBMITTED_AT", "value": "2026-12-01T09:00:00+00:00"} in overrides

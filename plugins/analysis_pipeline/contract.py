@@ -37,6 +37,8 @@ def container_env(
         "OUTPUT_URI": output_uri_for(request.kind, request.analysis_id, env=environ),
         "ANALYSIS_CONTEXT": context_json(request.context),
     }
+    if request.submitted_at is not None:  # its place in the fleet's Gemini line
+        env["ANALYSIS_SUBMITTED_AT"] = request.submitted_at.isoformat()
     env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
     env.update(gemini_budgets(request.kind, env=environ))
     return env

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param
@@ -161,6 +162,9 @@ class AnalysisRequest:
     input_uri: str
     context: dict[str, Any]
     webcam_uri: str | None = None
+    # When the run was submitted (its run_after): the analysis' place in the fleet's Gemini
+    # line, the same on every retry and Clear of the run.
+    submitted_at: datetime | None = None
 
 
 def _check_id(value: Any, field: str) -> str:
@@ -275,7 +279,9 @@ def validate_request(
 
 def request_from_context(kind: Kind, context: Mapping[str, Any]) -> AnalysisRequest:
     """The validated request of the run a task context belongs to."""
-    return validate_request(kind, context["params"])
+    request = validate_request(kind, context["params"])
+    submitted_at = getattr(context.get("dag_run"), "run_after", None)
+    return replace(request, submitted_at=submitted_at) if submitted_at else request
 
 
 def context_json(context: Mapping[str, Any]) -> str:

@@ -131,6 +131,7 @@ run "containers_get_image_secrets_logs_and_a_read_only_root" {
         GEMINI_TIMEOUT_SECONDS  = "300"
         GEMINI_RPM_BUDGET       = "1000"
         GEMINI_TPM_BUDGET       = "1000000"
+        GEMINI_BUDGET_WEIGHT    = "1"
         GEMINI_MEDIA_RESOLUTION = "default"
         SEGMENT_SECONDS         = "120"
         MAP_CONCURRENCY         = "1"
@@ -139,7 +140,7 @@ run "containers_get_image_secrets_logs_and_a_read_only_root" {
         METRICS_NAMESPACE       = "AnalysisPipeline"
       }
     ])
-    error_message = "Both containers get the same fleet-wide budgets (one model: no GEMINI_MODEL_BUDGETS) and one segment at a time."
+    error_message = "Both containers get the same fleet-wide budgets (one model: no GEMINI_MODEL_BUDGETS), their share of them (gemini_weight, default 1) and one segment at a time."
   }
 }
 

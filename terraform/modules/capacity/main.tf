@@ -102,14 +102,43 @@ locals {
   # What the fleet asks of each model per minute at those rates.
   fleet_tpm = { for m in local.models : m => sum([for k in keys(var.workloads) : local.concurrency_rate[k] / 60 * local.usage[k][m].tokens]) }
   fleet_rpm = { for m in local.models : m => sum([for k in keys(var.workloads) : local.concurrency_rate[k] / 60 * local.usage[k][m].requests]) }
-  # A model over budget slows everyone who calls it in proportion (one shared queue): the
-  # rate Gemini allows a workload is its rate x (budget / fleet demand) of its tightest model.
-  gemini_tpm_per_hour = { for k in keys(var.workloads) : k => local.concurrency_rate[k] * min([
-    for m, u in local.usage[k] : local.model_budgets[m].tpm / local.fleet_tpm[m] if u.tokens > 0
-  ]...) }
-  gemini_rpm_per_hour = { for k in keys(var.workloads) : k => local.concurrency_rate[k] * min([
-    for m, u in local.usage[k] : local.model_budgets[m].rpm / local.fleet_rpm[m] if u.requests > 0
-  ]...) }
+  # A model over budget is shared as the budget's line shares it: by gemini_weight, each
+  # workload getting what it asks up to its weighted share, and what one leaves the others
+  # (weighted max-min fairness: the budget's start-time fair queueing in steady state).
+  # The level is the lambda with sum(min(demand_k, weight_k x lambda)) = budget, found among
+  # the thresholds t in {0, demand_k / weight_k}: lambda = max g(t) over those with g(t) > t,
+  # g(t) = (budget - demand of workloads with ratio <= t) / weight of the others.
+  # A workload may then go at its rate x weight x lambda / its demand (below 1: Gemini
+  # binds it). A model within budget leaves every workload budget / fleet demand of room.
+  tpm_demand = { for m in local.models : m => { for k in keys(var.workloads) : k => local.concurrency_rate[k] / 60 * local.usage[k][m].tokens } }
+  rpm_demand = { for m in local.models : m => { for k in keys(var.workloads) : k => local.concurrency_rate[k] / 60 * local.usage[k][m].requests } }
+  tpm_ratio  = { for m in local.models : m => { for k, w in var.workloads : k => local.tpm_demand[m][k] / w.gemini_weight } }
+  rpm_ratio  = { for m in local.models : m => { for k, w in var.workloads : k => local.rpm_demand[m][k] / w.gemini_weight } }
+  tpm_level = { for m in local.models : m => max(concat([0], [
+    for t in concat([0], values(local.tpm_ratio[m])) :
+    (local.model_budgets[m].tpm - sum([for k in keys(var.workloads) : local.tpm_ratio[m][k] <= t ? local.tpm_demand[m][k] : 0]))
+    / sum([for k, w in var.workloads : local.tpm_ratio[m][k] > t ? w.gemini_weight : 0])
+    if sum([for k, w in var.workloads : local.tpm_ratio[m][k] > t ? w.gemini_weight : 0]) > 0
+    && (local.model_budgets[m].tpm - sum([for k in keys(var.workloads) : local.tpm_ratio[m][k] <= t ? local.tpm_demand[m][k] : 0]))
+    > t * sum([for k, w in var.workloads : local.tpm_ratio[m][k] > t ? w.gemini_weight : 0])
+  ])...) }
+  rpm_level = { for m in local.models : m => max(concat([0], [
+    for t in concat([0], values(local.rpm_ratio[m])) :
+    (local.model_budgets[m].rpm - sum([for k in keys(var.workloads) : local.rpm_ratio[m][k] <= t ? local.rpm_demand[m][k] : 0]))
+    / sum([for k, w in var.workloads : local.rpm_ratio[m][k] > t ? w.gemini_weight : 0])
+    if sum([for k, w in var.workloads : local.rpm_ratio[m][k] > t ? w.gemini_weight : 0]) > 0
+    && (local.model_budgets[m].rpm - sum([for k in keys(var.workloads) : local.rpm_ratio[m][k] <= t ? local.rpm_demand[m][k] : 0]))
+    > t * sum([for k, w in var.workloads : local.rpm_ratio[m][k] > t ? w.gemini_weight : 0])
+  ])...) }
+  # Per workload and model: the fraction of its demand the budget admits (>= 1: room).
+  tpm_share = { for k, w in var.workloads : k => { for m in local.models : m => (
+    local.fleet_tpm[m] <= local.model_budgets[m].tpm ? local.model_budgets[m].tpm / local.fleet_tpm[m] : w.gemini_weight * local.tpm_level[m] / local.tpm_demand[m][k]
+  ) if local.usage[k][m].tokens > 0 } }
+  rpm_share = { for k, w in var.workloads : k => { for m in local.models : m => (
+    local.fleet_rpm[m] <= local.model_budgets[m].rpm ? local.model_budgets[m].rpm / local.fleet_rpm[m] : w.gemini_weight * local.rpm_level[m] / local.rpm_demand[m][k]
+  ) if local.usage[k][m].requests > 0 } }
+  gemini_tpm_per_hour = { for k in keys(var.workloads) : k => local.concurrency_rate[k] * min(values(local.tpm_share[k])...) }
+  gemini_rpm_per_hour = { for k in keys(var.workloads) : k => local.concurrency_rate[k] * min(values(local.rpm_share[k])...) }
 
   # The four constraints, in the order ties are named: a cap that exactly fills the quota
   # is held by the quota (raising the cap alone would not plan).

@@ -129,6 +129,13 @@ output "gemini_quota_needed" {
   value       = local.gemini_quota_needed
 }
 
+output "gemini_shares" {
+  description = "Per model, while the fleet asks more than the budget: each workload's tokens per minute as the budget's line shares them by gemini_weight (its demand when that is less than its share); null for a model within budget."
+  value = { for m in local.models : m => local.fleet_tpm[m] <= local.model_budgets[m].tpm ? null : {
+    for k, w in var.workloads : k => min(local.tpm_demand[m][k], w.gemini_weight * local.tpm_level[m]) if local.usage[k][m].tokens > 0
+  } }
+}
+
 output "gemini_fleet_demand" {
   description = "Per model: requests and tokens per minute the fleet asks for at the caps written."
   value       = { for m in local.models : m => { rpm = local.fleet_rpm[m], tpm = local.fleet_tpm[m] } }

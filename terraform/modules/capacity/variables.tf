@@ -7,7 +7,8 @@ variable "workloads" {
       because the Airflow pool counts whole slots), ephemeral_storage_gib (scratch, 21-200);
     - the DAG cap: max_concurrent;
     - Gemini: gemini_map_model (every MAP call), gemini_reduce_model (the one REDUCE call),
-      gemini_max_attempts, gemini_timeout_seconds;
+      gemini_max_attempts, gemini_timeout_seconds, gemini_weight (its share of a model's
+      budget while the workloads compete for it: GEMINI_BUDGET_WEIGHT, default 1 each);
     - the recording profile that predicts Gemini demand: avg_recording_minutes,
       idle_fraction, segment_seconds, media_resolution (default ~300 tokens per second of
       video, low ~100), tokens_per_second (overrides the resolution's published figure);
@@ -28,6 +29,7 @@ variable "workloads" {
     gemini_reduce_model      = optional(string, "gemini-2.5-flash")
     gemini_max_attempts      = optional(number, 6)
     gemini_timeout_seconds   = optional(number, 300)
+    gemini_weight            = optional(number, 1)
     avg_recording_minutes    = optional(number, 30)
     idle_fraction            = optional(number, 0)
     segment_seconds          = optional(number, 120)
@@ -87,6 +89,10 @@ variable "workloads" {
       (w.tokens_per_second == null ? true : w.tokens_per_second > 0)
     ])
     error_message = "Workload profile out of range: avg_recording_minutes > 0, 0 <= idle_fraction < 1, 10 <= segment_seconds <= 3600, map_concurrency a whole number 1-64 (the container's limits), seconds_per_call > 0, overhead_minutes >= 0, batch_size >= 0, minutes_per_analysis and tokens_per_second > 0 when set."
+  }
+  validation {
+    condition     = alltrue([for w in values(var.workloads) : w.gemini_weight >= 0.01 && w.gemini_weight <= 1000])
+    error_message = "gemini_weight must be between 0.01 and 1000 (the containers' GEMINI_BUDGET_WEIGHT)."
   }
   validation {
     condition     = alltrue([for w in values(var.workloads) : contains(["default", "low"], w.media_resolution)])
