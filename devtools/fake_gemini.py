@@ -11,8 +11,12 @@ fake ignores it). It speaks the same REST the SDK 3.x sends:
 - ``GET /_fake/stats``, ``GET|POST /_fake/config``, ``POST /_fake/reset`` for tests and demos
 
 Answers satisfy the JSON schema the SDK sends (``responseSchema`` or ``responseJsonSchema``).
-Faults are chosen per call: first from a script, then "fail the first N", then by
-probability, all drawn from a seeded RNG. Errors look like the real service's: a 429 is
+Faults are chosen per call: first from a script, then "fail the first N", then 429 spikes
+at given times, then by probability, all drawn from a seeded RNG. Like the real service, a
+429 that is not about the quota (a fault, a spike) looks exactly like a quota 429; the
+project quota's retryDelay is coarse (`retry_delay_step_s`), and the tokens it counts differ
+from the seconds x rate estimate the containers make (`token_bias`, `token_spread`).
+Errors look like the real service's: a 429 is
 ``RESOURCE_EXHAUSTED`` with a ``google.rpc.RetryInfo`` ``retryDelay`` in ``error.details``
 and no ``Retry-After`` header.
 
@@ -143,6 +147,10 @@ class FakeConfig:
     fail_first: int = 0  # then the first N calls (counted after the script) fail ...
     fail_first_mode: str = "429"  # ... with this mode
     rates: dict[str, float] = field(default_factory=dict)  # then e.g. {"429": 0.5}
+    # Before the rates: 429 spikes that are not about the quota (the service's overload),
+    # each {"at_s": seconds after the first generateContent since the last reset,
+    # "count": how many calls from then on get a 429}, answered with `retry_delay`.
+    spikes: list[dict[str, float]] = field(default_factory=list)
     # The same three knobs for resumable-upload starts.
     upload_script: list[str] = field(default_factory=list)
     upload_fail_first: int = 0
@@ -161,6 +169,14 @@ class FakeConfig:
     quota_rpm: int | None = None
     quota_tpm: int | None = None
     quota_window_s: float = 60.0
+    # The quota 429's retryDelay is rounded up to a multiple of this, as the real service's
+    # is (whole seconds; time-scaled benchmarks scale it).
+    retry_delay_step_s: float = 0.001
+    # The service counts a request's tokens its own way: the count (in promptTokenCount and
+    # against the quota) is the seconds x rate estimate times (1 + token_bias + u), u drawn
+    # uniformly from [-token_spread, +token_spread] per call.
+    token_bias: float = 0.0
+    token_spread: float = 0.0
     # Latency grows with the request: this many seconds per 1000 input tokens, on top of
     # latency_s (a 2-minute video segment of ~36k tokens takes tens of seconds for real).
     latency_per_1k_tokens_s: float = 0.0
@@ -209,6 +225,13 @@ class FakeConfig:
             raise ValueError("answers 'replay' needs replay_dir (a devtools.gemini_replay store)")
         if self.answers == "labels" and not isinstance(self.labels, dict):
             raise ValueError("answers 'labels' needs labels (evals.cases.fake_labels(case))")
+        for spike in self.spikes:
+            if set(spike) != {"at_s", "count"} or spike["at_s"] < 0 or spike["count"] < 1:
+                raise ValueError(f"a spike is {{'at_s': >= 0, 'count': >= 1}}, got {spike!r}")
+        if self.retry_delay_step_s <= 0 or self.token_spread < 0:
+            raise ValueError("retry_delay_step_s must be > 0 and token_spread >= 0")
+        if abs(self.token_bias) + self.token_spread >= 1:
+            raise ValueError("token_bias and token_spread together must stay within (-1, 1)")
         for name in ("quota_rpm", "quota_tpm"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -256,6 +279,7 @@ def _new_stats() -> dict[str, Any]:
         "max_in_flight": 0,  # peak concurrent generateContent calls
         "generate_requests": [],  # one summary per generateContent call, in arrival order
         "quota_rejections": 0,  # 429s from the project quota (not scripted faults)
+        "spike_429s": 0,  # 429s from `spikes` (not about the quota)
         "quota_rejections_by_model": {},
     }
 
@@ -284,6 +308,8 @@ class FakeState:
             self._unscripted_calls = 0
             self._unscripted_uploads = 0
             self._quota_windows: dict[str, deque[tuple[float, int]]] = {}
+            self._first_call: float | None = None
+            self._spiked: list[int] = []  # calls answered so far by each spike
             self.shown: list[tuple[float, float]] = []  # clips MAP calls named (labels mode)
         for child in self.storage.iterdir():
             child.unlink(missing_ok=True)
@@ -368,11 +394,38 @@ class FakeState:
                 self._unscripted_calls += 1
                 if self._unscripted_calls <= cfg.fail_first:
                     mode = cfg.fail_first_mode
+                elif self._spike_now():
+                    mode = "429"
                 else:
                     mode = _draw(self.rng, cfg.rates)
             outcomes = self.stats["outcomes"]
             outcomes[mode] = outcomes.get(mode, 0) + 1
             return mode
+
+    def _spike_now(self) -> bool:
+        """Whether a spike takes this call (under the lock)."""
+        now = time.monotonic()
+        if self._first_call is None:
+            self._first_call = now
+        spikes = self.config.spikes
+        self._spiked += [0] * (len(spikes) - len(self._spiked))
+        for index, spike in enumerate(spikes):
+            started = now >= self._first_call + spike["at_s"]
+            if started and self._spiked[index] < spike["count"]:
+                self._spiked[index] += 1
+                self.stats["spike_429s"] += 1
+                return True
+        return False
+
+    def counted_tokens(self, estimate: int) -> int:
+        """The service's own count of a request the seconds x rate estimate puts at
+        `estimate` (see token_bias, token_spread)."""
+        with self.lock:
+            cfg = self.config
+            if not cfg.token_bias and not cfg.token_spread:
+                return estimate
+            factor = 1 + cfg.token_bias + self.rng.uniform(-cfg.token_spread, cfg.token_spread)
+        return max(1, round(estimate * factor))
 
     def choose_upload_mode(self) -> str:
         with self.lock:
@@ -794,7 +847,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_chars = len(prompt)
         low = str(_field(gen_config, "mediaResolution", "")).upper() == "MEDIA_RESOLUTION_LOW"
         per_second = TOKENS_PER_VIDEO_SECOND_LOW if low else TOKENS_PER_VIDEO_SECOND
-        prompt_tokens = max(1, round(media_seconds * per_second + prompt_chars / 4))
+        prompt_tokens = state.counted_tokens(
+            max(1, round(media_seconds * per_second + prompt_chars / 4))
+        )
         with state.lock:
             state.stats["generate_requests"].append(
                 {
@@ -828,7 +883,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not media_problem and mode not in _REFUSALS and mode != "hang" and not mode.isdigit():
             retry_after = state.admit_quota(model, prompt_tokens, arrived)
             if retry_after is not None:
-                self._error(429, retry_delay=f"{math.ceil(retry_after * 1000) / 1000:g}s")
+                step = state.config.retry_delay_step_s
+                coarse = math.ceil(round(retry_after / step, 6)) * step
+                self._error(429, retry_delay=f"{round(coarse, 3):g}s")
                 return
         self._pause(
             state.config.latency_s + state.config.latency_per_1k_tokens_s * prompt_tokens / 1000
@@ -1287,6 +1344,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quota-tpm", type=int, default=None, help="input tokens per window")
     parser.add_argument("--quota-window", type=float, default=60.0, help="the quota's minute (s)")
     parser.add_argument("--latency-per-1k-tokens", type=float, default=0.0)
+    parser.add_argument("--retry-delay-step", type=float, default=0.001, help="quota retryDelay")
+    parser.add_argument("--token-bias", type=float, default=0.0, help="e.g. 0.2: count +20%%")
+    parser.add_argument("--token-spread", type=float, default=0.0, help="e.g. 0.2: +-20%%")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
@@ -1306,6 +1366,9 @@ def main(argv: list[str] | None = None) -> None:
         "quota_tpm": args.quota_tpm,
         "quota_window_s": args.quota_window,
         "latency_per_1k_tokens_s": args.latency_per_1k_tokens,
+        "retry_delay_step_s": args.retry_delay_step,
+        "token_bias": args.token_bias,
+        "token_spread": args.token_spread,
         "answers": args.answers,
         "labels": json.loads(args.labels.read_text()) if args.labels else None,
     }

@@ -72,3 +72,50 @@ def test_latency_grows_with_the_calls_tokens() -> None:
 def test_bad_quota_settings_are_refused(values: dict[str, Any]) -> None:
     with FakeGemini() as fake, pytest.raises(ValueError):
         fake.configure(**values)
+
+
+# -- behaving like the service beyond the quota ------------------------------------------
+
+
+def test_the_services_token_count_differs_from_the_estimate_both_ways() -> None:
+    with FakeGemini(token_spread=0.2, seed=3) as fake:
+        counts = [generate(fake, "x" * 4000)[1]["usageMetadata"]["promptTokenCount"]
+                  for _ in range(40)]  # fmt: skip
+    assert min(counts) < 960 and max(counts) > 1040  # the estimate is 1000: off both ways
+    assert all(800 <= c <= 1200 for c in counts)
+    with FakeGemini(token_bias=0.2, quota_tpm=2000, quota_window_s=5.0) as fake:
+        assert generate(fake, "x" * 4000)[1]["usageMetadata"]["promptTokenCount"] == 1200
+        assert generate(fake, "x" * 2400)[0] == 200  # 720: the quota counts what it says
+        assert generate(fake, "x" * 400)[0] == 429  # 120 more would make 2040
+
+
+def test_the_quotas_retry_delay_is_coarse() -> None:
+    with FakeGemini(quota_rpm=1, quota_window_s=1.0, retry_delay_step_s=1.0) as fake:
+        assert generate(fake, "a")[0] == 200
+        code, body = generate(fake, "b")
+    assert code == 429
+    assert body["error"]["details"][-1]["retryDelay"] == "1s"  # 0.99 s, rounded up
+
+
+def test_a_spike_of_429s_at_a_given_time_that_is_not_about_the_quota() -> None:
+    with FakeGemini(spikes=[{"at_s": 0.3, "count": 2}], retry_delay="5s") as fake:
+        assert generate(fake, "a")[0] == 200  # the first call starts the clock
+        assert generate(fake, "b")[0] == 200  # before the spike
+        time.sleep(0.35)
+        refused = [generate(fake, "c") for _ in range(2)]
+        assert generate(fake, "d")[0] == 200  # the spike is over
+        stats = fake.stats
+    assert [code for code, _ in refused] == [429, 429]
+    body = refused[0][1]["error"]
+    assert body["status"] == "RESOURCE_EXHAUSTED"  # it looks like a quota 429
+    assert retry_delay_seconds(body["details"]) == 5.0
+    assert stats["spike_429s"] == 2 and stats["quota_rejections"] == 0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"spikes": [{"at_s": 1}]}, {"token_spread": 1.0}, {"retry_delay_step_s": 0}],
+)
+def test_bad_service_behaviour_settings_are_refused(values: dict[str, Any]) -> None:
+    with FakeGemini() as fake, pytest.raises(ValueError):
+        fake.configure(**values)
