@@ -120,7 +120,9 @@ registry:
 # digest-pinned base (BASE=local: one made from Debian packages), installing the hash-pinned
 # lock. Push BEFORE the apply that references the tag: the plan refuses an image not in ECR.
 #   make lock                    after editing containers/**/requirements.in
-#   make images TAG=2026.07.01   tags analysis-pipeline/<container>:TAG locally
+#   make images TAG=2026.07.01   tags analysis-pipeline/<container>:TAG locally (buildah:
+#                                WHEELS=local installs the lock's wheels downloaded here,
+#                                for a network whose TLS proxy only this host trusts)
 #   make push TAG=2026.07.01     to REGISTRY (default: terraform output ecr_repository_urls);
 #                                prints each digest, which the tfvars may take instead
 lock: install
@@ -128,7 +130,8 @@ lock: install
 
 images:
 	@test -n "$(TAG)" || { echo "TAG=... is required (ECR tags are immutable: one per build)"; exit 1; }
-	$(PYTHON) -m devtools.images build --tag $(TAG) $(if $(BASE),--base $(BASE))
+	$(PYTHON) -m devtools.images build --tag $(TAG) $(if $(BASE),--base $(BASE)) \
+		$(if $(filter local,$(WHEELS)),--local-wheels)
 
 push:
 	@test -n "$(TAG)" || { echo "TAG=... is required: the tag 'make images' built"; exit 1; }

@@ -103,12 +103,9 @@ def measure(*, cold: bool) -> dict[str, float]:
         built = {}
         for name in sorted(images.CONTAINERS):
             lock = images._requirements_copied(name)
-            index = timed(phases, f"wheel index {name}", lambda lock=lock: images.wheelhouse(lock))
-            options = images.BuildOptions(
-                images.SUITE_TAG, "buildah", base=base, pip_index="file:///wheelhouse/simple",
-                volumes=[f"{index}:/wheelhouse:ro"], storage=storage,
-            )  # fmt: skip
-            step = lambda o=options, n=name: images.build([n], o, quiet=True)  # noqa: E731
+            timed(phases, f"wheel index {name}", lambda lock=lock: images.wheelhouse(lock))
+            options = images.BuildOptions(images.SUITE_TAG, "buildah", base=base, storage=storage)
+            step = lambda o=options, n=name: images.build([n], o, quiet=True, local_wheels=True)  # noqa: E731
             built |= timed(phases, f"build {name}", step)
         run_both(storage, built, phases)
     phases["total"] = time.monotonic() - started

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import html
@@ -418,13 +419,28 @@ def build_argv(name: str, options: BuildOptions, builder: str) -> list[str]:
     raise ValueError(f"unknown builder {builder!r} (buildx, buildah or auto)")
 
 
-def build(names: Sequence[str], options: BuildOptions, *, quiet: bool = False) -> dict[str, str]:
+def with_local_wheels(name: str, options: BuildOptions) -> BuildOptions:
+    """The build's pip reads a local index of the image's lock, downloaded on this host (whose
+    pip may trust a TLS proxy's CA that the image does not, or reach a mirror it cannot):
+    mounted into the build, so buildah only. The hashes are checked on both sides."""
+    index = wheelhouse(_requirements_copied(name))
+    return dataclasses.replace(
+        options, pip_index="file:///wheelhouse/simple", volumes=[f"{index}:/wheelhouse:ro"]
+    )
+
+
+def build(
+    names: Sequence[str], options: BuildOptions, *, quiet: bool = False, local_wheels: bool = False
+) -> dict[str, str]:
     """Builds `names` in order (the second reuses the first's shared layers); returns each
     image's local name."""
     builder = choose_builder(options.builder)
+    if local_wheels and builder != "buildah":
+        raise ValueError("local wheels are mounted into the build: a buildah option")
     built = {}
     for name in names:
-        _run(build_argv(name, options, builder), timeout=3600, quiet=quiet)
+        image_options = with_local_wheels(name, options) if local_wheels else options
+        _run(build_argv(name, image_options, builder), timeout=3600, quiet=quiet)
         built[name] = local_name(name, options.tag)
     return built
 
@@ -683,15 +699,8 @@ def suite_images(*, storage: Storage | None = None) -> dict[str, str]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         storage = storage or suite_storage()
         base = make_local_base(storage)
-        built = {}
-        for name in sorted(CONTAINERS):  # each image's own lock, if it has one
-            index = wheelhouse(_requirements_copied(name))
-            options = BuildOptions(
-                tag=SUITE_TAG, builder="buildah", base=base, storage=storage,
-                pip_index="file:///wheelhouse/simple", volumes=[f"{index}:/wheelhouse:ro"],
-            )  # fmt: skip
-            built |= build([name], options, quiet=True)
-        return built
+        options = BuildOptions(SUITE_TAG, "buildah", base=base, storage=storage)
+        return build(sorted(CONTAINERS), options, quiet=True, local_wheels=True)
 
 
 def _requirements_copied(name: str) -> Path:
@@ -720,6 +729,9 @@ def _parser() -> argparse.ArgumentParser:
     build_ = commands.choices["build"]
     build_.add_argument("--base", help="'local' (made first) or an image; default: the pin")
     build_.add_argument("--pip-index", help="PIP_INDEX_URL for the build (a mirror)")
+    build_.add_argument(
+        "--local-wheels", action="store_true", help="buildah: the lock's wheels from this host"
+    )
     push_ = commands.choices["push"]
     push_.add_argument("--registry", help="default: from terraform output ecr_repository_urls")
     push_.add_argument("--insecure", action="store_true", help="buildah: a local http registry")
@@ -756,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "build":
         base = make_local_base(Storage()) if args.base == "local" else args.base
         options = BuildOptions(args.tag, args.builder, base=base, pip_index=args.pip_index)
-        for name, image in build(names, options).items():
+        for name, image in build(names, options, local_wheels=args.local_wheels).items():
             print(f"{name}: {image} ({PLATFORM})")
     elif args.command == "push":
         registry = args.registry or terraform_registry()

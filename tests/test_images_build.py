@@ -15,7 +15,9 @@ seconds. The fast model of the same images is tests/test_image.py.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 from _images import SuiteImages, local_registry, start_build
 from _proctor_fixtures import make_recording, mediarecorder_chunks
-from conftest import AWS_TEST_ENV, MotoS3
+from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3
 
 from devtools import images
 from devtools.image import IMAGES, parse_dockerfile, requirements_file
@@ -219,3 +221,33 @@ def test_push_sends_both_images_to_their_repositories_with_their_digests(
             assert (config["os"], config["architecture"]) == ("linux", "amd64")
             assert config["config"]["User"] == "10001"
             assert config["config"]["Entrypoint"] == parse_dockerfile(IMAGES[name]).entrypoint
+
+
+def test_make_images_builds_both_with_this_machines_builder(
+    built_images: SuiteImages, tmp_path: Path
+) -> None:
+    """`make images` as an operator runs it: no Docker daemon here, so buildah; the local base
+    and the lock's wheels from this host (the images' pip trusts no TLS proxy of this
+    network). It works in the suite's store (CONTAINERS_STORAGE_CONF), so the layers are
+    those just built and only the tags are new."""
+    store = built_images.storage
+    conf = tmp_path / "storage.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "{store.driver}"\n'
+        f'graphroot = "{store.root}"\nrunroot = "{store.runroot}"\n'
+    )
+    proc = subprocess.run(
+        ["make", "images", "TAG=make-images", "BASE=local", "WHEELS=local"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name, container in images.CONTAINERS.items():
+        image = f"analysis-pipeline/{container}:make-images"
+        assert f"{name}: {image} (linux/amd64)" in proc.stdout
+        built = images.image_config(store, image)
+        assert built["Entrypoint"] == parse_dockerfile(IMAGES[name]).entrypoint
+        assert built == images.image_config(store, built_images.images[name])
