@@ -56,6 +56,8 @@ def _signals(case: Case, path: Path, config: Config, workdir: Path) -> dict[str,
             frozen=signals.frozen,
             speech=signals.speech,
             gaps=gaps,
+            # The face detector's findings, on a side whose product has one.
+            **({"faces": signals.faces} if getattr(signals, "faces", None) else {}),
             config=SignalConfig(**config.signal),  # type: ignore[arg-type]
         )
         merged = merge_events(events)

@@ -166,7 +166,13 @@ def test_a_rendered_scene_is_seen_by_the_products_detectors(tmp_path: Path) -> N
     }
     assert cases.materialise(case, cache=tmp_path / "cache") == path  # cached
     got = run_signals(case, path, Config("default"), tmp_path)
-    found = {e["type"]: (e["start_s"], e["end_s"]) for e in got["events"]}
+    # The signal types this scene is about (the face detector's own findings are measured on
+    # the whole sets by bench/bench_detectors.py, not asserted on one rendered scene).
+    found = {
+        e["type"]: (e["start_s"], e["end_s"])
+        for e in got["events"]
+        if e["type"] in cases.SIGNAL_TYPES
+    }
     truth = {e.type: (e.start_s, e.end_s) for e in case.truth.events}
     assert set(found) == set(truth) == {"camera_covered", "audio_activity", "recording_gap"}
     for kind, (a, b_) in truth.items():

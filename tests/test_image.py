@@ -108,16 +108,20 @@ def test_base_image_is_pinned_by_digest_and_overridable(name: str) -> None:
 
 
 def _shared_part(path: Path) -> list[str]:
-    """The instructions above the first COPY of sources (comments dropped)."""
+    """The instructions above the first COPY of sources (comments dropped), with the lock an
+    image installs named alike: an image with its own lock (the proctor's detectors) shares
+    the apt layer and the same install step, on its own file."""
     text = "\n".join(
         line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
     )
+    text = re.sub(r"containers/(\w+/)?requirements\.txt", "<the image's lock>", text)
     head = text.split("COPY containers/analysis_engine", 1)[0]
     return [" ".join(chunk.split()) for chunk in head.split("\n\n") if chunk.strip()]
 
 
 def test_both_dockerfiles_share_every_layer_above_their_sources() -> None:
-    """The second build reuses the first's apt and pip layers (and a registry stores them once)."""
+    """The second build reuses the first's apt layer (and a registry stores it once); the pip
+    layer is the same step over each image's lock."""
     first, second = (_shared_part(IMAGES[name]) for name in sorted(IMAGES))
     assert first == second
     assert any("apt-get install" in step for step in first)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from analysis_engine import intervals as iv
 from analysis_engine.models import Interval
+
+if TYPE_CHECKING:  # plain data here; the detector module brings numpy with it
+    from proctor_video.faces import FaceFindings
 
 EventType = Literal[
     "face_absent",
@@ -112,13 +115,15 @@ def signal_events(
     frozen: Sequence[Interval] = (),
     speech: Sequence[Interval] = (),
     gaps: Sequence[tuple[Interval, dict[str, Any]]] = (),
+    faces: FaceFindings | None = None,
     config: SignalConfig | None = None,
 ) -> list[Event]:
     """Deterministic events from detector intervals (already on the test clock).
 
     Inside a recording gap there is no picture and no sound, but a decoder at a fixed frame
     rate repeats the last frame across the hole: the picture detectors' output is clipped to
-    the recorded time (the gap itself is the event there).
+    the recorded time (the gap itself is the event there). The face detector's stretches
+    become face events outside gaps and outside a black picture (covered is covered).
     """
     config = config or SignalConfig()
     events: list[Event] = []
@@ -163,6 +168,8 @@ def signal_events(
                     "Sustained speech-like sound; whose voice it is needs the model.",
                 )
             )
+    if faces is not None:
+        events += _face_events(faces, iv.merge([*holes, *black]))
     for item, details in gaps:
         events.append(
             _signal(
@@ -175,6 +182,26 @@ def signal_events(
             )
         )
     return sorted(events, key=lambda e: (e.start_s, e.type))
+
+
+# The face detector's events, and how sure they are. A cascade's second face can be a poster
+# or a pattern, so alone it stays under the 0.6 that makes another person `high`; the model,
+# shown that stretch (see `triage`), confirms or not. Nobody in the picture is plainer.
+FACE_EVENTS: tuple[tuple[str, EventType, float, str], ...] = (
+    ("covered", "camera_covered", 0.8, "The picture went dark and featureless (covered)."),
+    ("absent", "face_absent", 0.7, "No face and the person's place looks empty."),
+    ("multiple", "multiple_faces", 0.55, "More than one face in the picture."),
+    ("aside", "looking_away", 0.5, "The face is far to the side of the picture."),
+)
+
+
+def _face_events(faces: FaceFindings, masked: Sequence[Interval]) -> list[Event]:
+    events: list[Event] = []
+    for field_name, kind, confidence, description in FACE_EVENTS:
+        for item in iv.subtract(getattr(faces, field_name), masked):
+            if item.duration_s >= 1.0:
+                events.append(_signal(kind, item, confidence, "faces", description))
+    return events
 
 
 def _signal(

