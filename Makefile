@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost eval clean
+.PHONY: install test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
 
 install: $(STAMP)
 
@@ -185,6 +185,17 @@ bench-stitch: install
 # result.json usage; fake Gemini; results appended to bench/RESULTS.md).
 bench-cost: install
 	$(BIN)/python bench/bench_cost.py --append
+
+# The proctor's own detectors (Silero VAD, OpenCV's face cascade) against the ffmpeg filters
+# alone, on a labelled set (SET=heldout | dev), each side on one core; and triage's model
+# tokens per webcam minute and model-event recall, on vs off (fake Gemini answering from the
+# labels). Both print Markdown for bench/RESULTS.md and write bench/results/*-$(SET).json.
+SET ?= heldout
+bench-detectors: install
+	$(BIN)/python bench/bench_detectors.py --set $(SET)
+
+bench-triage: install
+	$(BIN)/python bench/bench_triage.py --set $(SET)
 
 # Detection quality (evals/README.md): the working tree with CONFIG against BASELINE (a git
 # ref, or a lever file) on the dev and held-out sets, reported apart; exits 1 when anything

@@ -126,6 +126,8 @@ _MESSAGES = {
 # Published rates: ~300 tokens per second of video at default media resolution, ~100 at low.
 TOKENS_PER_VIDEO_SECOND = 300
 TOKENS_PER_VIDEO_SECOND_LOW = 100
+# Of which the sound's share: a `videoMetadata.fps` other than 1 scales only the frames.
+TOKENS_PER_AUDIO_SECOND = 32
 # When ffprobe cannot read the media, assume ~1 Mbit/s to turn bytes into seconds.
 FALLBACK_BYTES_PER_SECOND = 125_000
 
@@ -475,6 +477,14 @@ def _clipped(seconds: float, video_metadata: dict[str, Any] | None) -> float:
     start = _offset_seconds(_field(video_metadata, "startOffset"), 0.0)
     end = _offset_seconds(_field(video_metadata, "endOffset"), seconds)
     return max(0.0, min(end, seconds) - max(start, 0.0))
+
+
+def _fps(video_metadata: dict[str, Any] | None) -> float:
+    try:
+        fps = float(_field(video_metadata or {}, "fps") or 1.0)
+    except (TypeError, ValueError):
+        return 1.0
+    return fps if fps > 0 else 1.0
 
 
 def _offset_seconds(value: Any, default: float) -> float:
@@ -847,9 +857,11 @@ class _Handler(BaseHTTPRequestHandler):
         prompt_chars = len(prompt)
         low = str(_field(gen_config, "mediaResolution", "")).upper() == "MEDIA_RESOLUTION_LOW"
         per_second = TOKENS_PER_VIDEO_SECOND_LOW if low else TOKENS_PER_VIDEO_SECOND
-        prompt_tokens = state.counted_tokens(
-            max(1, round(media_seconds * per_second + prompt_chars / 4))
+        frames = self._frame_seconds(request, media_seconds)
+        media_tokens = media_seconds * TOKENS_PER_AUDIO_SECOND + frames * (
+            per_second - TOKENS_PER_AUDIO_SECOND
         )
+        prompt_tokens = state.counted_tokens(max(1, round(media_tokens + prompt_chars / 4)))
         with state.lock:
             state.stats["generate_requests"].append(
                 {
@@ -950,6 +962,20 @@ class _Handler(BaseHTTPRequestHandler):
                     seconds = self._inline_seconds(raw)
                     total += _clipped(seconds, _field(part, "videoMetadata"))
         return total, None
+
+    def _frame_seconds(self, request: dict[str, Any], media_seconds: float) -> float:
+        """`media_seconds` with each part's frames weighted by its `videoMetadata.fps` (the
+        real API samples 1 frame per second unless told otherwise)."""
+        scale = [
+            _fps(_field(part, "videoMetadata"))
+            for content in request.get("contents") or []
+            for part in content.get("parts") or []
+            if _field(part, "fileData") is not None or _field(part, "inlineData") is not None
+        ]
+        if all(s == 1.0 for s in scale):
+            return media_seconds
+        # Parts are weighted by their share of the media; one part is the usual request.
+        return media_seconds * sum(scale) / len(scale)
 
     def _inline_seconds(self, raw: bytes) -> float:
         digest = hashlib.sha256(raw).hexdigest()

@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel
 
 from analysis_engine.errors import AnalysisError, ModelCallError
+from analysis_engine.model_specs import video_tokens_per_second
 from analysis_engine.models import Interval, MediaHandle, ModelReply, Segment, SegmentPlan
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class MapConfig:
     concurrency: int
     tokens_per_second: int
     media_resolution: str = "default"
+    has_audio: bool = True
     # What else produced an answer: the recording's identity and the analysis context.
     input_identity: str = ""
     context: Mapping[str, Any] = field(default_factory=dict)
@@ -161,10 +163,12 @@ def fingerprint_basis(
         "prompt_version": spec.prompt_version,
         "prompt": _sha(prompt),
         "schema": _sha(schema),
-        "media_resolution": config.media_resolution,
+        "media_resolution": segment.media_resolution or config.media_resolution,
         "segment": [segment.start_s, segment.end_s],
         # Only when set, so the checkpoints of every ordinary run stay valid.
         **({"rerun": config.rerun_id} if config.rerun_id else {}),
+        # Only when triage chose a frame rate, so earlier checkpoints stay valid.
+        **({"fps": segment.fps} if segment.fps is not None else {}),
     }
 
 
@@ -337,15 +341,21 @@ class MapRunner:
             await self._client.delete(handle)
 
     async def _generate(self, segment: Segment, prompt: str, media: MediaHandle) -> ModelReply[Any]:
+        resolution = segment.media_resolution or self._config.media_resolution
+        rate = self._config.tokens_per_second
+        if segment.media_resolution is not None or segment.fps is not None:
+            rate = video_tokens_per_second(
+                self._config.model, resolution, has_audio=self._config.has_audio, fps=segment.fps
+            )
+        if segment.fps is not None:
+            media = replace(media, fps=segment.fps)
         return await self._client.generate(
             model=self._config.model,
             prompt=prompt,
             schema=self._spec.map_schema,
             media=media,
-            estimated_input_tokens=estimate_tokens(
-                segment.duration_s, prompt, self._config.tokens_per_second
-            ),
-            media_resolution=self._config.media_resolution,
+            estimated_input_tokens=estimate_tokens(segment.duration_s, prompt, rate),
+            media_resolution=resolution,
         )
 
     async def _shared_upload(self, clip: Clip) -> MediaHandle:

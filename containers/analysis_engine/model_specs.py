@@ -33,12 +33,19 @@ _THINKING: tuple[tuple[str, int, int, bool], ...] = (
 
 
 def video_tokens_per_second(
-    model: str, media_resolution: str = "default", *, has_audio: bool = True
+    model: str,
+    media_resolution: str = "default",
+    *,
+    has_audio: bool = True,
+    fps: float | None = None,
 ) -> int:
-    """Input tokens one second of the recording costs `model` (frames, plus sound if any)."""
+    """Input tokens one second of the recording costs `model` (frames, plus sound if any).
+    `fps`: frames sampled per second when not the default 1 (the sound is not sampled)."""
     rates = next(r for prefix, r in _VIDEO_RATES if model.startswith(prefix))
-    rate = rates.get(media_resolution, rates["default"])
-    return rate if has_audio else rate - AUDIO_TOKENS_PER_SECOND
+    frames = rates.get(media_resolution, rates["default"]) - AUDIO_TOKENS_PER_SECOND
+    if fps is not None:
+        frames = round(frames * fps)
+    return frames + (AUDIO_TOKENS_PER_SECOND if has_audio else 0)
 
 
 def input_token_limit(model: str) -> int:

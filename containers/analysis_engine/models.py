@@ -57,6 +57,12 @@ class Segment:
     start_s: float
     end_s: float
     skip_reason: SkipReason | None = None
+    # What the model is shown of it, when triage chose (None: the run's settings): a media
+    # resolution, a frame rate (Gemini samples 1 fps by default), and why ("flagged": the
+    # local detectors saw something there; "sampled": they ruled it quiet).
+    media_resolution: str | None = None
+    fps: float | None = None
+    triage: Literal["flagged", "sampled"] | None = None
 
     @property
     def duration_s(self) -> float:
@@ -91,6 +97,8 @@ class MediaHandle:
     # Only this stretch of the file is shown to the model (Gemini `videoMetadata` offsets):
     # one upload of a whole recording can serve every segment without cutting it.
     clip: Interval | None = None
+    # Frames per second the model samples (`videoMetadata.fps`); None: its default, 1.
+    fps: float | None = None
 
 
 @dataclass(frozen=True)

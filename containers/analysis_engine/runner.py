@@ -51,6 +51,8 @@ from analysis_engine.settings import Settings
 from analysis_engine.startup import reject_at_startup
 from analysis_engine.stopping import STOPPED, RunStop, Stopped
 from analysis_engine.storage import Storage
+from analysis_engine.triage import summary as triage_summary
+from analysis_engine.triage import triage_plan
 
 log = logging.getLogger("analysis")
 
@@ -143,6 +145,11 @@ class _Run:
         try:
             with self.phase("plan"):
                 plan = self._plan(run)
+            if any(s.triage for s in plan.segments):
+                offset = stitch_report.start_s if stitch_report is not None else 0.0
+                extras["triage"] = triage_summary(
+                    plan.segments, offset_s=offset, reasons=extras.get("flagged_because", ())
+                )
             with self.phase("cut"):
                 clips = segment_clips(recording.path, info, plan, work_dir / "segments")
             outcomes = await self._map(plan, clips, client, has_audio=info.has_audio)
@@ -162,9 +169,26 @@ class _Run:
             if self.kind.skip_idle
             else []
         )
+        keyframes = media.keyframe_times(run.video)
+        # A kind that flags stretches locally (`review_windows`) gets a triaged plan.
+        review = getattr(self.kind, "review_windows", None)
+        flagged = review(run) if review is not None and settings.triage else None
+        if flagged is not None:
+            plan = triage_plan(
+                duration_s=info.duration_s,
+                keyframes=keyframes,
+                target_seconds=settings.segment_seconds,
+                flagged=flagged,
+            )
+            log.info(
+                "triage: %.0f s flagged (shown as set), %.0f s quiet (sampled)",
+                sum(s.duration_s for s in plan.segments if s.triage == "flagged"),
+                sum(s.duration_s for s in plan.segments if s.triage == "sampled"),
+            )
+            return plan
         plan = plan_segments(
             duration_s=info.duration_s,
-            keyframes=media.keyframe_times(run.video),
+            keyframes=keyframes,
             target_seconds=settings.segment_seconds,
             idle=idle,
             min_idle_seconds=settings.idle_min_seconds,
@@ -202,6 +226,7 @@ class _Run:
             ),
             tokens_per_second=tokens_per_second,
             media_resolution=settings.media_resolution,
+            has_audio=has_audio,
             input_identity=self.input_identity or "",
             context=settings.analysis_context,
             rerun_id=settings.rerun_id or "",

@@ -69,6 +69,9 @@ class Settings:
     # line across retries. None: when this container started.
     submitted_at: float | None = None
     media_resolution: Literal["default", "low"] = "default"
+    # Triage (analysis_engine.triage): a kind that flags stretches locally (the proctor) shows
+    # the model its quiet stretches sampled, at low resolution. PROCTOR_TRIAGE=off: all as is.
+    triage: bool = True
     # USD per million tokens per model, for usage.estimated_usd (GEMINI_PRICES; pricing.py).
     gemini_prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     max_duration_seconds: float = 4 * 3600.0
@@ -135,6 +138,7 @@ class Settings:
             ),
             submitted_at=_submitted_at(env),
             media_resolution=_choice(env, "GEMINI_MEDIA_RESOLUTION", ("default", "low"), "default"),
+            triage=_choice(env, "PROCTOR_TRIAGE", ("on", "off"), "on") == "on",
             gemini_prices=prices_from_env(env),
             max_duration_seconds=_number(env, "MAX_RECORDING_SECONDS", 4 * 3600.0, minimum=1.0),
             idle_min_seconds=_number(env, "IDLE_MIN_SECONDS", 30.0, minimum=5.0),

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from analysis_engine import intervals as iv
 from analysis_engine.errors import AnalysisError
-from analysis_engine.models import Segment
+from analysis_engine.models import Interval, Segment
 from analysis_engine.reduce import ReduceStage
 from analysis_engine.result import Kind
 from analysis_engine.timecode import TIME_BASIS_KEY, shift_onto_clock
@@ -36,6 +37,7 @@ from proctor_video.schemas import ProctorSummary, SegmentObservations
 
 if TYPE_CHECKING:  # the run context pulls in adapters; importing it here would be circular
     from analysis_engine.kinds import RunContext
+    from proctor_video.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class ProctorVideoKind:
         self._context: dict[str, Any] = {}
         self._offset = 0.0  # test-clock time of the video file's first frame
         self._signal_events: list[Event] = []
+        self._flags: list[tuple[str, Interval]] = []  # (why, when on the test clock)
         self._thumbs: dict[tuple[str, float], str] = {}
 
     # ------------------------------------------------------------------ before the model
@@ -96,6 +99,7 @@ class ProctorVideoKind:
             config=self.signal_config,
         )
         self._signal_events = [self._with_thumbnail(e, run) for e in events]
+        self._flags = _flags(events, signals)
         log.info(
             "signals in %.1f s: %d black, %d frozen, %d speech stretches, %d recording gaps",
             signals.seconds_elapsed, len(signals.black), len(signals.frozen),
@@ -105,7 +109,14 @@ class ProctorVideoKind:
             "video_uri": video_uri,
             "signals": signals.to_dict(),
             "recording": _recording(run, end_s),
+            "flagged_because": sorted({why for why, _ in self._flags}),
         }
+
+    def review_windows(self, run: RunContext) -> list[Interval]:
+        """What the local detectors could not rule out, on the video file's clock: triage
+        shows the model these stretches as set and samples the rest."""
+        del run
+        return [iv.shift([span], -self._offset)[0] for _, span in self._flags]
 
     def _with_thumbnail(self, event: Event, run: RunContext) -> Event:
         """Attach (and upload) a JPEG of the event's middle frame, once per moment."""
@@ -252,6 +263,19 @@ class ProctorVideoKind:
         return _report("signals_only", events, rules, summary, extras, None, rules)
 
 
+def _flags(events: Sequence[Event], signals: Signals) -> list[tuple[str, Interval]]:
+    """Why and where the model must look closely: every signal event but a recording gap
+    (nothing to see there), any voice (whose it is needs the model, even a short one), and
+    the moments the scene changed (someone sat down, a phone came up, the light jumped), and
+    any stretch before the face detector first found a face (it cannot vouch for it)."""
+    flags = [(e.type, Interval(e.start_s, e.end_s)) for e in events if e.type != "recording_gap"]
+    flags += [("voice", span) for span in signals.speech]
+    if signals.faces is not None:
+        flags += [("scene_change", span) for span in signals.faces.changed]
+        flags += [("no_face_found_yet", span) for span in signals.faces.unseen]
+    return flags
+
+
 def _clamped(data: dict[str, Any], start_s: float, end_s: float) -> dict[str, Any]:
     for key in ("start_s", "end_s"):
         data[key] = round(min(max(float(data[key]), start_s), end_s), 2)
@@ -330,6 +354,8 @@ def _report(
         "recording": extras.get("recording", {}),
         "signals": extras.get("signals", {}),
         "not_analysed_ranges": not_analysed,
+        # What the model was shown at full price and what sampled (see analysis_engine.triage).
+        "triage": extras.get("triage") or {"enabled": False},
     }
 
 

@@ -30,9 +30,11 @@ def media_parts(media: MediaHandle | None) -> list[types.Part]:
         part = types.Part.from_bytes(data=media.data, mime_type=media.mime_type)
     else:
         raise ValueError("MediaHandle has neither uri nor data")
-    if media.clip is not None:
+    if media.clip is not None or media.fps is not None:
         part.video_metadata = types.VideoMetadata(
-            start_offset=f"{media.clip.start_s:.3f}s", end_offset=f"{media.clip.end_s:.3f}s"
+            start_offset=None if media.clip is None else f"{media.clip.start_s:.3f}s",
+            end_offset=None if media.clip is None else f"{media.clip.end_s:.3f}s",
+            fps=media.fps,
         )
     return [part]
 
