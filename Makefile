@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
+.PHONY: install constraints dist mwaa test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
 
 install: $(STAMP)
 
@@ -20,15 +20,37 @@ APT_TOOLS := ffmpeg:ffmpeg redis-server:redis-server espeak-ng:espeak-ng \
 	pg_ctlcluster:postgresql chromium:chromium flite:flite \
 	buildah:buildah crun:crun mmdebstrap:mmdebstrap docker-registry:docker-registry
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml containers/pyproject.toml constraints-dev.txt
 	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null 2>&1 \
 		|| missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing (apt)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	@$(BIN)/pip uninstall -q -y assessment-analysis-pipeline 2>/dev/null || true  # the old single distribution
+	$(BIN)/pip install -q -c constraints-dev.txt -e ".[dev]" -e containers
+	@# Build metadata left in the tree would be found on sys.path (the repo root) as a
+	@# second copy of each distribution: Airflow would then load the plugin twice.
+	rm -rf *.egg-info containers/*.egg-info
 	@touch $(STAMP)
+
+# Every exact development pin, regenerated from the installed virtualenv after a change.
+constraints: install
+	{ sed -n '/^#/p' constraints-dev.txt; $(BIN)/pip freeze --exclude-editable; } > constraints-dev.txt.new
+	mv constraints-dev.txt.new constraints-dev.txt
+
+# The Airflow-side wheel (DAGs, plugin, listeners; no devtools, tests or containers):
+# dist/analysis_pipeline_airflow-<version>-py3-none-any.whl. Python alone builds it.
+dist:
+	rm -rf build dist/*.whl
+	$(PYTHON) -m pip wheel -q --no-deps -w dist .
+	rm -rf build *.egg-info
+
+# Amazon MWAA: dist/mwaa/{requirements.txt, plugins.zip (the wheel), dags/} to upload to the
+# environment's S3 bucket (docs/DEPLOY.md). MWAA_AIRFLOW_VERSION: the environment's Airflow.
+MWAA_AIRFLOW_VERSION ?= 3.3.2
+mwaa: dist
+	$(PYTHON) devtools/mwaa.py --wheel-dir dist --out dist/mwaa --airflow-version $(MWAA_AIRFLOW_VERSION)
 
 # `tools` too: the checkov test of terraform/ then runs in CI instead of skipping.
 test: install tools

@@ -52,4 +52,4 @@ def proctor_video() -> None:
     publish_step(checked)
 
 
-proctor_video()
+proctor_video_dag = proctor_video()

@@ -73,4 +73,4 @@ def task_analysis() -> None:
     proctoring_requested(validated) >> trigger
 
 
-task_analysis()
+task_analysis_dag = task_analysis()

@@ -186,13 +186,46 @@ def start_fake_discord(respond: Responder | None = None, *, token: str = "tok") 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """A migrated metadata DB in this process' AIRFLOW_HOME (the test modules that import
-    Airflow set it first), with the repo's dags/ and plugins/: `dag.test` and anything that
-    reads tables need one, whatever order the suite runs in."""
-    env = {
-        **os.environ,
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
-    }
+    Airflow set it first), with the repo's dags/ (the plugin comes from the installed
+    distribution's entry point): `dag.test` and anything that reads tables need one,
+    whatever order the suite runs in."""
+    env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags")}
     airflow = str(Path(sys.executable).parent / "airflow")
     done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def terraform_settings(**fields: object) -> dict[str, str]:
+    """The settings document `terraform apply` writes to SSM
+    (/airflow/variables/analysis_pipeline_settings), every value a string as Terraform's
+    jsonencode of a map(string) writes it; `fields` replace or (None) drop entries."""
+    document = {
+        "MAX_CONCURRENT_ANALYSES": "12",
+        "MAX_CONCURRENT_PROCTOR_VIDEOS": "8",
+        "TASK_ANALYZER_VCPU": "4",
+        "PROCTOR_VIDEO_VCPU": "2",
+        "FARGATE_VCPU_POOL_SLOTS": "64",
+        "ANALYSIS_TIMEOUT_MINUTES": "120",
+        "ANALYSIS_LAUNCH_RETRIES": "3",
+        "ANALYSIS_SENTINEL_RETRY_SECONDS": "900",
+        "ANALYSIS_CRASH_RETRY_SECONDS": "120",
+        "ANALYSIS_ECS_CLUSTER": "analysis-pipeline",
+        "ANALYSIS_ECS_SUBNETS": "subnet-0a,subnet-0b",
+        "ANALYSIS_ECS_SECURITY_GROUPS": "sg-0tasks",
+        "ANALYSIS_ECS_ASSIGN_PUBLIC_IP": "false",
+        "TASK_ANALYZER_TASK_DEFINITION": "analysis-pipeline-task-analyzer",
+        "PROCTOR_VIDEO_TASK_DEFINITION": "analysis-pipeline-proctor-video",
+        "TASK_ANALYZER_LOG_GROUP": "/ecs/analysis-pipeline/task-analyzer",
+        "PROCTOR_VIDEO_LOG_GROUP": "/ecs/analysis-pipeline/proctor-video",
+        "RESULTS_URI": "s3://analysis-pipeline-results/",
+        "ALLOWED_INPUT_PREFIXES": "s3://analysis-pipeline-recordings/",
+    }
+    for name, value in fields.items():
+        if value is None:
+            document.pop(name, None)
+        else:
+            document[name] = str(value)
+    return document
+
+
+SETTINGS_ENV = "AIRFLOW_VAR_ANALYSIS_PIPELINE_SETTINGS"

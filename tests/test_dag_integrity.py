@@ -1,16 +1,19 @@
-"""DAG integrity: every file imports, declarations are complete, caps come from the levers,
-admission settings are on the launch step, and parsing stays cheap."""
+"""DAG integrity: every file imports, declarations are complete, caps come from the levers
+(the settings Variable Terraform writes; defaults in local mode only; a missing or malformed
+one is an import error naming it), admission settings are on the launch step, and parsing
+stays cheap."""
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -18,28 +21,22 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 
-from analysis_pipeline import config  # noqa: E402
+from analysis_pipeline import compat, config  # noqa: E402
 from analysis_pipeline.alerts.notifier import alert_on_analysis_failure  # noqa: E402
 from analysis_pipeline.launch.ecs import AnalysisEcsRunTaskOperator  # noqa: E402
 from analysis_pipeline.launch.local import LocalAnalysisOperator  # noqa: E402
 from analysis_pipeline.outcome import AnalysisRetryPolicy  # noqa: E402
 
 DAGS = REPO / "dags"
-LEVER_ENV = (
-    "ANALYSIS_LAUNCHER",
-    "MAX_CONCURRENT_ANALYSES",
-    "MAX_CONCURRENT_PROCTOR_VIDEOS",
-    "TASK_ANALYZER_VCPU",
-    "PROCTOR_VIDEO_VCPU",
-    "ANALYSIS_LEVERS_FROM_VARIABLES",
-)
 
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in LEVER_ENV:
+    """ecs mode (the default) with exactly the settings Terraform writes, nothing else."""
+    for name in (*config.FIELDS, "ANALYSIS_LAUNCHER"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(f"AIRFLOW_VAR_{name}", raising=False)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(terraform_settings()))
     return monkeypatch
 
 
@@ -48,7 +45,7 @@ def parse(path: Path = DAGS) -> DagBag:
 
 
 def test_every_dag_file_imports_without_errors(clean_env: pytest.MonkeyPatch) -> None:
-    files = sorted(p.name for p in DAGS.glob("*.py"))
+    files = sorted(p.name for p in DAGS.glob("*_dag.py"))
     assert files == ["proctor_video_dag.py", "task_analysis_dag.py"]
     for name in files:
         bag = parse(DAGS / name)
@@ -90,43 +87,84 @@ def test_task_analysis_triggers_proctor_video_for_the_same_id(
     assert trigger.upstream_task_ids == {"proctoring_requested"}
 
 
-def test_caps_default_to_the_decision_record(clean_env: pytest.MonkeyPatch) -> None:
+def test_local_mode_defaults_to_the_decision_record(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.delenv(SETTINGS_ENV)
+    clean_env.setenv("ANALYSIS_LAUNCHER", "local")
     dags = parse().dags
     assert dags["task_analysis"].max_active_runs == 12
     assert dags["proctor_video"].max_active_runs == 8
 
 
-def test_caps_come_from_the_levers(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("AIRFLOW_VAR_MAX_CONCURRENT_ANALYSES", "5")
-    clean_env.setenv("AIRFLOW_VAR_MAX_CONCURRENT_PROCTOR_VIDEOS", "3")
-    clean_env.setenv("AIRFLOW_VAR_TASK_ANALYZER_VCPU", "8")
+def test_caps_come_from_the_settings_terraform_writes(clean_env: pytest.MonkeyPatch) -> None:
+    document = terraform_settings(
+        MAX_CONCURRENT_ANALYSES=5, MAX_CONCURRENT_PROCTOR_VIDEOS=3, TASK_ANALYZER_VCPU=8
+    )
+    clean_env.setenv(SETTINGS_ENV, json.dumps(document))
     dags = parse().dags
     assert dags["task_analysis"].max_active_runs == 5
     assert dags["proctor_video"].max_active_runs == 3
     assert dags["task_analysis"].get_task("launch").pool_slots == 8
 
 
-def test_bad_lever_values_fall_back_to_defaults(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("AIRFLOW_VAR_MAX_CONCURRENT_ANALYSES", "lots")
-    clean_env.setenv("AIRFLOW_VAR_MAX_CONCURRENT_PROCTOR_VIDEOS", "0")
-    dags = parse().dags
-    assert dags["task_analysis"].max_active_runs == 12
-    assert dags["proctor_video"].max_active_runs == 8
+def import_errors() -> str:
+    return "\n".join(parse().import_errors.values())
 
 
-def test_parsing_makes_no_variable_lookup_unless_enabled(clean_env: pytest.MonkeyPatch) -> None:
+def test_ecs_mode_without_the_settings_is_an_import_error_naming_them(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.delenv(SETTINGS_ENV)
+    clean_env.setattr(config, "_variable_or_none", lambda name: None)  # no backend has it
+    bag = parse()
+    assert bag.dags == {}
+    assert len(bag.import_errors) == 2
+    assert "analysis_pipeline_settings' is missing" in import_errors()
+    assert "/airflow/variables/analysis_pipeline_settings" in import_errors()
+
+
+@pytest.mark.parametrize("lever", sorted(config.FIELDS))
+def test_each_missing_lever_is_named_at_parse_time(
+    clean_env: pytest.MonkeyPatch, lever: str
+) -> None:
+    clean_env.setenv(SETTINGS_ENV, json.dumps(terraform_settings(**{lever: None})))
+    errors = import_errors()
+    assert f"SettingsError: {lever}: missing from the settings Variable" in errors
+
+
+@pytest.mark.parametrize(
+    ("lever", "value", "reason"),
+    [
+        ("MAX_CONCURRENT_ANALYSES", "lots", "'lots' is not an integer"),
+        ("MAX_CONCURRENT_PROCTOR_VIDEOS", "0", "0 must be positive"),
+        ("ANALYSIS_ECS_SUBNETS", " , ", "empty"),
+        ("RESULTS_URI", "results-bucket", "is not an s3:// or file:// URI"),
+        ("ANALYSIS_ECS_ASSIGN_PUBLIC_IP", "yes", "is not true or false"),
+    ],
+)
+def test_a_malformed_lever_is_named_never_defaulted(
+    clean_env: pytest.MonkeyPatch, lever: str, value: str, reason: str
+) -> None:
+    clean_env.setenv(SETTINGS_ENV, json.dumps(terraform_settings(**{lever: value})))
+    assert f"{lever}: " in import_errors() and reason in import_errors()
+    clean_env.setenv("ANALYSIS_LAUNCHER", "local")  # local mode does not default it either
+    if lever not in config.ECS_ONLY:
+        assert f"{lever}: " in import_errors()
+
+
+def test_a_parse_reads_the_settings_variable_once(clean_env: pytest.MonkeyPatch) -> None:
+    """Through Airflow's Variable.get (secrets backends + secrets cache), one lookup per
+    parse however many tasks read it."""
     calls: list[str] = []
 
     def fake_variable(name: str) -> str | None:
         calls.append(name)
-        return "7" if name == "MAX_CONCURRENT_ANALYSES" else None
+        return json.dumps(terraform_settings(MAX_CONCURRENT_ANALYSES=7))
 
+    clean_env.delenv(SETTINGS_ENV)
     clean_env.setattr(config, "_variable_or_none", fake_variable)
-    parse()
-    assert calls == []  # the default path never reaches a secrets backend
-    clean_env.setenv("ANALYSIS_LEVERS_FROM_VARIABLES", "true")
-    assert parse().dags["task_analysis"].max_active_runs == 7
-    assert "MAX_CONCURRENT_ANALYSES" in calls
+    clean_env.setattr(config, "_fetched", None)
+    assert parse(DAGS / "task_analysis_dag.py").dags["task_analysis"].max_active_runs == 7
+    assert calls == ["analysis_pipeline_settings"]
 
 
 def test_launch_step_admission_and_retry_settings(clean_env: pytest.MonkeyPatch) -> None:
@@ -139,7 +177,9 @@ def test_launch_step_admission_and_retry_settings(clean_env: pytest.MonkeyPatch)
         assert launch.pool_slots == vcpu
         assert launch.weight_rule == "absolute"
         assert launch.execution_timeout == timedelta(minutes=120)
-        assert isinstance(launch.retry_policy, AnalysisRetryPolicy)
+        assert launch.pool_size == 64  # what the scheduler sizes the pool to
+        if compat.RETRY_POLICY:
+            assert isinstance(launch.retry_policy, AnalysisRetryPolicy)
         assert launch.retries >= 2
     assert task_launch.priority_weight > proctor_launch.priority_weight
 
@@ -152,10 +192,17 @@ def test_ecs_launch_matches_the_terraform_names(clean_env: pytest.MonkeyPatch) -
     }
     for dag_id, container in expected.items():
         launch = dags[dag_id].get_task("launch")
-        assert rendered(launch, "cluster") == "analysis-pipeline"
-        assert rendered(launch, "task_definition") == f"analysis-pipeline-{container}"
+        assert launch.cluster == "analysis-pipeline"
+        assert launch.task_definition == f"analysis-pipeline-{container}"
         assert launch.container_name == container
-        assert rendered(launch, "awslogs_group") == f"/ecs/analysis-pipeline/{container}"
+        assert launch.awslogs_group == f"/ecs/analysis-pipeline/{container}"
+        assert launch.network_configuration == {
+            "awsvpcConfiguration": {
+                "subnets": ["subnet-0a", "subnet-0b"],
+                "securityGroups": ["sg-0tasks"],
+                "assignPublicIp": "DISABLED",
+            }
+        }
         assert launch.awslogs_stream_prefix == container
         assert launch.launch_type == "FARGATE"
         assert launch.deferrable is True
@@ -165,28 +212,26 @@ def test_ecs_launch_matches_the_terraform_names(clean_env: pytest.MonkeyPatch) -
         assert 7200 <= waited <= 7200 + 600
 
 
-def rendered(task: Any, field: str) -> Any:
-    """A templated field as the worker renders it (``{{ var.value.* }}`` included)."""
-    from airflow.sdk.execution_time.context import VariableAccessor
-
-    value = getattr(task, field)
-    return task.render_template(value, {"var": {"value": VariableAccessor(deserialize_json=False)}})
-
-
-def test_run_time_levers_are_read_when_the_task_runs(clean_env: pytest.MonkeyPatch) -> None:
-    """Cluster, task definition, network and log group come from the Variable (SSM) when
-    the task runs, not from the environment the dag-processor parsed with."""
-    clean_env.setenv("ANALYSIS_ECS_SUBNETS", "subnet-parse")
+def test_a_changed_setting_reaches_the_next_parse(clean_env: pytest.MonkeyPatch) -> None:
+    """Workers parse the DAG again for every task, so what they launch is what the settings
+    say now: no restart."""
     launch = parse().dags["task_analysis"].get_task("launch")
-    assert rendered(launch, "subnets") == "subnet-parse"
-    clean_env.setenv("AIRFLOW_VAR_ANALYSIS_ECS_SUBNETS", "subnet-a,subnet-b")
-    clean_env.setenv("AIRFLOW_VAR_ANALYSIS_ECS_CLUSTER", "other-cluster")
-    clean_env.setenv("AIRFLOW_VAR_TASK_ANALYZER_TASK_DEFINITION", "other-family")
-    clean_env.setenv("AIRFLOW_VAR_TASK_ANALYZER_LOG_GROUP", "/ecs/other/task-analyzer")
-    assert rendered(launch, "subnets") == "subnet-a,subnet-b"
-    assert rendered(launch, "cluster") == "other-cluster"
-    assert rendered(launch, "task_definition") == "other-family"
-    assert rendered(launch, "awslogs_group") == "/ecs/other/task-analyzer"
+    assert launch.cluster == "analysis-pipeline"
+    document = terraform_settings(
+        ANALYSIS_ECS_SUBNETS="subnet-a,subnet-b",
+        ANALYSIS_ECS_CLUSTER="other-cluster",
+        TASK_ANALYZER_TASK_DEFINITION="other-family",
+        TASK_ANALYZER_LOG_GROUP="/ecs/other/task-analyzer",
+        FARGATE_VCPU_POOL_SLOTS=32,
+    )
+    clean_env.setenv(SETTINGS_ENV, json.dumps(document))
+    launch = parse().dags["task_analysis"].get_task("launch")
+    subnets = launch.network_configuration["awsvpcConfiguration"]["subnets"]
+    assert subnets == ["subnet-a", "subnet-b"]
+    assert launch.cluster == "other-cluster"
+    assert launch.task_definition == "other-family"
+    assert launch.awslogs_group == "/ecs/other/task-analyzer"
+    assert launch.pool_size == 32
 
 
 def test_local_mode_swaps_only_the_launcher(clean_env: pytest.MonkeyPatch) -> None:
@@ -200,7 +245,7 @@ def test_parse_time_is_cheap(clean_env: pytest.MonkeyPatch, capsys) -> None:
     """Per-parse cost once imports are warm (what the dag-processor pays every interval)."""
     parse()  # warm the imports
     timings = {}
-    for path in sorted(DAGS.glob("*.py")):
+    for path in sorted(DAGS.glob("*_dag.py")):
         samples = []
         for _ in range(5):
             start = time.perf_counter()

@@ -27,12 +27,13 @@ CLUSTER = "analysis-pipeline"
 
 
 @pytest.fixture
-def listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Airflow's listener manager with the plugins folder of this repository loaded."""
+def listeners(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """Airflow's listener manager with the installed distribution's plugin (entry point)
+    loaded, and an empty plugins folder, as a deployment of the wheel has."""
     from airflow import plugins_manager
     from airflow.listeners import listener
 
-    monkeypatch.setattr("airflow.settings.PLUGINS_FOLDER", str(REPO / "plugins"))
+    monkeypatch.setattr("airflow.settings.PLUGINS_FOLDER", str(tmp_path))
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     plugins_manager._get_plugins.cache_clear()
     listener.get_listener_manager.cache_clear()
@@ -96,16 +97,19 @@ def desired(ecs: Any, arn: str) -> str:
     return ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"][0]["desiredStatus"]
 
 
-def test_only_the_plugin_module_is_loaded_as_a_plugin(listeners: Any) -> None:
+def test_the_plugin_comes_from_the_installed_distribution(listeners: Any) -> None:
+    """Entry point ``airflow.plugins`` of the wheel: no file in the plugins folder needed."""
     from airflow import plugins_manager
 
     plugins, errors = plugins_manager._get_plugins()
     assert not errors
     ours = [p for p in plugins if p.name == "analysis_pipeline"]
-    assert [str(p.source) for p in ours] == [
-        "$PLUGINS_FOLDER/analysis_pipeline/analysis_pipeline_plugin.py"
-    ]
-    # .airflowignore: the package's modules are not re-imported as top-level 'config' etc.
+    assert len(ours) == 1
+    assert str(ours[0].source).startswith("analysis-pipeline-airflow==")
+    assert "analysis_pipeline.analysis_pipeline_plugin:AnalysisPipelinePlugin" in str(
+        ours[0].source
+    )
+    # The package's modules are never imported as top-level plugin modules ('config' etc.).
     assert "config" not in sys.modules and "storage" not in sys.modules
 
 

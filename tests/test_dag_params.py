@@ -3,11 +3,13 @@ and the same rules in Python (what the validate step re-checks)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -30,15 +32,10 @@ WEBCAM = "s3://recordings/uploads/webcam/S-1/"
 
 @pytest.fixture(scope="module")
 def dags() -> dict[str, Any]:
-    old = os.environ.get("ALLOWED_INPUT_PREFIXES")
-    os.environ["ALLOWED_INPUT_PREFIXES"] = PREFIXES
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SETTINGS_ENV, json.dumps(terraform_settings(ALLOWED_INPUT_PREFIXES=PREFIXES)))
+        patch.delenv("ALLOWED_INPUT_PREFIXES", raising=False)
         bag = DagBag(dag_folder=str(REPO / "dags"))
-    finally:
-        if old is None:
-            del os.environ["ALLOWED_INPUT_PREFIXES"]
-        else:
-            os.environ["ALLOWED_INPUT_PREFIXES"] = old
     assert not bag.import_errors
     return bag.dags
 

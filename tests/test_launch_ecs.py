@@ -13,6 +13,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -67,6 +68,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         "RESULTS_URI": "s3://results/",
         "GEMINI_MAP_MODEL": "gemini-2.5-flash-lite",
         "GEMINI_API_KEY": "super-secret-gemini-key",
+        # What terraform apply writes; the two lines above override its fields.
+        SETTINGS_ENV: json.dumps(terraform_settings()),
     }.items():
         monkeypatch.setenv(name, value)
     unset = ("AWS_ENDPOINT_URL", "ANALYSIS_LAUNCHER", "GEMINI_BASE_URL", "ANALYSIS_ECS_CLUSTER")
@@ -460,6 +463,7 @@ def test_deferred_wait_through_the_real_trigger_against_a_moto_server(
         "AWS_DEFAULT_REGION": REGION,
         "ALLOWED_INPUT_PREFIXES": "s3://recordings/uploads/",
         "RESULTS_URI": "s3://results/",
+        SETTINGS_ENV: json.dumps(terraform_settings()),
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -500,8 +504,10 @@ def test_deferred_wait_through_the_real_trigger_against_a_moto_server(
 def test_log_group_follows_the_terraform_lever() -> None:
     from analysis_pipeline import config
 
-    assert config.log_group("task_analysis", env={}) == "/ecs/analysis-pipeline/task-analyzer"
-    env = {"AIRFLOW_VAR_TASK_ANALYZER_LOG_GROUP": "/ecs/other-project/task-analyzer"}
+    local = {"ANALYSIS_LAUNCHER": "local"}
+    assert config.log_group("task_analysis", env=local) == "/ecs/analysis-pipeline/task-analyzer"
+    document = terraform_settings(TASK_ANALYZER_LOG_GROUP="/ecs/other-project/task-analyzer")
+    env = {SETTINGS_ENV: json.dumps(document)}
     assert config.log_group("task_analysis", env=env) == "/ecs/other-project/task-analyzer"
 
 

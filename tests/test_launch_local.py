@@ -17,6 +17,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -138,8 +139,7 @@ def test_container_env_is_the_contract_without_the_key() -> None:
         "ANALYSIS_CONTEXT": "{}",
         "GEMINI_BASE_URL": "http://fake",
         "SEGMENT_SECONDS": "30",
-        "GEMINI_RPM_BUDGET": "20",
-        "GEMINI_TPM_BUDGET": "30000",
+        # No budget: in ecs mode the task definition is their only source.
     }
     local = local_process_env(request(), environ=environ)
     assert local["GEMINI_API_KEY"] == "k-secret"  # local mode passes it by value
@@ -278,9 +278,12 @@ def test_validate_refuses_ecs_mode_without_subnets(
     monkeypatch.setenv("ANALYSIS_LAUNCHER", "ecs")
     monkeypatch.delenv("ANALYSIS_ECS_SUBNETS", raising=False)
     monkeypatch.delenv("AIRFLOW_VAR_ANALYSIS_ECS_SUBNETS", raising=False)
-    with pytest.raises(AirflowFailException, match="ANALYSIS_ECS_SUBNETS is empty"):
+    document = terraform_settings(ANALYSIS_ECS_SUBNETS="")
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(document))
+    with pytest.raises(AirflowFailException, match="ANALYSIS_ECS_SUBNETS: empty"):
         steps.validate_recordings("task_analysis", params)
-    monkeypatch.setenv("AIRFLOW_VAR_ANALYSIS_ECS_SUBNETS", "subnet-1")
+    document["ANALYSIS_ECS_SUBNETS"] = "subnet-1"
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(document))
     assert steps.validate_recordings("task_analysis", params)["input_bytes"] == 5
 
 

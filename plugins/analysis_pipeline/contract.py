@@ -29,7 +29,8 @@ LOCAL_PASSTHROUGH: tuple[str, ...] = (
 def container_env(
     request: AnalysisRequest, *, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Per-run variables plus the GEMINI_* tunables the deployment sets (never the API key)."""
+    """Per-run variables plus the GEMINI_* tunables the deployment sets (never the API key,
+    never a budget: in ecs mode the task definition is the only source of those)."""
     environ = os.environ if environ is None else environ
     env = {
         "ANALYSIS_ID": request.analysis_id,
@@ -40,7 +41,6 @@ def container_env(
     if request.submitted_at is not None:  # its place in the fleet's Gemini line
         env["ANALYSIS_SUBMITTED_AT"] = request.submitted_at.isoformat()
     env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
-    env.update(gemini_budgets(request.kind, env=environ))
     return env
 
 

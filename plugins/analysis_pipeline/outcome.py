@@ -12,8 +12,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from analysis_pipeline import compat
+
+if compat.RETRY_POLICY:
+    from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+else:  # Airflow 3.2: the class exists, the launch does not attach it (launch.task)
+    RetryDecision = None  # type: ignore[assignment,misc]
+    RetryPolicy = object  # type: ignore[assignment,misc]
 
 # The container's exact sentinel text (analysis_engine.result.ALL_SEGMENTS_FAILED); the
 # DAG side does not import the container package, a test keeps the two equal.

@@ -1,11 +1,12 @@
-"""The ``fargate_vcpu`` pool as code: what it must look like, and a loud check.
+"""The ``fargate_vcpu`` pool as code: what it must look like, and who keeps it so.
 
 A task whose pool does not exist is never scheduled, and Airflow only logs a scheduler
-warning about it: runs would wait silently forever. So the pool is created from the lever
-by the deploy step (``make pool``: ``airflow pools set`` then this check on what the
-database holds), and the scheduler checks it whenever one of the analysis DAGs' runs
-starts (``PoolCheckListener``), logging an error and alerting Discord when it is missing
-or does not match the lever.
+warning about it: runs would wait silently forever. So the pool follows its lever by
+itself: each parse of an analysis DAG records the lever's value on its launch task
+(``pool_size``, serialized with the DAG), and the scheduler-side ``PoolCheckListener``, when
+a run of that DAG starts, creates or resizes the pool to it (off the scheduler's thread, in
+its own session: no Variable lookup and no lock inside the scheduling loop). A failure to
+do so is logged as an error and alerted to Discord. ``make pool`` does the same by hand.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from analysis_pipeline import config
 log = logging.getLogger(__name__)
 
 ANALYSIS_DAGS = ("task_analysis", "proctor_video")
+LAUNCH_TASK_ID = "launch"
 
 
 def pool_problem(pool: Any | None, *, slots: int) -> str | None:
@@ -40,7 +42,7 @@ def pool_problem(pool: Any | None, *, slots: int) -> str | None:
     return None
 
 
-def check_pool_in_database() -> str | None:
+def check_pool_in_database(slots: int) -> str | None:
     """The problem with the pool in this process' metadata database (scheduler, CLI).
 
     Its own non-scoped session: the scheduler calls listeners in the middle of its loop, and
@@ -53,7 +55,49 @@ def check_pool_in_database() -> str | None:
     with create_session(scoped=False) as session:
         pool = session.scalar(select(Pool).where(Pool.pool == config.POOL_NAME))
         found = None if pool is None else _Found(pool.slots, bool(pool.include_deferred))
-    return pool_problem(found, slots=config.pool_vcpus())
+    return pool_problem(found, slots=slots)
+
+
+POOL_DESCRIPTION = "Fargate vCPUs shared by all analyses; each launch takes its vCPUs"
+
+
+def follow_lever(slots: int) -> str | None:
+    """Create or resize the pool to ``slots`` (deferred tasks counted); what changed, or None."""
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session(scoped=False) as session:
+        pool = session.scalar(select(Pool).where(Pool.pool == config.POOL_NAME))
+        if pool is None:
+            session.add(
+                Pool(
+                    pool=config.POOL_NAME,
+                    slots=slots,
+                    description=POOL_DESCRIPTION,
+                    include_deferred=True,
+                )
+            )
+            return f"created with {slots} slots"
+        if pool.slots == slots and pool.include_deferred:
+            return None
+        change = f"resized from {pool.slots} to {slots} slots"
+        pool.slots = slots
+        pool.include_deferred = True
+        return change
+
+
+def lever_of(dag_run: Any) -> int | None:
+    """The pool size the run's DAG was parsed with (its launch task's ``pool_size``)."""
+    dag = getattr(dag_run, "dag", None)
+    task = None
+    if dag is not None and getattr(dag, "has_task", lambda _: False)(LAUNCH_TASK_ID):
+        task = dag.get_task(LAUNCH_TASK_ID)
+    size = getattr(task, "pool_size", None)
+    try:
+        return int(size) if size is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 class _Found:
@@ -63,24 +107,38 @@ class _Found:
 
 
 class PoolCheckListener:
-    """Scheduler side: a run of an analysis DAG starts while the pool is wrong -> be loud."""
+    """Scheduler side: a run of an analysis DAG starts -> the pool follows the lever."""
 
     @hookimpl
     def on_dag_run_running(self, dag_run: Any, msg: str) -> None:
         try:
             if getattr(dag_run, "dag_id", None) not in ANALYSIS_DAGS:
                 return
-            problem = check_pool_in_database()
-            if problem is None:
-                return
-            log.error("%s (run %s of %s)", problem, dag_run.run_id, dag_run.dag_id)
-            # Off the scheduler's thread: the connection lookup may use the metastore
-            # backend, whose scoped session is per thread (the scheduler's must stay open),
-            # and Discord's HTTP must not stall the scheduling loop.
-            alert = {"dag_id": str(dag_run.dag_id), "run_id": str(dag_run.run_id)}
-            threading.Thread(target=_alert, args=(alert, problem), daemon=True).start()
+            run = {"dag_id": str(dag_run.dag_id), "run_id": str(dag_run.run_id)}
+            # Off the scheduler's thread: its own transaction waits for any pool row lock
+            # the scheduler holds instead of deadlocking with it, and the alert's connection
+            # lookup and HTTP never stall the scheduling loop.
+            thread = threading.Thread(target=_keep, args=(run, lever_of(dag_run)), daemon=True)
+            thread.start()
         except Exception as exc:  # never break the scheduler loop
             log.warning("pool check skipped (%s)", type(exc).__name__)
+
+
+def _keep(run: dict[str, str], slots: int | None) -> None:
+    try:
+        if slots is None:
+            problem = f"DAG {run['dag_id']!r} carries no pool size (parsed by an older version?)"
+        else:
+            change = follow_lever(slots)
+            if change:
+                log.warning("Airflow pool %r %s (the lever)", config.POOL_NAME, change)
+            problem = check_pool_in_database(slots)
+    except Exception as exc:
+        problem = f"could not keep Airflow pool {config.POOL_NAME!r}: {type(exc).__name__}: {exc}"
+    if problem is None:
+        return
+    log.error("%s (run %s of %s)", problem, run["run_id"], run["dag_id"])
+    _alert(run, problem)
 
 
 def _alert(run: dict[str, str], problem: str) -> None:

@@ -112,7 +112,12 @@ _FALLBACK = MemoryStore()
 
 
 def airflow_store() -> VariableStore | None:
-    """The metadata-database store inside any Airflow component; None outside Airflow."""
+    """The metadata-database store inside any Airflow component; None outside Airflow, and
+    on Airflow 3.2, whose supervisor channel cannot list Variables (``compat``)."""
+    from analysis_pipeline import compat
+
+    if not compat.VARIABLE_KEYS:
+        return None
     try:
         from airflow.sdk.execution_time import task_runner
 
@@ -126,7 +131,10 @@ def default_store() -> SharedStore:
     """``airflow_store()``, else a process-local one (grouping then works per process)."""
     store = airflow_store()
     if store is None:
-        log.warning("No Airflow supervisor channel: shared state is local to this process")
+        log.warning(
+            "No Airflow supervisor channel that lists Variables (outside Airflow, or Airflow "
+            "3.2): alert grouping and the breaker are local to this process"
+        )
         return _FALLBACK
     return store
 

@@ -31,13 +31,10 @@ def validate_recordings(kind: config.Kind, params: Mapping[str, Any]) -> dict[st
     """
     try:
         request = validate_request(kind, params)
-        if config.launcher_mode() == "ecs" and not config.runtime_setting("ANALYSIS_ECS_SUBNETS"):
-            raise InvalidRequestError(
-                "ANALYSIS_ECS_SUBNETS is empty: ecs mode cannot place a Fargate task "
-                "(Terraform writes it to /airflow/variables/ANALYSIS_ECS_SUBNETS)"
-            )
+        if config.launcher_mode() == "ecs":
+            config.ecs_network()  # SettingsError names what ecs mode cannot place tasks without
         checked: dict[str, Any] = {"input_bytes": storage.require_recording(request.input_uri)}
-    except (InvalidRequestError, storage.RecordingMissingError) as exc:
+    except (InvalidRequestError, storage.RecordingMissingError, config.SettingsError) as exc:
         raise AirflowFailException(str(exc)) from exc
     if request.webcam_uri:
         try:

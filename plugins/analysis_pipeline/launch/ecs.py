@@ -9,8 +9,8 @@ Added on top of the provider:
   the same analysis reattaches to the running container instead of starting a second one;
 - admission (``launch.admission``): a capacity/quota refusal or an open Gemini breaker
   reschedules the task (no failure, no retry spent, no alert);
-- run-time levers (cluster, task definition, network, log group) are templated
-  ``{{ var.value.* }}``, read through the secrets backend when the task runs;
+- cluster, task definition, network and log group come from the settings the DAG file
+  was parsed with (``config``): the worker parses it again for each task it runs;
 - the deferral timeout is clamped to ``execution_timeout``; the ECS task is stopped when
   that timeout fires (only then: a trigger *error* such as a DescribeTasks throttle fails
   the try, and the retry reattaches to the healthy container), when the task is killed,
@@ -56,12 +56,8 @@ def async_aws_available() -> bool:
 class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
     """Run one analysis container on Fargate and classify what it left behind."""
 
-    template_fields = (
-        *EcsRunTaskOperator.template_fields,
-        "subnets",
-        "security_groups",
-        "assign_public_ip",
-    )
+    # pool_size: serialized with the DAG, so the scheduler sees the pool size this parse read.
+    template_fields = (*EcsRunTaskOperator.template_fields, "pool_size")
 
     def __init__(
         self,
@@ -69,20 +65,19 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         kind: config.Kind,
         execution_timeout: timedelta,
         env: Mapping[str, str] | None = None,
+        pool_size: int | None = None,
         **kwargs: Any,
     ) -> None:
         spec = config.CONTAINERS[kind]
+        # Every value comes from the settings read when the DAG file is parsed: the worker
+        # parses it again for each task, so a lever change reaches the next launch.
         super().__init__(
-            task_definition=config.lever_template(
-                f"{spec.lever_prefix}_TASK_DEFINITION", config.task_definition(kind, env=env)
-            ),
-            cluster=config.lever_template("ANALYSIS_ECS_CLUSTER", config.ecs_cluster(env=env)),
+            task_definition=config.task_definition(kind, env=env),
+            cluster=config.ecs_cluster(env=env),
             overrides={},  # built per run from the validated params, see execute()
             launch_type="FARGATE",
-            network_configuration={},  # built per run from the templated fields below
-            awslogs_group=config.lever_template(
-                f"{spec.lever_prefix}_LOG_GROUP", config.log_group(kind, env=env)
-            ),
+            network_configuration=config.ecs_network(env=env).as_network_configuration(),
+            awslogs_group=config.log_group(kind, env=env),
             awslogs_stream_prefix=spec.log_stream_prefix,
             container_name=spec.container_name,
             propagate_tags="TASK_DEFINITION",
@@ -96,14 +91,7 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             do_xcom_push=True,
             **kwargs,
         )
-        network = config.ecs_network(env=env)
-        self.subnets = config.lever_template("ANALYSIS_ECS_SUBNETS", ",".join(network.subnets))
-        self.security_groups = config.lever_template(
-            "ANALYSIS_ECS_SECURITY_GROUPS", ",".join(network.security_groups)
-        )
-        self.assign_public_ip = config.lever_template(
-            "ANALYSIS_ECS_ASSIGN_PUBLIC_IP", "true" if network.assign_public_ip else "false"
-        )
+        self.pool_size = pool_size
         self.kind = kind
         self._launched_at: datetime | None = None
         self._reattached = False
@@ -122,7 +110,6 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         self._context = context
         request = self._request = request_from_context(self.kind, context)
         output_uri = config.output_uri_for(self.kind, request.analysis_id)
-        self.network_configuration = self._network().as_network_configuration()
         env = container_env(request)
         env["RUN_DEADLINE_SECONDS"] = str(run_deadline_seconds(self.execution_timeout))
         self.overrides = {
@@ -148,22 +135,6 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             return finished
         self._launched_at = datetime.now(UTC)
         return super().execute(context)
-
-    def _network(self) -> config.EcsNetwork:
-        def split(value: Any) -> tuple[str, ...]:
-            return tuple(v.strip() for v in str(value or "").split(",") if v.strip())
-
-        network = config.EcsNetwork(
-            subnets=split(self.subnets),
-            security_groups=split(self.security_groups),
-            assign_public_ip=str(self.assign_public_ip).strip().lower() == "true",
-        )
-        if not network.subnets:
-            raise AirflowFailException(
-                "ANALYSIS_ECS_SUBNETS is empty: ecs mode needs the subnets Terraform writes "
-                "to /airflow/variables/ANALYSIS_ECS_SUBNETS"
-            )
-        return network
 
     def _try_reattach_task(self, started_by: str) -> None:
         # Not the provider's per-try id: one id per analysis, so a duplicate run reattaches.

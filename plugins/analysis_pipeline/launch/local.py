@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -30,13 +29,24 @@ KILL_GRACE_SECONDS = 10
 
 
 class LocalAnalysisOperator(BaseOperator):
-    """Run ``python -m <container module>`` and classify its exit code and result.json."""
+    """Run the container module (``ANALYSIS_LOCAL_COMMAND``, default ``python -m <module>``
+    with this interpreter) and classify its exit code and result.json."""
 
     ui_color = "#e8f4ea"
+    # Serialized with the DAG, so the scheduler sees the pool size this parse read.
+    template_fields = ("pool_size",)
 
-    def __init__(self, *, kind: config.Kind, execution_timeout: timedelta, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        kind: config.Kind,
+        execution_timeout: timedelta,
+        pool_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.kind = kind
+        self.pool_size = pool_size
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -70,7 +80,8 @@ class LocalAnalysisOperator(BaseOperator):
             env["INPUT_URI"],
             env["OUTPUT_URI"],
         )
-        exit_code, last_lines = self._run([sys.executable, "-m", spec.module], env)
+        command = config.local_command(spec.module)
+        exit_code, last_lines = self._run(command, env)
         result = drop_stale(storage.read_json(env["OUTPUT_URI"] + "result.json"), launched_at)
         classified = classify_run(
             context, request.analysis_id, exit_code=exit_code, result=result, last_lines=last_lines

@@ -41,8 +41,8 @@ def stop_analysis(
     """Stop every RUNNING ECS task of this analysis; never raises. Returns stopped ARNs."""
     from airflow.providers.amazon.aws.hooks.ecs import EcsHook
 
-    cluster = cluster or config.runtime_setting("ANALYSIS_ECS_CLUSTER") or config.ECS_CLUSTER
     try:
+        cluster = cluster or config.ecs_cluster()
         client = EcsHook(aws_conn_id=config.aws_conn_id()).conn
         arns = client.list_tasks(
             cluster=cluster,

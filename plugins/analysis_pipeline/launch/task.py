@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from analysis_pipeline import config
+from analysis_pipeline import compat, config
 from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
 from analysis_pipeline.outcome import AnalysisRetryPolicy
 
@@ -37,11 +37,24 @@ def analysis_launch_task(
         "priority_weight": spec.priority_weight,
         "weight_rule": "absolute",
         "retries": levers.launch_retries,
-        "retry_policy": AnalysisRetryPolicy(
-            sentinel_delay=timedelta(seconds=levers.sentinel_retry_seconds),
-            crash_delay=timedelta(seconds=levers.crash_retry_seconds),
-        ),
+        # The pool's size as this parse saw the lever: the scheduler-side listener
+        # (pool.PoolCheckListener) sets the pool to it when a run starts.
+        "pool_size": levers.pool_vcpus,
     }
+    crash_delay = timedelta(seconds=levers.crash_retry_seconds)
+    if compat.RETRY_POLICY:
+        common["retry_policy"] = AnalysisRetryPolicy(
+            sentinel_delay=timedelta(seconds=levers.sentinel_retry_seconds),
+            crash_delay=crash_delay,
+        )
+    else:
+        # Airflow 3.2: one backoff for every failure; after the sentinel the Gemini breaker
+        # holds the next launch until its cool-down, which is the long wait the policy gives.
+        common.update(
+            retry_delay=crash_delay,
+            retry_exponential_backoff=True,
+            max_retry_delay=AnalysisRetryPolicy().max_delay,
+        )
     if config.launcher_mode(env=env) == "local":
         from analysis_pipeline.launch.local import LocalAnalysisOperator
 
