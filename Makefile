@@ -49,8 +49,9 @@ dist:
 # Amazon MWAA: dist/mwaa/{requirements.txt, plugins.zip (the wheel), dags/} to upload to the
 # environment's S3 bucket (docs/DEPLOY.md). MWAA_AIRFLOW_VERSION: the environment's Airflow.
 MWAA_AIRFLOW_VERSION ?= 3.3.2
+MWAA_PYTHON_VERSION ?= 3.12
 mwaa: dist
-	$(PYTHON) devtools/mwaa.py --wheel-dir dist --out dist/mwaa --airflow-version $(MWAA_AIRFLOW_VERSION)
+	$(PYTHON) devtools/mwaa.py --wheel-dir dist --out dist/mwaa --airflow-version $(MWAA_AIRFLOW_VERSION) --python-version $(MWAA_PYTHON_VERSION)
 
 # `tools` too: the checkov test of terraform/ then runs in CI instead of skipping.
 test: install tools
@@ -238,8 +239,9 @@ demo: install
 airflow: install
 	$(BIN)/python -m devtools.demo --standalone $(if $(filter postgres,$(DB)),--postgres)
 
-# Deploy step (idempotent): the vCPU pool every launch takes pool_slots from, counting
-# deferred tasks. Size = FARGATE_VCPU_POOL_SLOTS (env/AIRFLOW_VAR_, default 64).
+# The vCPU pool every launch takes pool_slots from, counting deferred tasks, sized from
+# FARGATE_VCPU_POOL_SLOTS (the settings Variable). The scheduler keeps it so by itself when a
+# run starts; this is the same by hand (idempotent).
 pool: install
 	$(BIN)/python -m devtools.airflow_env pool
 

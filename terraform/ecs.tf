@@ -82,7 +82,7 @@ locals {
     module.capacity.gemini_model_budgets_json == null ? {} : { GEMINI_MODEL_BUDGETS = module.capacity.gemini_model_budgets_json },
   ) }
   container_secrets = {
-    GEMINI_API_KEY    = var.gemini_api_key_secret_arn
+    GEMINI_API_KEY    = local.gemini_api_key_arn
     GEMINI_BUDGET_URI = aws_secretsmanager_secret.budget_store_uri.arn
   }
 }

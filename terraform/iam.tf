@@ -54,7 +54,7 @@ locals {
         Sid       = "DecryptTheSecretsViaSecretsManager"
         Effect    = "Allow"
         Action    = "kms:Decrypt"
-        Resource  = compact([aws_kms_key.this.arn, var.gemini_api_key_kms_key_arn])
+        Resource  = distinct(compact([aws_kms_key.this.arn, local.gemini_api_key_kms_arn]))
         Condition = local.via_secrets_manager
       },
     ]

@@ -1,29 +1,34 @@
-# What Airflow reads: the levers as SSM parameters under /airflow/variables/ (= Airflow
-# Variables through the SSM secrets backend; plugins/analysis_pipeline/config.py names
-# them), and the policy its workers/dag-processor need.
+# What Airflow reads: one Airflow Variable, `analysis_pipeline_settings`, a JSON object of
+# every lever and name the DAG side needs (plugins/analysis_pipeline/config.py FIELDS),
+# written as the SSM parameter /airflow/variables/analysis_pipeline_settings and read
+# through Airflow's SystemsManagerParameterStoreBackend. One document: a parse sees an
+# apply's levers together, and costs one lookup. The Gemini budgets are not in it: the task
+# definitions are their only source (ecs.tf). Also the policy the Airflow role needs.
 
 locals {
-  # Caps come from effective_caps: never more than the granted quota holds. The Gemini
-  # budgets are fleet-wide (the same for both kinds: one shared store), per model.
-  airflow_levers = merge(
+  # Caps come from effective_caps: never more than the granted quota holds.
+  airflow_settings = merge(
     { for k, c in local.containers : c.cap_lever => tostring(module.capacity.effective_caps[k]) },
     { for k, c in local.containers : c.vcpu_lever => tostring(local.workloads[k].vcpu) },
     { for k, c in local.containers : "${c.lever_prefix}_TASK_DEFINITION" => local.task_family[k] },
     { for k, c in local.containers : "${c.lever_prefix}_LOG_GROUP" => local.log_group[k] },
-    { for k, c in local.containers : "${c.lever_prefix}_GEMINI_RPM_BUDGET" => tostring(module.capacity.gemini_rpm_budget) },
-    { for k, c in local.containers : "${c.lever_prefix}_GEMINI_TPM_BUDGET" => tostring(module.capacity.gemini_tpm_budget) },
     {
-      FARGATE_VCPU_POOL_SLOTS       = tostring(module.capacity.pool_vcpu)
-      ANALYSIS_TIMEOUT_MINUTES      = tostring(module.capacity.analysis_timeout_minutes)
-      ANALYSIS_ECS_CLUSTER          = local.cluster_name
-      ANALYSIS_ECS_SUBNETS          = join(",", var.subnet_ids)
-      ANALYSIS_ECS_SECURITY_GROUPS  = aws_security_group.tasks.id
-      ANALYSIS_ECS_ASSIGN_PUBLIC_IP = tostring(var.assign_public_ip)
-      ALLOWED_INPUT_PREFIXES        = join(",", var.recordings_uri_prefixes)
-      RESULTS_URI                   = local.results_uri
+      FARGATE_VCPU_POOL_SLOTS         = tostring(module.capacity.pool_vcpu)
+      ANALYSIS_TIMEOUT_MINUTES        = tostring(module.capacity.analysis_timeout_minutes)
+      ANALYSIS_LAUNCH_RETRIES         = tostring(var.launch_retries)
+      ANALYSIS_SENTINEL_RETRY_SECONDS = tostring(var.sentinel_retry_seconds)
+      ANALYSIS_CRASH_RETRY_SECONDS    = tostring(var.crash_retry_seconds)
+      ANALYSIS_ECS_CLUSTER            = local.cluster_name
+      ANALYSIS_ECS_SUBNETS            = join(",", var.subnet_ids)
+      ANALYSIS_ECS_SECURITY_GROUPS    = aws_security_group.tasks.id
+      ANALYSIS_ECS_ASSIGN_PUBLIC_IP   = tostring(var.assign_public_ip)
+      ALLOWED_INPUT_PREFIXES          = join(",", var.recordings_uri_prefixes)
+      RESULTS_URI                     = local.results_uri
     },
   )
-  ssm_prefix = "/airflow/variables/"
+  ssm_prefix             = "/airflow/variables/"
+  ssm_connections_prefix = "/airflow/connections/"
+  settings_variable      = "analysis_pipeline_settings"
 
   airflow_policy = {
     Version = "2012-10-17"
@@ -104,24 +109,34 @@ locals {
           Condition = local.via_s3
         },
         {
-          Sid      = "ReadItsVariables"
-          Effect   = "Allow"
-          Action   = ["ssm:GetParameter", "ssm:GetParameters"]
-          Resource = [for name in keys(local.airflow_levers) : "arn:${local.partition}:ssm:${local.region}:${local.account}:parameter${local.ssm_prefix}${name}"]
+          # Exactly what the DAG side reads through the SSM secrets backend: the settings
+          # Variable and its two connections (SecureString, decrypted through SSM only).
+          Sid    = "ReadItsSettingsAndConnections"
+          Effect = "Allow"
+          Action = ["ssm:GetParameter", "ssm:GetParameters"]
+          Resource = concat(
+            ["arn:${local.partition}:ssm:${local.region}:${local.account}:parameter${local.ssm_prefix}${local.settings_variable}"],
+            values(local.connection_parameter_arn),
+          )
+        },
+        {
+          Sid       = "DecryptItsConnectionsViaSsm"
+          Effect    = "Allow"
+          Action    = "kms:Decrypt"
+          Resource  = aws_kms_key.this.arn
+          Condition = { StringEquals = { "kms:ViaService" = "ssm.${local.region}.amazonaws.com" } }
         },
       ],
     )
   }
 }
 
-resource "aws_ssm_parameter" "airflow_variable" {
+resource "aws_ssm_parameter" "airflow_settings" {
   #checkov:skip=CKV2_AWS_34:Capacity levers and resource names, not secrets; plain String keeps them readable by operators.
-  for_each = local.airflow_levers
-
-  name        = "${local.ssm_prefix}${each.key}"
-  description = "Airflow Variable ${each.key}, written by terraform/ (${var.project}); change it there, not here"
+  name        = "${local.ssm_prefix}${local.settings_variable}"
+  description = "Airflow Variable ${local.settings_variable}: every lever and name the ${var.project} DAGs read, written by terraform/ (change it there, not here)"
   type        = "String"
-  value       = each.value
+  value       = jsonencode(local.airflow_settings)
 }
 
 resource "aws_iam_policy" "airflow" {

@@ -1,21 +1,24 @@
 # --- what the Airflow deployment needs --------------------------------------------------------
 
-output "airflow_environment" {
-  description = "Environment for the Airflow workers and dag-processor (DESIGN.md deployment settings; plugins/analysis_pipeline/config.py reads these names)."
+output "airflow_configuration" {
+  description = "Set once on every Airflow component (scheduler, dag-processor, workers, triggerer, API server): the SSM secrets backend that serves the settings Variable and the connections, its cache, and the launcher mode. Levers are never copied into the environment (docs/DEPLOY.md)."
   value = {
-    ANALYSIS_LAUNCHER             = "ecs"
-    ANALYSIS_ECS_CLUSTER          = local.cluster_name
-    ANALYSIS_ECS_SUBNETS          = join(",", var.subnet_ids)
-    ANALYSIS_ECS_SECURITY_GROUPS  = aws_security_group.tasks.id
-    ANALYSIS_ECS_ASSIGN_PUBLIC_IP = tostring(var.assign_public_ip)
-    RESULTS_URI                   = local.results_uri
-    ALLOWED_INPUT_PREFIXES        = join(",", var.recordings_uri_prefixes)
+    ANALYSIS_LAUNCHER                   = "ecs"
+    AIRFLOW__SECRETS__BACKEND           = "airflow.providers.amazon.aws.secrets.systems_manager.SystemsManagerParameterStoreBackend"
+    AIRFLOW__SECRETS__BACKEND_KWARGS    = jsonencode({ connections_prefix = trimsuffix(local.ssm_connections_prefix, "/"), variables_prefix = trimsuffix(local.ssm_prefix, "/"), region_name = var.aws_region })
+    AIRFLOW__SECRETS__USE_CACHE         = "True"
+    AIRFLOW__SECRETS__CACHE_TTL_SECONDS = "60"
   }
 }
 
-output "airflow_variables" {
-  description = "Every Airflow Variable written as an SSM parameter under /airflow/variables/ (name => value)."
-  value       = local.airflow_levers
+output "airflow_settings" {
+  description = "The settings Variable's fields (SSM /airflow/variables/analysis_pipeline_settings, a JSON object): what the DAGs read; make preflight compares Airflow with it."
+  value       = local.airflow_settings
+}
+
+output "airflow_settings_parameter" {
+  description = "Name of the SSM parameter holding the settings Variable."
+  value       = aws_ssm_parameter.airflow_settings.name
 }
 
 output "airflow_policy_arn" {

@@ -128,19 +128,20 @@ variable "thumbnail_expiry_days" {
 }
 
 variable "gemini_api_key_secret_arn" {
-  description = "ARN of the Secrets Manager secret holding the Gemini API key (created out of band so the key never enters Terraform state). Injected as GEMINI_API_KEY through the task definitions' secrets."
+  description = "ARN of an existing Secrets Manager secret holding the Gemini API key; null (the default): Terraform creates the secret <project>/gemini-api-key without a value, which a person sets with put-secret-value (secrets.tf). Either way the key never enters Terraform state; it reaches the containers as GEMINI_API_KEY through the task definitions' secrets."
   type        = string
+  default     = null
 
   validation {
     # The full ARN, with the 6-character suffix Secrets Manager appends: the IAM grant
     # (Resource = this ARN) matches only the full ARN, so a partial one would deny access.
-    condition     = can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$", var.gemini_api_key_secret_arn))
+    condition     = var.gemini_api_key_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$", coalesce(var.gemini_api_key_secret_arn, "-")))
     error_message = "gemini_api_key_secret_arn must be the full Secrets Manager secret ARN, ending in the 6-character suffix AWS appends to the name (e.g. ...:secret:analysis-pipeline/gemini-api-key-AbCdEf)."
   }
 }
 
 variable "gemini_api_key_kms_key_arn" {
-  description = "Customer-managed KMS key encrypting that secret, if any (the execution role may decrypt with it via Secrets Manager only); null for the AWS-managed key."
+  description = "Customer-managed KMS key encrypting an existing secret (gemini_api_key_secret_arn), if any (the execution role may decrypt with it via Secrets Manager only); null for the AWS-managed key. A Terraform-created secret uses the pipeline's own key."
   type        = string
   default     = null
 
@@ -398,5 +399,35 @@ variable "results_reader_principals" {
   validation {
     condition     = alltrue([for p in var.results_reader_principals : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+|user/.+)$", p))])
     error_message = "results_reader_principals must be IAM role or user ARNs, or arn:aws:iam::<account>:root."
+variable "launch_retries" {
+  description = "ANALYSIS_LAUNCH_RETRIES: Airflow retries of one launch after the first try (the sentinel and crashes; capacity refusals are rescheduled, not retried)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.launch_retries >= 0 && var.launch_retries <= 10 && floor(var.launch_retries) == var.launch_retries
+    error_message = "launch_retries must be a whole number from 0 to 10."
+  }
+}
+
+variable "sentinel_retry_seconds" {
+  description = "ANALYSIS_SENTINEL_RETRY_SECONDS: first retry delay after a run ended with the all-segments-failed sentinel (quota storm); doubles per try, at most 2 h."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.sentinel_retry_seconds >= 1 && floor(var.sentinel_retry_seconds) == var.sentinel_retry_seconds
+    error_message = "sentinel_retry_seconds must be a whole number of seconds >= 1."
+  }
+}
+
+variable "crash_retry_seconds" {
+  description = "ANALYSIS_CRASH_RETRY_SECONDS: first retry delay after a container left no usable result; doubles per try, at most 2 h."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.crash_retry_seconds >= 1 && floor(var.crash_retry_seconds) == var.crash_retry_seconds
+    error_message = "crash_retry_seconds must be a whole number of seconds >= 1."
   }
 }

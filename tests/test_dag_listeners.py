@@ -162,3 +162,55 @@ def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch, airflow
         assert held in session  # still attached: the scheduler can go on using it
     finally:
         settings.Session.remove()
+
+
+def _serialized_dag(monkeypatch: pytest.MonkeyPatch, pool_vcpus: int) -> Any:
+    """task_analysis as the scheduler holds it: parsed with the lever, serialized, loaded."""
+    import json
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+    from conftest import SETTINGS_ENV, terraform_settings
+
+    document = terraform_settings(FARGATE_VCPU_POOL_SLOTS=pool_vcpus)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps(document))
+    dag = DagBag(dag_folder=str(REPO / "dags" / "task_analysis_dag.py")).dags["task_analysis"]
+    return DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
+
+
+def _pool_slots() -> tuple[int, bool] | None:
+    from airflow.models.pool import Pool
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session(scoped=False) as session:
+        pool = session.scalar(select(Pool).where(Pool.pool == "fargate_vcpu"))
+        return None if pool is None else (pool.slots, bool(pool.include_deferred))
+
+
+def test_the_pool_follows_the_lever_the_dag_was_parsed_with(monkeypatch, airflow_db) -> None:
+    """No `make pool`: a run start creates the pool, and a later parse's lever resizes it."""
+    import threading
+    import time
+
+    from analysis_pipeline.pool import PoolCheckListener, follow_lever
+
+    monkeypatch.delenv("ANALYSIS_LAUNCHER", raising=False)
+    alerts: list[str] = []
+    monkeypatch.setattr(
+        "analysis_pipeline.pool._alert", lambda run, problem: alerts.append(problem)
+    )
+    follow_lever(1)  # whatever was there before
+    for slots in (48, 96):
+        dag = _serialized_dag(monkeypatch, slots)
+        assert dag.get_task("launch").pool_size == slots
+        run = SimpleNamespace(dag_id="task_analysis", run_id=f"r-{slots}", dag=dag)
+        before = set(threading.enumerate())
+        PoolCheckListener().on_dag_run_running(dag_run=run, msg="started")
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=30)
+        deadline = time.monotonic() + 10
+        while _pool_slots() != (slots, True) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _pool_slots() == (slots, True)
+    assert alerts == []

@@ -192,20 +192,16 @@ def _dag_side_test() -> str:
     """A .tftest.hcl asserting that Terraform writes what the DAG side imports."""
     from analysis_pipeline import config
 
-    levers = {config.POOL_VCPU_LEVER, config.ANALYSIS_TIMEOUT_LEVER}
-    containers = []
-    for spec in config.CONTAINERS.values():
-        levers |= {spec.cap_lever, spec.vcpu_lever, f"{spec.lever_prefix}_TASK_DEFINITION"}
-        containers.append(spec)
+    containers = list(config.CONTAINERS.values())
     asserts = [
         (
-            f"length(setsubtract({_hcl_list(levers)}, keys(output.airflow_variables))) == 0",
-            "Every lever the DAG side reads must be an SSM parameter",
+            f"toset(keys(output.airflow_settings)) == toset({_hcl_list(set(config.FIELDS))})",
+            "Terraform writes exactly the settings the DAG side reads (config.FIELDS)",
         ),
         (
-            "alltrue([for p in aws_ssm_parameter.airflow_variable : "
-            f'startswith(p.name, "{config.SSM_VARIABLES_PREFIX}")])',
-            "The levers live under the prefix the DAG side's secrets backend reads",
+            "aws_ssm_parameter.airflow_settings.name == "
+            f'"{config.SSM_VARIABLES_PREFIX}{config.SETTINGS_VARIABLE}"',
+            "The settings live where the DAG side's secrets backend reads its Variable",
         ),
         (
             f'var.project == "{config.PROJECT}" && aws_ecs_cluster.this.name == '
@@ -223,7 +219,7 @@ def _dag_side_test() -> str:
                 f"jsondecode({td}.container_definitions)[0].logConfiguration.options == "
                 f'{{ awslogs-group = "{spec.log_group}", awslogs-region = var.aws_region, '
                 f'awslogs-stream-prefix = "{spec.log_stream_prefix}" }} && '
-                f'output.airflow_variables["{spec.lever_prefix}_TASK_DEFINITION"] == '
+                f'output.airflow_settings["{spec.lever_prefix}_TASK_DEFINITION"] == '
                 f'"{spec.task_definition}"',
                 f"{spec.kind}: task definition, container name and logs match the DAG side",
             )

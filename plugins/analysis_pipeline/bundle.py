@@ -15,7 +15,8 @@ into a dags folder. Configure it beside the deployment's own bundles::
     ]
 
 Amazon MWAA manages the bundle list itself and syncs a dags folder from S3: there the
-one-line loader that ``make mwaa`` writes (``LOADER``) imports the same DAG objects.
+one-line loader that ``make mwaa`` writes (``devtools/mwaa.py``) imports the same DAG
+objects.
 """
 
 from __future__ import annotations
@@ -25,14 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from airflow.dag_processing.bundles.local import LocalDagBundle
-
-# The dags-folder loader for deployments that cannot configure a bundle (Amazon MWAA).
-LOADER = '''"""Airflow DAGs of the analysis pipeline, loaded from the installed analysis_pipeline
-wheel (the DAG files live in the package; this file only puts them in the dags folder)."""
-
-from analysis_pipeline.dags.proctor_video_dag import proctor_video_dag  # noqa: F401
-from analysis_pipeline.dags.task_analysis_dag import task_analysis_dag  # noqa: F401
-'''
 
 
 def dags_folder() -> Path:

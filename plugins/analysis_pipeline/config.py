@@ -462,12 +462,29 @@ def ecs_network(*, env: Mapping[str, str] | None = None) -> EcsNetwork:
 
 
 def ecs_cluster(*, env: Mapping[str, str] | None = None, variables: bool = True) -> str:
-    """``variables=False`` (listeners inside the scheduler's or API server's loop): never a
-    Variable lookup, only the environment's copy, else the default name."""
+    """``variables=False`` (listeners inside the scheduler's or API server's loop): never the
+    metastore, whose scoped session is that loop's own; the environment's copy, else the
+    deployment's own secrets backend (SSM) directly, else the default name."""
     if not variables:
-        found = {**(settings_document(env=env, variables=False) or {}), **overrides(env=env)}
+        document = settings_document(env=env, variables=False)
+        if document is None and env is None:
+            document = _document_from_custom_backend()
+        found = {**(document or {}), **overrides(env=env)}
         return str(found.get("ANALYSIS_ECS_CLUSTER") or ECS_CLUSTER)
     return value("ANALYSIS_ECS_CLUSTER", env=env)
+
+
+def _document_from_custom_backend() -> dict[str, Any] | None:
+    """The settings from the configured secrets backend alone (no metastore lookup)."""
+    try:
+        from airflow.configuration import get_custom_secret_backend
+
+        backend = get_custom_secret_backend()
+        raw = backend.get_variable(SETTINGS_VARIABLE) if backend is not None else None
+        document = json.loads(raw) if raw else None
+    except Exception:  # listeners never raise; the caller falls back to the default name
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def log_group(kind: Kind, *, env: Mapping[str, str] | None = None) -> str:

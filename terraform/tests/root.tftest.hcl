@@ -148,34 +148,40 @@ run "levers_the_dags_read" {
   command = apply
 
   assert {
-    condition = { for k, p in aws_ssm_parameter.airflow_variable : p.name => p.value if contains([
+    condition = { for k, v in jsondecode(aws_ssm_parameter.airflow_settings.value) : k => v if contains([
       "MAX_CONCURRENT_ANALYSES", "MAX_CONCURRENT_PROCTOR_VIDEOS", "TASK_ANALYZER_VCPU", "PROCTOR_VIDEO_VCPU",
-      "FARGATE_VCPU_POOL_SLOTS", "ANALYSIS_TIMEOUT_MINUTES", "TASK_ANALYZER_GEMINI_TPM_BUDGET",
-      "PROCTOR_VIDEO_GEMINI_RPM_BUDGET", "TASK_ANALYZER_TASK_DEFINITION", "PROCTOR_VIDEO_LOG_GROUP", "ANALYSIS_ECS_CLUSTER",
-      "RESULTS_URI", "ALLOWED_INPUT_PREFIXES",
+      "FARGATE_VCPU_POOL_SLOTS", "ANALYSIS_TIMEOUT_MINUTES", "ANALYSIS_LAUNCH_RETRIES", "TASK_ANALYZER_TASK_DEFINITION",
+      "PROCTOR_VIDEO_LOG_GROUP", "ANALYSIS_ECS_CLUSTER", "RESULTS_URI", "ALLOWED_INPUT_PREFIXES",
       ], k) } == {
-      "/airflow/variables/MAX_CONCURRENT_ANALYSES"         = "12"
-      "/airflow/variables/MAX_CONCURRENT_PROCTOR_VIDEOS"   = "8"
-      "/airflow/variables/TASK_ANALYZER_VCPU"              = "4"
-      "/airflow/variables/PROCTOR_VIDEO_VCPU"              = "2"
-      "/airflow/variables/FARGATE_VCPU_POOL_SLOTS"         = "64"
-      "/airflow/variables/ANALYSIS_TIMEOUT_MINUTES"        = "120"
-      "/airflow/variables/TASK_ANALYZER_GEMINI_TPM_BUDGET" = "1000000"
-      "/airflow/variables/PROCTOR_VIDEO_GEMINI_RPM_BUDGET" = "1000"
-      "/airflow/variables/TASK_ANALYZER_TASK_DEFINITION"   = "analysis-pipeline-task-analyzer"
-      "/airflow/variables/PROCTOR_VIDEO_LOG_GROUP"         = "/ecs/analysis-pipeline/proctor-video"
-      "/airflow/variables/ANALYSIS_ECS_CLUSTER"            = "analysis-pipeline"
-      "/airflow/variables/RESULTS_URI"                     = "s3://analysis-pipeline-results/analyses/"
-      "/airflow/variables/ALLOWED_INPUT_PREFIXES"          = "s3://analysis-pipeline-recordings/tasks/,s3://analysis-pipeline-recordings/proctor/"
+      MAX_CONCURRENT_ANALYSES       = "12"
+      MAX_CONCURRENT_PROCTOR_VIDEOS = "8"
+      TASK_ANALYZER_VCPU            = "4"
+      PROCTOR_VIDEO_VCPU            = "2"
+      FARGATE_VCPU_POOL_SLOTS       = "64"
+      ANALYSIS_TIMEOUT_MINUTES      = "120"
+      ANALYSIS_LAUNCH_RETRIES       = "3"
+      TASK_ANALYZER_TASK_DEFINITION = "analysis-pipeline-task-analyzer"
+      PROCTOR_VIDEO_LOG_GROUP       = "/ecs/analysis-pipeline/proctor-video"
+      ANALYSIS_ECS_CLUSTER          = "analysis-pipeline"
+      RESULTS_URI                   = "s3://analysis-pipeline-results/analyses/"
+      ALLOWED_INPUT_PREFIXES        = "s3://analysis-pipeline-recordings/tasks/,s3://analysis-pipeline-recordings/proctor/"
     }
-    error_message = "SSM /airflow/variables/<NAME> must carry the caps, sizes, fleet-wide budgets and names the DAGs read."
+    error_message = "SSM /airflow/variables/analysis_pipeline_settings must carry the caps, sizes and names the DAGs read."
   }
   assert {
-    condition     = aws_ssm_parameter.airflow_variable["ANALYSIS_ECS_SECURITY_GROUPS"].value == aws_security_group.tasks.id
+    condition     = aws_ssm_parameter.airflow_settings.name == "/airflow/variables/analysis_pipeline_settings"
+    error_message = "The settings Variable lives where the SSM secrets backend looks for Variable analysis_pipeline_settings."
+  }
+  assert {
+    condition     = length([for k in keys(jsondecode(aws_ssm_parameter.airflow_settings.value)) : k if strcontains(k, "BUDGET")]) == 0
+    error_message = "No Gemini budget in the DAGs' settings: the task definitions are their only source."
+  }
+  assert {
+    condition     = jsondecode(aws_ssm_parameter.airflow_settings.value)["ANALYSIS_ECS_SECURITY_GROUPS"] == aws_security_group.tasks.id
     error_message = "The DAGs launch tasks into the tasks' security group."
   }
   assert {
-    condition     = aws_ecs_task_definition.this["task-analyzer"].family == aws_ssm_parameter.airflow_variable["TASK_ANALYZER_TASK_DEFINITION"].value
+    condition     = aws_ecs_task_definition.this["task-analyzer"].family == jsondecode(aws_ssm_parameter.airflow_settings.value)["TASK_ANALYZER_TASK_DEFINITION"]
     error_message = "The task-definition family the DAGs launch is the one created."
   }
 }
@@ -291,7 +297,7 @@ run "quota_pending_holds_the_caps_and_warns" {
     }
   }
   assert {
-    condition     = aws_servicequotas_service_quota.fargate_vcpu[0].value == 128 && aws_ssm_parameter.airflow_variable["MAX_CONCURRENT_ANALYSES"].value == "12" && aws_ssm_parameter.airflow_variable["FARGATE_VCPU_POOL_SLOTS"].value == "64"
+    condition     = aws_servicequotas_service_quota.fargate_vcpu[0].value == 128 && jsondecode(aws_ssm_parameter.airflow_settings.value)["MAX_CONCURRENT_ANALYSES"] == "12" && jsondecode(aws_ssm_parameter.airflow_settings.value)["FARGATE_VCPU_POOL_SLOTS"] == "64"
     error_message = "128 is requested while the caps written fit the granted 64."
   }
   assert {
@@ -308,7 +314,7 @@ run "applied_quota_below_one_task_of_each_still_requests_the_increase" {
     values = { value = 4, adjustable = true }
   }
   assert {
-    condition     = aws_servicequotas_service_quota.fargate_vcpu[0].value == 64 && aws_ssm_parameter.airflow_variable["MAX_CONCURRENT_ANALYSES"].value == "1" && aws_ssm_parameter.airflow_variable["MAX_CONCURRENT_PROCTOR_VIDEOS"].value == "1"
+    condition     = aws_servicequotas_service_quota.fargate_vcpu[0].value == 64 && jsondecode(aws_ssm_parameter.airflow_settings.value)["MAX_CONCURRENT_ANALYSES"] == "1" && jsondecode(aws_ssm_parameter.airflow_settings.value)["MAX_CONCURRENT_PROCTOR_VIDEOS"] == "1"
     error_message = "The increase is requested and the caps are written as 1 (never 0), not a failed plan."
   }
   expect_failures = [check.fargate_quota_granted, check.fargate_quota_holds_one_task_of_each]
