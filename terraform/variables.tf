@@ -399,6 +399,9 @@ variable "results_reader_principals" {
   validation {
     condition     = alltrue([for p in var.results_reader_principals : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+|user/.+)$", p))])
     error_message = "results_reader_principals must be IAM role or user ARNs, or arn:aws:iam::<account>:root."
+  }
+}
+
 variable "launch_retries" {
   description = "ANALYSIS_LAUNCH_RETRIES: Airflow retries of one launch after the first try (the sentinel and crashes; capacity refusals are rescheduled, not retried)."
   type        = number

@@ -135,15 +135,22 @@ def test_monitoring_mocked_apply_suite(root: Path) -> None:
     assert _passed(_run(["test", "-no-color", "-filter=tests/monitoring.tftest.hcl"], root)) >= 6
 
 
-def test_monitoring_suite_mocks_aws_and_sets_variables_as_the_root_suite_does() -> None:
-    """terraform test files cannot include one another: the monitoring suite repeats the
-    root suite's mocked provider and variables, and must not drift from them."""
+@pytest.mark.slow
+def test_secrets_mocked_apply_suite(root: Path) -> None:
+    """Secret slots without values in state; the Airflow role reads exactly its settings."""
+    assert _passed(_run(["test", "-no-color", "-filter=tests/secrets.tftest.hcl"], root)) >= 3
+
+
+@pytest.mark.parametrize("suite", ["monitoring.tftest.hcl", "secrets.tftest.hcl"])
+def test_other_suites_mock_aws_and_set_variables_as_the_root_suite_does(suite: str) -> None:
+    """terraform test files cannot include one another: the other suites repeat the root
+    suite's mocked provider and variables, and must not drift from them."""
 
     def preamble(name: str) -> str:
         text = (TF / "tests" / name).read_text()
         return text[text.index("mock_provider") : text.index('\nrun "')].strip()
 
-    assert preamble("monitoring.tftest.hcl") == preamble("root.tftest.hcl")
+    assert preamble(suite) == preamble("root.tftest.hcl")
 
 
 @pytest.mark.slow

@@ -380,8 +380,15 @@ def _variable_or_none(name: str) -> str | None:
         raise
 
 
-def setting(name: str, *, env: Mapping[str, str] | None = None, variables: bool = True) -> str:
-    """One field as a string."""
+def setting(
+    name: str, *, env: Mapping[str, str] | None = None, variables: bool = True
+) -> str | None:
+    """One field of the settings as a string; a name that is no field (a process setting
+    such as ``ANALYSIS_RUNBOOK_URL``) from the environment only (NAME, else
+    AIRFLOW_VAR_NAME), None when unset."""
+    if name not in FIELDS:
+        found_env = _env(env)
+        return found_env.get(name) or found_env.get(f"AIRFLOW_VAR_{name}")
     found = value(name, env=env, variables=variables)
     if isinstance(found, tuple):
         return ",".join(found)

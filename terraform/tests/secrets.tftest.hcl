@@ -1,5 +1,6 @@
 # Secrets: every one is a Terraform-managed slot whose value a person sets (secrets.tf), and
-# the Airflow role reads exactly the settings and connections the DAG side reads.
+# the Airflow role reads exactly the settings and connections the DAG side reads. The mocked
+# provider and variables repeat the root suite's (tests/test_terraform.py checks they do).
 #   cd terraform && terraform init -backend=false -plugin-dir=<provider dir> && terraform test
 
 mock_provider "aws" {
@@ -9,8 +10,13 @@ mock_provider "aws" {
   mock_data "aws_partition" {
     defaults = { partition = "aws", dns_suffix = "amazonaws.com" }
   }
+  # AWS applies 64 vCPU now (the decision record's quota).
   mock_data "aws_servicequotas_service_quota" {
     defaults = { value = 64, adjustable = true }
+  }
+  # Both repositories hold the tag the examples reference (images.tf refuses one they do not).
+  mock_data "aws_ecr_image" {
+    defaults = { image_tags = ["2026.06.16"], image_digest = "sha256:2f6a1c0e5b9d8a7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180f1e2d3c4b5a6978" }
   }
   mock_data "aws_secretsmanager_random_password" {
     defaults = { random_password = "mocktoken0123456789" }
@@ -19,13 +25,18 @@ mock_provider "aws" {
     defaults = { arn = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555" }
   }
   mock_resource "aws_secretsmanager_secret" {
-    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:analysis-pipeline/gemini-api-key-Zx81Qp" }
+    defaults = { arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:analysis-pipeline/gemini-budget-uri-Zx81Qp" }
+  }
+  # Alarms notify it: their actions must be ARNs.
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:123456789012:analysis-pipeline-alarms" }
   }
   mock_resource "aws_elasticache_serverless_cache" {
     defaults = { endpoint = [{ address = "analysis-pipeline-budget-abc123.serverless.euw1.cache.amazonaws.com", port = 6379 }] }
   }
 }
 
+# ARNs the provider validates (and the policies name) must look like real ones.
 override_resource {
   target = aws_iam_role.execution
   values = { arn = "arn:aws:iam::123456789012:role/analysis-pipeline-execution" }
@@ -36,22 +47,27 @@ override_resource {
 }
 
 variables {
-  aws_region              = "eu-west-1"
-  vpc_id                  = "vpc-0123456789abcdef0"
-  subnet_ids              = ["subnet-0123456789abcdef0"]
-  recordings_uri_prefixes = ["s3://analysis-pipeline-recordings/"]
-  results_bucket_name     = "analysis-pipeline-results"
-  fargate_vcpu_quota      = 64
-  gemini_project_rpm      = 1000
-  gemini_project_tpm      = 1000000
+  aws_region                = "eu-west-1"
+  vpc_id                    = "vpc-0123456789abcdef0"
+  subnet_ids                = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
+  recordings_uri_prefixes   = ["s3://analysis-pipeline-recordings/tasks/", "s3://analysis-pipeline-recordings/proctor/"]
+  results_bucket_name       = "analysis-pipeline-results"
+  gemini_api_key_secret_arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:analysis-pipeline/gemini-api-key-AbCdEf"
+  fargate_vcpu_quota        = 64
+  gemini_project_rpm        = 1000
+  gemini_project_tpm        = 1000000
   workloads = {
     "task-analyzer" = { image_tag = "2026.06.16", max_concurrent = 12, vcpu = 4, memory_mib = 8192, map_concurrency = 1, minutes_per_analysis = 35, batch_size = 350 }
-    "proctor-video" = { image_tag = "2026.06.16", max_concurrent = 8, vcpu = 2, memory_mib = 4096, map_concurrency = 1, batch_size = 350 }
+    "proctor-video" = { image_tag = "2026.06.16", max_concurrent = 8, vcpu = 2, memory_mib = 4096, ephemeral_storage_gib = 30, map_concurrency = 1, batch_size = 350 }
   }
 }
 
 run "every_secret_is_a_managed_slot_without_a_value_in_state" {
   command = apply
+
+  variables {
+    gemini_api_key_secret_arn = null
+  }
 
   assert {
     condition     = length(aws_secretsmanager_secret.gemini_api_key) == 1 && aws_secretsmanager_secret.gemini_api_key[0].name == "analysis-pipeline/gemini-api-key" && aws_secretsmanager_secret.gemini_api_key[0].kms_key_id == aws_kms_key.this.arn
@@ -78,6 +94,10 @@ run "every_secret_is_a_managed_slot_without_a_value_in_state" {
 
 run "the_airflow_role_reads_exactly_its_settings_and_connections" {
   command = apply
+
+  variables {
+    gemini_api_key_secret_arn = null
+  }
 
   assert {
     condition = [for s in jsondecode(aws_iam_policy.airflow.policy).Statement : s.Resource if s.Sid == "ReadItsSettingsAndConnections"][0] == [
