@@ -146,19 +146,25 @@ def test_pool_problems_are_named() -> None:
 def test_the_pool_check_leaves_the_schedulers_session_alone(monkeypatch, airflow_db) -> None:
     """The scheduler calls on_dag_run_running mid-loop with its scoped session holding
     rows; the check must not close that session (DetachedInstanceError afterwards)."""
+    import threading
+
     from airflow import settings
     from airflow.models.pool import Pool
     from sqlalchemy import select
 
     from analysis_pipeline.pool import PoolCheckListener
 
+    dag = _serialized_dag(monkeypatch, 64)
     session = settings.Session()
     try:
         held = session.scalar(select(Pool).where(Pool.pool == "default_pool"))
         assert held is not None
         monkeypatch.setattr("analysis_pipeline.pool._alert", lambda run, problem: None)
-        run = SimpleNamespace(dag_id="task_analysis", run_id="r1")
+        run = SimpleNamespace(dag_id="task_analysis", run_id="session-1", dag=dag)
+        before = set(threading.enumerate())
         PoolCheckListener().on_dag_run_running(dag_run=run, msg="")
+        for thread in set(threading.enumerate()) - before:
+            thread.join(timeout=30)  # the pool kept in its own session meanwhile
         assert held in session  # still attached: the scheduler can go on using it
     finally:
         settings.Session.remove()
@@ -197,8 +203,10 @@ def test_the_pool_follows_the_lever_the_dag_was_parsed_with(monkeypatch, airflow
 
     monkeypatch.delenv("ANALYSIS_LAUNCHER", raising=False)
     alerts: list[str] = []
+    # Only this test's runs: a thread an earlier test started may still report its own.
     monkeypatch.setattr(
-        "analysis_pipeline.pool._alert", lambda run, problem: alerts.append(problem)
+        "analysis_pipeline.pool._alert",
+        lambda run, problem: alerts.append(problem) if run["run_id"].startswith("r-") else None,
     )
     follow_lever(1)  # whatever was there before
     for slots in (48, 96):
