@@ -223,10 +223,12 @@ bench-triage: install
 # Detection quality (evals/README.md): the working tree with CONFIG against BASELINE (a git
 # ref, or a lever file) on the dev and held-out sets, reported apart; exits 1 when anything
 # is worse. Model metrics: live with GEMINI_API_KEY, else replayed from evals/recordings/.
+# EVAL_ARGS passes more, e.g. EVAL_ARGS="--set heldout --model fake".
 CONFIG ?= evals/configs/default.json
 BASELINE ?= main
+EVAL_ARGS ?=
 eval: install
-	$(BIN)/python -m evals --config $(CONFIG) --baseline $(BASELINE)
+	$(BIN)/python -m evals --config $(CONFIG) --baseline $(BASELINE) $(EVAL_ARGS)
 
 # Both DAGs end to end on local stand-ins (moto S3, fake Gemini unless GEMINI_API_KEY is
 # set), through `airflow dags test` in local launcher mode; outputs land in .demo/results/.

@@ -31,6 +31,7 @@ MEASURED = ("live", "replay")
 REAL_API = "https://generativelanguage.googleapis.com"
 FAKE_KEY = "local-fake-gemini-key-0000000000000000"
 NOT_RECORDED = "not recorded"
+LOCAL_BUDGET = {"GEMINI_RPM_BUDGET": "100000", "GEMINI_TPM_BUDGET": "1000000000"}
 
 
 @contextlib.contextmanager
