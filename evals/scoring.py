@@ -127,20 +127,25 @@ def signal_contribution(case: Case, got: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sounds(case: Case) -> list[tuple[str, Any]]:
-    """Labelled sound (v1 `truth.sound`), or the recipe's layers for generated cases."""
+    """Labelled sound (v1 `truth.sound`), or the recipe's layers for generated cases (a
+    test-length recording's inserts included, on the test clock)."""
     if case.truth.sound:
         return [(kind, span) for kind, span in case.truth.sound]
     from evals.labels import Span
 
     total = duration_s(case) or 0.0
-    layers = case.source.get("sound", []) if "generator" in case.source else []
-    return [
-        (
-            str(layer["kind"]),
-            Span(float(layer.get("start_s", 0.0)), float(layer.get("end_s", total))),
-        )
-        for layer in layers
-    ]
+    if "generator" not in case.source:
+        return []
+    placed = [(0.0, total, layer) for layer in case.source.get("sound", [])]
+    for insert in case.source.get("long", {}).get("inserts", []):
+        at, length = float(insert["at_s"]), float(insert["duration_s"])
+        placed += [(at, at + length, layer) for layer in insert.get("sound", [])]
+    out = []
+    for origin, end, layer in placed:
+        a = origin + float(layer.get("start_s", 0.0))
+        b = origin + float(layer["end_s"]) if "end_s" in layer else end
+        out.append((str(layer["kind"]), Span(a, b)))
+    return out
 
 
 def model_contribution(case: Case, got: Mapping[str, Any]) -> dict[str, Any]:
