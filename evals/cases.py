@@ -96,6 +96,11 @@ def materialise(case: Case, *, cache: Path | None = None) -> Path:
             from evals.generate import materialise as generate
 
             made = generate(case.source, work, cache=root / "shared")
+            for other in work.iterdir():  # keep the recording only (sessions, parts: ~2x)
+                if other.is_dir() and other != made:
+                    shutil.rmtree(other)
+                elif other != made:
+                    other.unlink()
         (work / "recording.json").write_text(json.dumps({"path": str(made.relative_to(work))}))
         try:
             work.rename(done)
