@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install constraints dist mwaa test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
+.PHONY: install constraints dist mwaa ops bootstrap test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
 
 install: $(STAMP)
 
@@ -86,7 +86,16 @@ $(TOOLS_STAMP):
 #   make plan TFVARS=path/to/env.tfvars && make apply
 # TFVARS defaults to terraform/terraform.tfvars, else the decision-record example; the
 # planner reads the same file `plan` applies, so the two never disagree.
-TFVARS ?= $(firstword $(wildcard terraform/terraform.tfvars) terraform/examples/decision-record.tfvars)
+TFVARS ?= $(wildcard terraform/terraform.tfvars)
+# The placeholder example: `make capacity` plans with it when no tfvars exist; `make plan`
+# and `make registry` use it only when it is named (TFVARS=terraform/examples/...).
+EXAMPLE_TFVARS := terraform/examples/decision-record.tfvars
+TFVARS_NEEDED = @test -n "$(TFVARS)" || { echo "no tfvars: write terraform/terraform.tfvars or name one (make $@ TFVARS=path; the placeholder example only by name)"; exit 1; }
+# Operator commands need Python and Terraform only: a small virtualenv with boto3, no root,
+# no apt (the development install is `make install`).
+OPS_VENV := .venv-ops
+OPS_STAMP := $(OPS_VENV)/.installed
+OPS_PY := $(OPS_VENV)/bin/python
 TERRAFORM ?= terraform
 TF_PLAN_FILE := analysis-pipeline.tfplan
 # The AWS provider from a local plugin directory when one is installed (offline machines,
@@ -117,15 +126,31 @@ CAPACITY_FLAGS = $(if $(SUBMISSIONS),--submissions $(SUBMISSIONS)) \
 	$(if $(PNG),--png $(PNG))
 
 # The planner evaluates terraform/modules/capacity itself (no provider, ~1 s).
-capacity: install
+capacity: ops
 	$(TF_NEEDED)
-	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS) $(CAPACITY_FLAGS)
+	$(OPS_PY) -m devtools.capacity --tfvars $(or $(TFVARS),$(EXAMPLE_TFVARS)) $(CAPACITY_FLAGS)
+
+ops: $(OPS_STAMP)
+
+$(OPS_STAMP): constraints-dev.txt
+	@test -x $(OPS_PY) || $(PYTHON) -m venv $(OPS_VENV)
+	$(OPS_PY) -m pip install -q -c constraints-dev.txt boto3
+	@touch $(OPS_STAMP)
+
+# A new account's very first step: the Terraform state bucket (versioned, encrypted,
+# TLS-only, S3-native locking) and terraform/backend.hcl naming it.
+#   make bootstrap STATE_BUCKET=acme-analysis-pipeline-tfstate AWS_REGION=eu-west-1
+bootstrap: ops
+	@test -n "$(STATE_BUCKET)" -a -n "$(AWS_REGION)" || { echo "STATE_BUCKET=... and AWS_REGION=... are required"; exit 1; }
+	$(OPS_PY) -m devtools.bootstrap --bucket $(STATE_BUCKET) --region $(AWS_REGION) \
+		$(if $(STATE_KMS_KEY_ID),--kms-key-id $(STATE_KMS_KEY_ID))
 
 # State: the S3 backend with S3-native locking, configured in terraform/backend.hcl.
-plan: install
+plan: ops
 	$(TF_NEEDED)
-	@test -f terraform/backend.hcl || { echo "terraform/backend.hcl missing: copy terraform/backend.hcl.example and name your state bucket"; exit 1; }
-	$(BIN)/python -m devtools.capacity --tfvars $(TFVARS)
+	$(TFVARS_NEEDED)
+	@test -f terraform/backend.hcl || { echo "terraform/backend.hcl missing: make bootstrap STATE_BUCKET=... AWS_REGION=... (or copy terraform/backend.hcl.example)"; exit 1; }
+	$(OPS_PY) -m devtools.capacity --tfvars $(TFVARS)
 	cd terraform && $(TERRAFORM) init -input=false -backend-config=backend.hcl $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
 	cd terraform && $(TERRAFORM) plan -input=false -var-file=$(abspath $(TFVARS)) -out=$(TF_PLAN_FILE)
 
@@ -133,6 +158,7 @@ plan: install
 # `make push` has somewhere to push before the full plan checks that the images are there.
 registry:
 	$(TF_NEEDED)
+	$(TFVARS_NEEDED)
 	@test -f terraform/backend.hcl || { echo "terraform/backend.hcl missing: copy terraform/backend.hcl.example and name your state bucket"; exit 1; }
 	cd terraform && $(TERRAFORM) init -input=false -backend-config=backend.hcl $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
 	cd terraform && $(TERRAFORM) apply -input=false -var-file=$(abspath $(TFVARS)) \
@@ -244,8 +270,8 @@ airflow: install
 # The vCPU pool every launch takes pool_slots from, counting deferred tasks, sized from
 # FARGATE_VCPU_POOL_SLOTS (the settings Variable). The scheduler keeps it so by itself when a
 # run starts; this is the same by hand (idempotent).
-pool: install
-	$(BIN)/python -m devtools.airflow_env pool
+pool: ops
+	$(OPS_PY) -m devtools.airflow_env pool
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TOOLS_VENV) $(OPS_VENV) .cache .pytest_cache build *.egg-info

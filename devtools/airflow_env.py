@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +26,11 @@ from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# This interpreter's Airflow (the development virtualenv), else the one on PATH: `make pool`
+# runs from the ops virtualenv on an Airflow host.
 AIRFLOW = str(BIN / "airflow")
+if not Path(AIRFLOW).exists():
+    AIRFLOW = shutil.which("airflow") or "airflow"
 MOTO_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
