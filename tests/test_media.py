@@ -396,3 +396,23 @@ def test_active_from_changes_ignores_a_blinking_caret() -> None:
     steps = [(t, 40.0 if t >= 22 else 0.0) for t in times[1:]]
     (active,) = media.active_from_changes(steps, typing, lag_s=6, threshold=80)
     assert active.start_s == 20 and active.end_s == 38
+
+
+@pytest.mark.parametrize("gop", [2.0, None], ids=["copy", "reencode"])
+def test_one_segment_plan_gives_one_file(tmp_path: Path, gop: float | None) -> None:
+    """Regression: with no cut the segment muxer fell back to its default 2 s segment_time,
+    so a 70 s recording planned as one segment came out as several files (a keyframe every
+    2 s when copying; the re-encode's keyframe at 60 s) and the analysis failed."""
+    path = gen.make_screenshare(tmp_path / "one.mp4", duration=70, fps=2, gop_seconds=gop)
+    info = media.probe(path)
+    plan = plan_segments(
+        duration_s=info.duration_s,
+        keyframes=media.keyframe_times(path),
+        target_seconds=120,
+        idle=[],
+        min_idle_seconds=30,
+    )
+    assert len(plan.segments) == 1
+    out = media.cut_segments(path, plan, tmp_path / "segs", info=info)
+    _assert_durations(out, plan)
+    assert len(list((tmp_path / "segs").iterdir())) == 1

@@ -32,6 +32,8 @@ COPYABLE_AUDIO = {"aac", "mp3"}  # into a re-encoded MP4 segment without re-enco
 # margin; <= 720p, ultrafast x264 and copied sound (or 16 kHz mono AAC) keep it cheap.
 REENCODE_FPS = 2
 REENCODE_MAX_HEIGHT = 720
+# Longer than any recording we accept (MAX_RECORDING_SECONDS is hours).
+ONE_SEGMENT_SECONDS = 10**7
 
 
 def segment_argv(
@@ -82,6 +84,10 @@ def _segment_opts(cut_times: Sequence[float], fmt: str) -> list[str]:
     opts = ["-segment_format", fmt, "-reset_timestamps", "1"]
     if cut_times:
         opts += ["-segment_times", ",".join(f"{t:.3f}" for t in cut_times)]
+    else:
+        # No cut: one file. Without a time the muxer would split at its default 2 s
+        # segment_time, at every keyframe past it.
+        opts += ["-segment_time", str(ONE_SEGMENT_SECONDS)]
     if fmt == "mp4":
         opts += ["-segment_format_options", "movflags=+faststart"]
     return opts
