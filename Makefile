@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install constraints dist mwaa ops bootstrap test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
+.PHONY: install constraints dist mwaa ops bootstrap preflight test test-fast lint fmt demo airflow capacity plan apply registry lock images push tf-check tools pool bench-map bench-preprocess bench-idle bench-stitch bench-drain bench-cost bench-detectors bench-triage eval clean
 
 install: $(STAMP)
 
@@ -272,6 +272,18 @@ airflow: install
 # run starts; this is the same by hand (idempotent).
 pool: ops
 	$(OPS_PY) -m devtools.airflow_env pool
+
+# What Airflow sees against Terraform's outputs and the pool; exit 1 on any difference.
+# From an operator's machine: the SSM parameter and Airflow's REST API
+#   make preflight AIRFLOW_API_URL=https://airflow.example.com AIRFLOW_API_TOKEN=...
+# On an Airflow host (its secrets backends and database): make preflight POOL=db SOURCE=airflow
+POOL ?= api
+preflight: ops
+	$(TF_NEEDED)
+	mkdir -p .cache
+	cd terraform && $(TERRAFORM) output -json > ../.cache/terraform-output.json
+	PYTHONPATH=plugins $(if $(filter airflow,$(SOURCE)),python3,$(OPS_PY)) -m analysis_pipeline.preflight \
+		--terraform-output .cache/terraform-output.json --pool $(POOL) $(if $(SOURCE),--source $(SOURCE))
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) $(OPS_VENV) .cache .pytest_cache build *.egg-info

@@ -211,9 +211,19 @@ def upload_small_recordings(endpoint: str, media: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("wheel-stack")
-    # The containers as their images ship: the requirements-only virtualenv and the sources.
-    image_python = runtime(as_image_user=False).venv / "bin" / "python"
-    command = f"env PYTHONPATH={REPO / 'containers'} {image_python} -m {{module}}"
+    # The containers as their images ship: each image's own lock-only virtualenv, and the
+    # sources; one launcher script picks the image by module.
+    venvs = runtime(as_image_user=False).venvs
+    launcher = root / "run-container"
+    cases = "".join(
+        f"  {name}) exec {venvs[name] / 'bin' / 'python'} -m {name} ;;\n" for name in venvs
+    )
+    launcher.write_text(
+        f"#!/bin/sh\nexport PYTHONPATH={REPO / 'containers'}\n"
+        f'case "$1" in\n{cases}  *) echo "no image for $1" >&2; exit 1 ;;\nesac\n'
+    )
+    launcher.chmod(0o755)
+    command = f"{launcher} {{module}}"
     with (
         af.moto_s3(log_path=root / "moto.log") as s3_endpoint,
         af.fake_gemini(log_path=root / "gemini.log") as gemini_url,
