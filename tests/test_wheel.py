@@ -249,6 +249,8 @@ def wheel_env(venv: AirflowVenv, stack: Stack, home: Path) -> dict[str, str]:
         },
     )
     env.pop("PYTHONPATH", None)
+    # As a deployment: new DAGs start paused (docs/DEPLOY.md unpauses both).
+    env.pop("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", None)
     env["PATH"] = f"{venv.bin}{os.pathsep}/usr/local/bin:/usr/bin:/bin"
     env.pop("VIRTUAL_ENV", None)
     (home / "dags").mkdir(parents=True, exist_ok=True)
@@ -294,6 +296,11 @@ def test_both_dags_run_end_to_end_from_the_wheel(
         "task_analysis": "analysis_pipeline",
         "proctor_video": "analysis_pipeline",
     }
+    for dag_id in ("proctor_video", "task_analysis"):  # docs/DEPLOY.md, "Unpause"
+        assert airflow(airflow_venv, ["dags", "unpause", dag_id], env, tmp_path).returncode == 0
+    listed = airflow(airflow_venv, ["dags", "list", "-o", "json"], env, tmp_path)
+    paused = {d["dag_id"]: str(d["is_paused"]).lower() for d in json_rows(listed.stdout)}
+    assert paused == {"task_analysis": "false", "proctor_video": "false"}
     plugins = airflow(airflow_venv, ["plugins", "-o", "json"], env, tmp_path)
     assert "analysis_pipeline" in plugins.stdout, plugins.stdout[-2000:]
 
