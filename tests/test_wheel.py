@@ -89,6 +89,20 @@ def test_the_wheel_holds_the_dag_side_only(wheel: Path) -> None:
     ):
         assert expected in names
     assert not [n for n in names if "test" in n.lower() or "devtools" in n]
+    # Every file of the package ships (a new subpackage or data file needs pyproject.toml's
+    # packages / package-data), and every DAG file.
+    tracked = subprocess.run(
+        ["git", "ls-files", "plugins/analysis_pipeline", "dags"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    expected = {
+        f.replace("plugins/", "", 1) if f.startswith("plugins/") else f"analysis_pipeline/{f}"
+        for f in tracked
+    }
+    assert expected <= set(names), sorted(expected - set(names))
     metadata = zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py3')[0]}.dist-info/METADATA")
     requires = [
         line.split(":", 1)[1].strip()
