@@ -93,7 +93,7 @@ def test_face_findings_need_their_minimum_length_and_bridge_one_odd_sample() -> 
         min_absent_s=4)).absent == ()  # fmt: skip
 
 
-def test_face_events_stay_out_of_gaps_and_black_and_are_not_sure_of_a_second_person() -> None:
+def test_face_events_stay_out_of_gaps_and_black_and_leave_second_faces_to_the_model() -> None:
     findings = FaceFindings(
         absent=(Interval(10, 20),),
         multiple=(Interval(30, 40),),
@@ -108,11 +108,9 @@ def test_face_events_stay_out_of_gaps_and_black_and_are_not_sure_of_a_second_per
     kinds = {(e.type, e.start_s, e.end_s, e.source) for e in events}
     # Absent until the black picture (that is covered); nothing inside the gap (± 0.5 s).
     assert [(e.start_s, e.end_s) for e in events if e.type == "face_absent"] == [(10, 14)]
-    assert ("multiple_faces", 30, 40, "signal") in kinds
-    assert ("looking_away", 50, 54, "signal") in kinds
     assert ("camera_covered", 60, 64, "signal") in kinds
-    # A cascade's second face alone stays under the 0.6 that makes another person "high".
-    assert all(e.confidence < 0.6 for e in events if e.type == "multiple_faces")
+    # The cascade's second faces and faces aside lost on the held-out set: no events.
+    assert not [e for e in events if e.type in ("multiple_faces", "looking_away")]
 
 
 def test_speech_seconds_need_enough_voiced_windows() -> None:

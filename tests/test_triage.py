@@ -72,7 +72,7 @@ def test_a_sampled_clip_asks_for_its_frame_rate_and_costs_accordingly() -> None:
 
 @pytest.fixture(scope="module")
 def webcam_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The proctor container on a 60-s webcam recording whose candidate leaves at 20-30 s,
+    """The proctor container on a 45-s webcam recording whose candidate leaves at 15-25 s,
     with triage on and off, against the fake Gemini answering from the labels."""
     import os
     import subprocess
@@ -85,23 +85,23 @@ def webcam_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     chunks = materialise(
         {
             "generator": "scene",
-            "duration_s": 60,
+            "duration_s": 45,
             "codec": "vp8",
             "seed": 7,
             "picture": {
                 "size": "320x240",
                 "fps": 10,
                 "candidate": "hopper",
-                "events": [{"kind": "absent", "start_s": 20, "end_s": 30}],
+                "events": [{"kind": "absent", "start_s": 15, "end_s": 25}],
             },
             "sound": [{"kind": "room"}],
         },
         root / "media",
     )
     labels = {
-        "events": [{"type": "face_absent", "start_s": 20, "end_s": 30},
-                   {"type": "phone_or_device", "start_s": 45, "end_s": 50}],
-        "integrity": None, "rubric": {}, "duration_s": 60,
+        "events": [{"type": "face_absent", "start_s": 15, "end_s": 25},
+                   {"type": "phone_or_device", "start_s": 36, "end_s": 40}],
+        "integrity": None, "rubric": {}, "duration_s": 45,
     }  # fmt: skip
     runs: dict[str, Any] = {}
     for setting in ("off", "on"):
@@ -138,8 +138,8 @@ def test_triage_shows_the_absence_in_full_and_samples_the_rest(webcam_run: dict[
     assert shown["enabled"] and shown["sampled_as"] == {"media_resolution": "low", "fps": 0.5}
     assert "face_absent" in shown["flagged_because"]
     flagged = [(r["start_s"], r["end_s"]) for r in shown["flagged_ranges"]]
-    assert any(a <= 20 and b >= 30 for a, b in flagged), flagged
-    assert shown["flagged_s"] + shown["sampled_s"] == pytest.approx(60, abs=0.5)
+    assert any(a <= 15 and b >= 25 for a, b in flagged), flagged
+    assert shown["flagged_s"] + shown["sampled_s"] == pytest.approx(45, abs=0.5)
     assert off["result"]["report"]["triage"] == {"enabled": False}
     # The sampled MAP calls asked for low resolution; the fake billed their frames at 0.5 fps.
     low = [r for r in on["requests"] if r["media_resolution"] == "MEDIA_RESOLUTION_LOW"]
