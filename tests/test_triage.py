@@ -145,7 +145,7 @@ def test_triage_shows_the_absence_in_full_and_samples_the_rest(webcam_run: dict[
     low = [r for r in on["requests"] if r["media_resolution"] == "MEDIA_RESOLUTION_LOW"]
     assert low and all(r["media_seconds"] > 0 for r in low)
     spent = {k: v["result"]["usage"]["input_tokens"] for k, v in webcam_run.items()}
-    assert spent["on"] < 0.6 * spent["off"], spent
+    assert spent["on"] < 0.7 * spent["off"], spent  # prompts and REDUCE are not sampled
     # Both labelled events are still found: the phone in a sampled stretch, too.
     for run in (on, off):
         kinds = {e["type"] for e in run["result"]["report"]["events"] if e["source"] == "model"}
