@@ -8,7 +8,9 @@ recordings of varied lengths, K at a time as the DAG caps would allow,
 against the local fake Gemini enforcing a project quota like the real service's (per model:
 requests and input tokens per minute, tokens counted from the video seconds a call
 references at ~300/s, 429 with RetryInfo.retryDelay beyond it, latency growing with the
-call's tokens). The shared store is a real `redis-server`.
+call's tokens; its retryDelay coarse, one real second). The shared store is a real
+`redis-server` as the production store behaves (`RedisServer.as_shipped`: TLS, the ACL user
+Terraform writes, cluster mode enabled).
 
 Time is scaled down so this fits on a laptop: the quota's "minute" lasts `--window` seconds
 (GEMINI_BUDGET_WINDOW_SECONDS in the containers, quota_window_s in the fake), and the fake's
@@ -19,14 +21,20 @@ tokens, is real. Three settings on the same workload:
 1. decision record: 12 at a time, MAP_CONCURRENCY=1, static shares (each container quota/12,
    memory:// budget);
 2. today's defaults: MAP_CONCURRENCY=4, the same static shares;
-3. shared budget: GEMINI_BUDGET_URI=redis://..., the fleet's limits = the true quota;
+3. shared budget: GEMINI_BUDGET_URI=rediss://..., the fleet's limits = the true quota;
 
-plus the shared budget set to twice the true quota (another client on the key), and a
-lone 60-minute analysis under (2) and (3).
+plus the shared budget set to twice the true quota (another client on the key); the shared
+budget against a service that misbehaves as the real one does: one spurious 429 in the
+first minute (`spike`), 1% random spurious 429s (`random`), token counts off by up to 20%
+both ways (`spread`), a store that restarts empty at 40% of the drain (`restart`); a mixed
+drain where both kinds are quota-bound, with the capacity module's prediction of when the
+proctor videos finish (`mixed`); real-size recordings (720p/1080p screens at 30 fps, a
+640x480 webcam: preparation and upload count, `real-size`); and a lone 60-minute analysis
+under (2) and (3).
 
-    make bench-drain                              # full (~40 min), appends to RESULTS.md
+    make bench-drain                              # full (~90 min), appends to RESULTS.md
     .venv/bin/python bench/bench_drain.py --quick # < 3 min: shared budget only
-    .venv/bin/python bench/bench_drain.py --only shared,shared-2x  # some settings, full load
+    .venv/bin/python bench/bench_drain.py --only shared,spike,random  # some settings
 
 Bound = max(total tokens / TPM, total calls / RPM, the longest analysis alone), in windows
 times the window length; efficiency = bound / measured drain time. The last line printed is
@@ -45,15 +53,16 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devtools import emf
+from devtools import capacity, emf
 from devtools import image as images
 from devtools.fake_gemini import FakeGemini
 from devtools.media import make_live_webcam, make_long_screenshare, split_clusters
-from devtools.redis_server import RedisServer
+from devtools.redis_server import RedisServer, Tls
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
@@ -80,11 +89,29 @@ FULL_PROCTOR_MINUTES = [15, 15, 15]
 QUICK_TASK_MINUTES = [10, 20, 30, 45, 30]
 QUICK_PROCTOR_MINUTES = [20]
 LONE_MINUTES = 60
-# What --only can pick: the four drains and the lone analysis.
-SETTING_KEYS = ["decision", "defaults", "shared", "shared-2x", "lone", "lone-static"]
+# The mixed drain, quota-bound for both kinds at once: 30-minute proctor videos (each
+# container alone asks more than the proctor kind's half of the quota) beside long tasks.
+MIXED_TASK_MINUTES = [60] * 5
+MIXED_PROCTOR_MINUTES = [30] * 6
+# Real-size recordings (preprocessing and upload count): screenshares at 720p and 1080p,
+# 30 fps; webcams at 640x480, 15 fps.
+REAL_TASK = [(10, "1280x720"), (20, "1920x1080"), (30, "1280x720"), (45, "1920x1080")]
+REAL_PROCTOR_MINUTES = [10]
+# The service's own 429s: the retryDelay it sends with them (real seconds; scaled), and its
+# quota's retryDelay granularity (whole seconds, scaled).
+SPURIOUS_RETRY_DELAY_S = 5.0
+RETRY_DELAY_STEP_S = 1.0
+# The store restart: at this fraction of the drain's token bound.
+RESTART_AT = 0.4
+# What --only can pick: the drains and the lone analysis.
+SETTING_KEYS = [
+    "decision", "defaults", "shared", "shared-2x", "spike", "random", "spread", "restart",
+    "mixed", "real-size", "lone", "lone-static",
+]  # fmt: skip
 SUMMARY_RE = re.compile(
     r"Gemini budget \((?P<where>[^)]*)\): (?P<calls>\d+) calls admitted, "
     r"waited max (?P<max>[\d.]+) s, total (?P<total>[\d.]+) s"
+    r"(?:, (?P<r429>\d+) 429s, longest without an admission (?P<gap>[\d.]+) s)?"
 )
 
 
@@ -116,6 +143,8 @@ class Run:
     input_tokens: int
     prep_s: float
     reduce_s: float
+    rate_limited: int = 0
+    longest_gap_s: float = 0.0
 
 
 @dataclass
@@ -125,6 +154,11 @@ class Setting:
     runs: list[Run] = field(default_factory=list)
     fake: dict[str, Any] = field(default_factory=dict)
     drain_s: float = 0.0
+    # How the fake behaves on top of the quota (spikes, random 429s, token spread).
+    service: dict[str, Any] = field(default_factory=dict)
+    # Its own workload (else the common one), and when to restart the store (scaled s).
+    items: list[Item] | None = None
+    restart_at_s: float | None = None
     # The CloudWatch dashboard's figures, computed from the EMF lines the containers printed.
     dashboard: dict[str, Any] = field(default_factory=dict)
 
@@ -132,32 +166,44 @@ class Setting:
 # -- inputs -------------------------------------------------------------------------------
 
 
-def task_recording(minutes: int) -> Path:
+def task_recording(minutes: int, size: str = "320x180", fps: int = 2) -> Path:
     path, _ = make_long_screenshare(
-        CACHE, minutes=minutes, size="320x180", fps=2, cycle_seconds=300, idle_in_cycle=()
+        CACHE, minutes=minutes, size=size, fps=fps, cycle_seconds=300, idle_in_cycle=()
     )
     return path
 
 
-def proctor_chunks(minutes: int) -> Path:
-    directory = CACHE / f"webcam-{minutes}min-chunks"
+def proctor_chunks(minutes: int, size: str = "160x120", fps: int = 2) -> Path:
+    tag = "" if (size, fps) == ("160x120", 2) else f"-{size}-{fps}fps"
+    directory = CACHE / f"webcam-{minutes}min{tag}-chunks"
     if not (directory / "0.webm").exists():
         source = make_live_webcam(
-            CACHE / f"webcam-{minutes}min.webm", duration=minutes * 60, size="160x120", fps=2
+            CACHE / f"webcam-{minutes}min{tag}.webm", duration=minutes * 60, size=size, fps=fps
         )
         split_clusters(source, directory)
     return directory
 
 
-def workload(task_minutes: list[int], proctor_minutes: list[int]) -> list[Item]:
+def workload(
+    task_minutes: list[int],
+    proctor_minutes: list[int],
+    *,
+    task_sizes: list[str] | None = None,
+    real_size: bool = False,
+) -> list[Item]:
+    fps = {"task": 30, "proctor": 15} if real_size else {"task": 2, "proctor": 2}
+    sizes = task_sizes or ["320x180"] * len(task_minutes)
     tasks = [
-        Item(f"task-{i:02d}-{m}min", "task", m, f"file://{task_recording(m)}")
+        Item(f"task-{i:02d}-{m}min", "task", m,
+             f"file://{task_recording(m, sizes[i], fps['task'])}")
         for i, m in enumerate(task_minutes)
-    ]
+    ]  # fmt: skip
+    webcam = "640x480" if real_size else "160x120"
     proctors = [
-        Item(f"proctor-{i:02d}-{m}min", "proctor", m, f"file://{proctor_chunks(m)}/")
+        Item(f"proctor-{i:02d}-{m}min", "proctor", m,
+             f"file://{proctor_chunks(m, webcam, fps['proctor'])}/")
         for i, m in enumerate(proctor_minutes)
-    ]
+    ]  # fmt: skip
     # Interleaved in arrival order: a proctor video every few tasks.
     step = max(1, len(tasks) // max(1, len(proctors)))
     items: list[Item] = []
@@ -227,11 +273,17 @@ async def run_item(
         input_tokens=tokens,
         prep_s=sum(float(timings.get(f"{p}_s", 0.0)) for p in ("fetch", "probe", "prepare")),
         reduce_s=float(timings.get("reduce_s", 0.0)),
+        rate_limited=int(summary["r429"] or 0) if summary else 0,
+        longest_gap_s=float(summary["gap"] or 0.0) if summary else 0.0,
     )
 
 
 async def drain(
-    items: list[Item], env: dict[str, str], out: Path, laid: dict[str, images.Image]
+    items: list[Item],
+    env: dict[str, str],
+    out: Path,
+    laid: dict[str, images.Image],
+    restart: tuple[float, Callable[[], None]] | None = None,
 ) -> tuple[list[Run], float]:
     caps = {"task": asyncio.Semaphore(K_TASK), "proctor": asyncio.Semaphore(K_PROCTOR)}
     t0 = time.monotonic()
@@ -240,8 +292,23 @@ async def drain(
         async with caps[item.kind]:
             return await run_item(item, env, out / item.name, t0, laid[item.module])
 
-    runs = await asyncio.gather(*(one(item) for item in items))
+    async def restart_store(at_s: float, action: Callable[[], None]) -> None:
+        await asyncio.sleep(at_s)
+        print(f"   restarting the budget store at {time.monotonic() - t0:.1f} s", flush=True)
+        await asyncio.to_thread(action)
+
+    runs_task = asyncio.gather(*(one(item) for item in items))
+    if restart is not None:
+        restarter = asyncio.create_task(restart_store(*restart))
+    runs = await runs_task
+    if restart is not None:
+        await restarter
     return list(runs), time.monotonic() - t0
+
+
+# What a setting's `service` may change in the fake; every drain starts from these.
+SERVICE_DEFAULTS: dict[str, Any] = {"spikes": [], "rates": {}, "token_bias": 0.0,
+                                    "token_spread": 0.0, "seed": 0}  # fmt: skip
 
 
 def run_setting(
@@ -251,16 +318,25 @@ def run_setting(
     out: Path,
     laid: dict[str, images.Image],
     window_s: int,
+    store: RedisServer | None = None,
 ) -> Setting:
+    fake.configure(**{**SERVICE_DEFAULTS, **setting.service})
     fake.reset()
+    items = setting.items or items
     print(f"== {setting.label}: {len(items)} analyses ...", flush=True)
     folder = out / slug(setting.label)
-    runs, drain_s = asyncio.run(drain(items, setting.env, folder, laid))
+    restart = (
+        (setting.restart_at_s, store.restart)
+        if setting.restart_at_s is not None and store is not None
+        else None
+    )
+    runs, drain_s = asyncio.run(drain(items, setting.env, folder, laid, restart))
     stats = fake.stats
     setting.runs, setting.drain_s = runs, drain_s
     setting.fake = {
         "generate_calls": stats["calls"].get("generate", 0),
         "quota_429": stats["quota_rejections"],
+        "injected_429": stats["outcomes"].get("429", 0),
         "prompt_tokens": stats["prompt_tokens"],
         "max_in_flight": stats["max_in_flight"],
     }
@@ -317,6 +393,52 @@ def tokens_estimate(minutes: int) -> int:
     return minutes * 60 * TOKENS_PER_SECOND
 
 
+def tokens_bound(items: list[Item], window_s: int) -> float:
+    """The drain's token bound before it runs (scaled seconds), from the recordings' length."""
+    return sum(tokens_estimate(item.minutes) for item in items) / TRUE_TPM * window_s
+
+
+def predicted_vs_measured(setting: Setting, window_s: int) -> dict[str, Any]:
+    """What terraform/modules/capacity predicts for the proctor videos of this drain (the
+    same caps, weights, quota and recording profile; tokens per second of video as the
+    runs measured them, the minutes of one unhindered analysis modelled from its
+    preparation and two waves of calls), against when the last one finished."""
+    scale = window_s / 60
+    call_s = LATENCY_S + LATENCY_PER_1K_S * SEGMENT_SECONDS * TOKENS_PER_SECOND / 1000
+    workloads: dict[str, Any] = {}
+    for kind, name, cap in (
+        ("task", "task-analyzer", K_TASK),
+        ("proctor", "proctor-video", K_PROCTOR),
+    ):
+        runs = [r for r in setting.runs if r.kind == kind]
+        seconds = sum(r.minutes * 60 for r in runs)
+        workloads[name] = {
+            "max_concurrent": cap, "vcpu": 1, "memory_mib": 2048,
+            "avg_recording_minutes": seconds / 60 / len(runs),
+            "segment_seconds": SEGMENT_SECONDS,
+            "tokens_per_second": sum(r.input_tokens for r in runs) / seconds,
+            "tokens_per_call_overhead": 0,
+            "map_concurrency": 64,
+            "seconds_per_call": call_s,
+            "overhead_minutes": statistics.mean(r.prep_s for r in runs) / scale / 60,
+            "batch_size": len(runs),
+        }  # fmt: skip
+    plan = capacity.evaluate(
+        None,
+        {"workloads": workloads, "gemini_project_rpm": TRUE_RPM, "gemini_project_tpm": TRUE_TPM},
+    ).plan
+    assert plan is not None, "the capacity module refused the mixed drain's workloads"
+    predicted = plan["drain"]["proctor-video"]["hours"] * 3600 * scale
+    measured = max(r.finished_s for r in setting.runs if r.kind == "proctor")
+    return {
+        "proctor_predicted_s": round(predicted, 1),
+        "proctor_measured_s": round(measured, 1),
+        "error": round(predicted / measured - 1, 3),
+        "binding": plan["drain"]["proctor-video"]["binding"],
+        "shares_tpm": plan["gemini_shares"],
+    }
+
+
 def lone_bound(run: Run, window_s: int) -> float:
     """Its own quota bound plus the time it spends outside the quota: preparation, one MAP
     call's service latency (the last wave), REDUCE."""
@@ -329,7 +451,7 @@ def lone_bound(run: Run, window_s: int) -> float:
 def metrics(setting: Setting, window_s: int, longest_alone_s: float) -> dict[str, Any]:
     runs, fake = setting.runs, setting.fake
     tokens = fake["prompt_tokens"]
-    ok_calls = fake["generate_calls"] - fake["quota_429"]
+    ok_calls = fake["generate_calls"] - fake["quota_429"] - fake["injected_429"]
     bound = max(tokens / TRUE_TPM * window_s, ok_calls / TRUE_RPM * window_s, longest_alone_s)
     statuses: dict[str, int] = {}
     for run in runs:
@@ -344,6 +466,11 @@ def metrics(setting: Setting, window_s: int, longest_alone_s: float) -> dict[str
         "generate_calls": fake["generate_calls"],
         "quota_429": fake["quota_429"],
         "quota_429_rate": round(fake["quota_429"] / max(1, fake["generate_calls"]), 4),
+        "injected_429": fake["injected_429"],
+        "all_429_rate": round(
+            (fake["quota_429"] + fake["injected_429"]) / max(1, fake["generate_calls"]), 4
+        ),
+        "longest_gap_s": round(max((r.longest_gap_s for r in runs), default=0.0), 1),
         "input_tokens": tokens,
         "slowest_wait_s": round(max((r.waited_max_s for r in runs), default=0.0), 1),
         "first_report_s": round(min((r.finished_s for r in runs), default=0.0), 1),
@@ -383,16 +510,17 @@ def table(rows: list[dict[str, Any]], window_s: int) -> list[str]:
         return f"{seconds * 60 / window_s / 60:.1f}"
 
     lines = [
-        "| setting | drain (real min) | bound | efficiency | 429s / calls | slowest wait "
-        "| first report | all complete? |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| setting | drain (real min) | bound | efficiency | quota 429s / calls | injected "
+        "429s | slowest wait | longest without admission | first report | all complete? |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         complete = r["statuses"].get("complete", 0) == r["analyses"]
         lines.append(
             f"| {r['label']} | {r['drain_s']} s ({m(r['drain_s'])}) | {r['bound_s']} s "
             f"({m(r['bound_s'])}) | **{r['efficiency']}** | {r['quota_429']} / "
-            f"{r['generate_calls']} ({r['quota_429_rate']:.1%}) | {r['slowest_wait_s']} s "
+            f"{r['generate_calls']} ({r['quota_429_rate']:.1%}) | {r.get('injected_429', 0)} "
+            f"| {r['slowest_wait_s']} s | {r.get('longest_gap_s', 0.0)} s "
             f"| {r['first_report_s']} s | {'yes' if complete else r['statuses']} |"
         )
     return lines
@@ -412,10 +540,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else set(SETTING_KEYS)
+    if args.quick and not args.only:
+        only = {"shared"}
     if unknown := only - set(SETTING_KEYS):
         parser.error(f"--only: unknown setting(s) {sorted(unknown)}; known: {SETTING_KEYS}")
-    if args.quick and args.only:
-        parser.error("--only selects settings of the full workload; --quick runs its own")
+    if args.quick and only & {"lone", "lone-static", "mixed", "real-size"}:
+        parser.error("--quick runs drains of the quick workload: no lone, mixed or real-size")
     window = args.window
     scale = window / 60
     started = time.monotonic()
@@ -426,6 +556,13 @@ def main() -> None:
     )
     items = workload(task_m, proctor_m)
     lone = workload([LONE_MINUTES], [])
+    mixed = workload(MIXED_TASK_MINUTES, MIXED_PROCTOR_MINUTES) if "mixed" in only else []
+    real = (
+        workload([m for m, _ in REAL_TASK], REAL_PROCTOR_MINUTES,
+                 task_sizes=[size for _, size in REAL_TASK], real_size=True)
+        if "real-size" in only
+        else []
+    )  # fmt: skip
     print(f"inputs ready in {time.monotonic() - started:.0f} s", flush=True)
     fake_config = {
         "quota_rpm": TRUE_RPM,
@@ -433,12 +570,15 @@ def main() -> None:
         "quota_window_s": float(window),
         "latency_s": LATENCY_S * scale,
         "latency_per_1k_tokens_s": LATENCY_PER_1K_S * scale,
+        # The service's 429s: a coarse retryDelay on the quota's, and this one on its own.
+        "retry_delay_step_s": RETRY_DELAY_STEP_S * scale,
+        "retry_delay": f"{SPURIOUS_RETRY_DELAY_S * scale:g}s",
     }
     rows: list[dict[str, Any]] = []
     lone_rows: list[dict[str, Any]] = []
     runtime = images.runtime(as_image_user=False)
     with (
-        RedisServer() as redis_server,
+        RedisServer.as_shipped(Tls.make(CACHE / "tls")) as redis_server,
         FakeGemini(**fake_config) as fake,
         tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp,
         contextlib.ExitStack() as stack,
@@ -447,25 +587,50 @@ def main() -> None:
         out = args.keep or Path(tmp)
         base = base_env(fake, window)
         shared = Setting("shared budget", shared_env(base, redis_server.uri))
-        if args.quick:
-            drains = [shared]
-        else:
-            every = {
-                "decision": Setting(
-                    "decision record (12, MAP 1, static shares)", static_env(base, 1)
-                ),
-                "defaults": Setting("today's defaults (MAP 4, static shares)", static_env(base, 4)),
-                "shared": shared,
-                "shared-2x": Setting(
-                    "shared budget at 2x the true quota",
-                    shared_env(base, redis_server.uri, factor=2),
-                ),
-            }
-            drains = [setting for key, setting in every.items() if key in only]
+        # Every setting, then those asked for.
+        every = {
+            "decision": Setting("decision record (12, MAP 1, static shares)", static_env(base, 1)),
+            "defaults": Setting("today's defaults (MAP 4, static shares)", static_env(base, 4)),
+            "shared": shared,
+            "shared-2x": Setting(
+                "shared budget at 2x the true quota",
+                shared_env(base, redis_server.uri, factor=2),
+            ),
+            # The service's own 429s and its token count, against the shared budget.
+            "spike": Setting(
+                "shared, one spurious 429 in the first minute",
+                shared.env,
+                service={"spikes": [{"at_s": 0.4 * window, "count": 1}]},
+            ),
+            "random": Setting(
+                "shared, 1% random spurious 429s", shared.env, service={"rates": {"429": 0.01}}
+            ),
+            "spread": Setting(
+                "shared, token counts off by up to 20% both ways",
+                shared.env,
+                service={"token_spread": 0.2, "seed": 11},
+            ),
+            "restart": Setting(
+                "shared, the store restarts empty mid-drain",
+                shared.env,
+                restart_at_s=RESTART_AT * tokens_bound(items, window),
+            ),
+            "mixed": Setting(
+                "mixed: 5 x 60-min tasks and 6 x 30-min proctor videos, both quota-bound",
+                shared.env,
+                items=mixed,
+            ),
+            "real-size": Setting(
+                "shared, real-size recordings (720p/1080p screens, 640x480 webcam)",
+                shared.env,
+                items=real,
+            ),
+        }
+        drains = [setting for key, setting in every.items() if key in only]
         # The lone 60-minute analysis: the shared budget's first (its measured time is also
         # the bound's "longest analysis alone" term for every setting).
         lone_settings: list[Setting] = []
-        if not args.quick:  # quick mode: the shared drain only
+        if not args.quick:  # quick mode: drains only
             lone_settings = [
                 setting
                 for key, setting in {
@@ -494,15 +659,19 @@ def main() -> None:
             else 0.0
         )
         for setting in drains:
-            run_setting(setting, items, fake, out, laid, window)
-            rows.append(metrics(setting, window, longest_alone))
+            run_setting(setting, items, fake, out, laid, window, redis_server)
+            own = setting.items is not None  # its own workload: no shared "alone" term
+            rows.append(metrics(setting, window, 0.0 if own else longest_alone))
+            if setting.items is mixed and mixed:
+                rows[-1]["prediction"] = predicted_vs_measured(setting, window)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        picked = "-".join(key for key in SETTING_KEYS if key in only)
         mode = (
-            "quick"
+            ("quick" if only == {"shared"} else f"quick-{picked}")
             if args.quick
             else "full"
             if only == set(SETTING_KEYS)
-            else "-".join(key for key in SETTING_KEYS if key in only)
+            else picked
         )
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -593,7 +762,8 @@ def dashboard_table(rows: list[dict[str, Any]]) -> list[str]:
 def command(args: argparse.Namespace) -> str:
     window = f" --window {args.window}" if args.window != 30 else ""
     if args.quick:
-        return f"bench/bench_drain.py --quick{window}"
+        only = f" --only {args.only}" if args.only else ""
+        return f"bench/bench_drain.py --quick{only}{window}"
     if args.only or window:
         only = f" --only {args.only}" if args.only else ""
         return f"bench/bench_drain.py{only}{window}"

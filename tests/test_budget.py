@@ -116,9 +116,10 @@ def test_the_window_is_kept_a_margin_longer_than_the_quotas_minute() -> None:
         return second.granted_at - first.granted_at
 
     # A call reaching the service later than it was admitted never meets the previous
-    # window's calls still counted there: 1 s of a 60-s minute, 0.5 s of a scaled 30-s one.
+    # window's calls still counted there: 1 s, at most 1/30 of a time-scaled window.
     assert 61.0 <= run(scenario(60)) < 61.1
-    assert 30.5 <= run(scenario(30)) < 30.6
+    assert 31.0 <= run(scenario(30)) < 31.1
+    assert 6.2 <= run(scenario(6)) < 6.3
 
 
 class VirtualClock:

@@ -30,9 +30,10 @@ requests and tokens, under the learnt ceiling, after the pause, at the pace.
 - **Pace.** With a shared store consecutive admissions are spaced at `PACE_BURST` x the
   ceiling's mean rate, so a freed window is not refilled in one burst the service would
   meet all at once.
-- **Margin.** The window is kept `WINDOW_MARGIN` of itself longer than the quota's minute
-  (1 s of 60): a call reaches the service a little after it was admitted. It scales with
-  the window, so a time-scaled benchmark does not keep a margin the size of a second.
+- **Margin.** The window is kept `WINDOW_MARGIN_SECONDS` longer than the quota's minute: a
+  call reaches the service a little after it was admitted (the request's upload, a busy
+  CPU), and the service counts it from then. A time-scaled window of a few seconds keeps at
+  most 1/30 of itself.
 - **A store that lost its keys** (restart, failover) shows a new epoch: every container
   puts back its own calls still in the window, at their own times, so the fleet's window
   is whole again but for the calls of containers that have since finished. The 429s that
@@ -72,7 +73,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 WINDOW_SECONDS = 60
-WINDOW_MARGIN = 1 / 60
+WINDOW_MARGIN_SECONDS = 1.0
 # Ceiling on one container's in-flight MAP calls when the budget would admit more.
 MAX_IN_FLIGHT = 64
 STORE_GRACE_SECONDS = 30.0
@@ -212,7 +213,7 @@ class Budget:
         self._default = limits
         self._model_limits = dict(model_limits or {})
         self.window_s = int(window_s)
-        margin = self.window_s * WINDOW_MARGIN if margin_s is None else float(margin_s)
+        margin = min(WINDOW_MARGIN_SECONDS, self.window_s / 30) if margin_s is None else margin_s
         self._kept_s = self.window_s + margin  # see the module doc
         self._clock = clock
         self._sleep = sleep
