@@ -223,8 +223,9 @@ async def _drain_two_kinds(
 
     async def keep_asking(name: str, budget: Budget) -> None:
         while time.time() < deadline:
-            await budget.acquire(tokens, model=MODEL)
-            admitted[name] += tokens
+            lease = await budget.acquire(tokens, model=MODEL)
+            if lease.granted_at < deadline:  # calls still waiting at the end do not count
+                admitted[name] += tokens
 
     workers = [keep_asking(n, b) for n, b in kinds.items() for _ in range(4)]
     await asyncio.wait_for(asyncio.gather(*workers), seconds + 5)
@@ -235,9 +236,9 @@ async def _drain_two_kinds(
 def test_the_kinds_share_the_window_by_weight(server: RedisServer) -> None:
     """Both kinds always waiting: tokens go 3:1 by weight, not all to the older analysis
     (strict priority gave the task analyses everything)."""
-    admitted = run(_drain_two_kinds(server.uri, weights=(3.0, 1.0), seconds=4.0))
+    admitted = run(_drain_two_kinds(server.uri, weights=(3.0, 1.0), seconds=3.0))
     total = sum(admitted.values())
-    assert total >= 3500  # ~1000 tokens per 1-s window, four windows
+    assert total >= 2500  # ~1000 tokens per 1-s window, three windows
     assert admitted["proctor_video"] / total == pytest.approx(0.25, abs=0.05), admitted
 
 
@@ -245,11 +246,11 @@ def test_a_kind_that_waited_for_nothing_gets_no_credit_for_it(server: RedisServe
     async def scenario() -> dict[str, int]:
         now = time.time()
         task = container(server.uri, window_s=1, kind="task_analysis", submitted_at=now - 100)
-        for _ in range(20):  # tasks alone for two windows: all of the window is theirs
+        for _ in range(15):  # tasks alone for a window and a half: all of it is theirs
             await task.acquire(100, model=MODEL)
         await task.aclose()
         # Then both wait, at equal weights: half each from now on, not proctor first until
-        # it has "caught up" on the tasks' 2000 tokens.
+        # it has "caught up" on the tasks' 1500 tokens.
         return await _drain_two_kinds(server.uri, weights=(1.0, 1.0), seconds=2.0)
 
     admitted = run(scenario())
@@ -268,7 +269,7 @@ def test_aging_bounds_the_wait_of_a_younger_analysis(server: RedisServer) -> Non
             for i in range(5)
         ]
         younger = container(server.uri, window_s=1, aging_windows=1, submitted_at=now)
-        stop = time.time() + 4.0
+        stop = time.time() + 3.0
 
         async def keep_asking(budget: Budget) -> None:
             while time.time() < stop:
@@ -401,6 +402,7 @@ def test_the_checks_script_is_refused_to_a_user_without_the_budgets_rights(
         open_budget(Settings.from_env({**BASE_ENV, "GEMINI_BUDGET_URI": uri}))
 
 
+@pytest.mark.slow
 def test_a_sharded_cluster_works_through_a_cluster_uri_and_is_refused_without(tls: Tls) -> None:
     with sharded_cluster(3, tls=tls, user=terraform_acl()) as nodes:
         slot_owner = _node_for_budget_keys(nodes)
@@ -455,6 +457,7 @@ def test_a_dead_containers_place_in_line_expires(server: RedisServer) -> None:
     assert run(scenario()) == ("crashed", "alive")
 
 
+@pytest.mark.slow
 def test_a_store_down_longer_than_the_grace_does_not_fail_the_waiting_calls(
     tls: Tls,
 ) -> None:
@@ -487,6 +490,36 @@ def test_a_store_down_longer_than_the_grace_does_not_fail_the_waiting_calls(
         assert tokens == 200 + 250 + 10  # its calls were handed back to the store
 
 
+@pytest.mark.slow
+def test_after_losing_its_keys_the_store_gets_back_the_calls_and_the_learnt_ceiling(
+    tls: Tls,
+) -> None:
+    with RedisServer.as_shipped(tls) as own:
+
+        async def scenario() -> tuple[tuple[int, int], int]:
+            budget = container(own.uri, window_s=10)  # calls paced 1-2 s apart
+            await budget.acquire(600, model=MODEL)
+            refused = await budget.acquire(350, model=MODEL)
+            await budget.pause(MODEL, 0.0, refused=refused)  # 600 held... a suspicion only
+            await budget.acquire(350, model=MODEL)
+            await budget.pause(MODEL, 0.0)  # 950 held: a full window, the ceiling is 855
+            await asyncio.to_thread(own.restart)
+            # The next turn notices the new epoch; the call then waits: 950 + 10 > 855.
+            waiting = asyncio.create_task(budget.acquire(10, model=MODEL))
+            await asyncio.sleep(1.0)
+            window = await budget.in_window(MODEL)
+            ceiling = (await budget.state(MODEL)).ceiling_tokens
+            assert not waiting.done()
+            waiting.cancel()
+            await budget.aclose()
+            return window, ceiling
+
+        window, ceiling = run(scenario())
+    assert window == (2, 950)  # its two calls, at their own times
+    assert ceiling == 855  # and the ceiling it had learnt
+
+
+@pytest.mark.slow
 def test_a_store_that_loses_its_keys_mid_drain_does_not_collapse(
     tls: Tls, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -546,6 +579,7 @@ class _Note(BaseModel):
     summary: str
 
 
+@pytest.mark.slow
 def test_a_budget_twice_the_real_quota_meets_few_429s(server: RedisServer) -> None:
     """Another client on the key: the fleet's budget is twice what the service grants. Three
     "containers" (each its own client and store connections) drain 40 calls; the 429s teach

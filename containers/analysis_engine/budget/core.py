@@ -36,7 +36,8 @@ requests and tokens, under the learnt ceiling, after the pause, at the pace.
   most 1/30 of itself.
 - **A store that lost its keys** (restart, failover) shows a new epoch: every container
   puts back its own calls still in the window, at their own times, so the fleet's window
-  is whole again but for the calls of containers that have since finished. The 429s that
+  is whole again but for the calls of containers that have since finished, and the first
+  to notice puts back the ceiling it had learnt. The 429s that
   this gap can cause are not our share (the window looks emptier than the service's), so
   they pause, never lower the ceiling.
 - **A store that is down** for longer than `store_grace_s` does not fail the waiting calls:
@@ -230,6 +231,7 @@ class Budget:
         self._lines: dict[str, _Line] = {}
         self._log: dict[str, LeaseRecord] = {}  # this container's leases, oldest first
         self._seen: dict[str, Admission] = {}  # the last turn at the shared store, per model
+        self._ceiling_seen: dict[str, float] = {}  # the ceiling as last seen, per model
         self._local_pauses: dict[str, float] = {}
         self._fallback: MemoryStore | None = None
         self._failing_since: float | None = None
@@ -301,6 +303,7 @@ class Budget:
                     window_s=self._kept_s,
                 )
                 if await store.update_ceiling(model, ceiling, snap.ceiling_version, until, reason):
+                    self._ceiling_seen[model] = ceiling.tokens
                     break
         except Exception as exc:  # the pause above still holds this container
             log.warning("could not share a Gemini 429 pause: %s", _short(exc))
@@ -488,10 +491,17 @@ class Budget:
             await self._store_failed(model, exc, now)
             return None
         self._failing_since = None
-        self._seen[model] = admission
         if self._epoch is not None and admission.epoch != self._epoch:
+            # The turn admitted nothing the store had lost (it counted a window without this
+            # container's calls): give the call back, restore, and take the turn again.
+            if admission.admitted:
+                await self._store.refund(model, lease)
+            self._epoch = admission.epoch
             await self._restore_lost_state(admission.epoch, now)
+            return await self._turn(model, waiter, lease, self._clock())
         self._epoch = admission.epoch
+        self._seen[model] = admission
+        self._ceiling_seen[model] = admission.ceiling_tokens
         return admission
 
     async def _store_failed(self, model: str, exc: BaseException, now: float) -> None:
@@ -542,6 +552,9 @@ class Budget:
         self._trim_log(now)
         try:
             restored = await self._store.restore(list(self._log.values()), now, self._kept_s)
+            for model, tokens in self._ceiling_seen.items():  # a learnt ceiling is kept
+                if tokens < self.limits_for(model).tpm:  # (version 0: the first container's)
+                    await self._store.update_ceiling(model, law.Ceiling(tokens, now), 0, 0.0, "")
         except Exception as exc:
             log.warning("could not restore the budget store's window: %s", _short(exc))
             return
