@@ -89,10 +89,13 @@ FULL_PROCTOR_MINUTES = [15, 15, 15]
 QUICK_TASK_MINUTES = [10, 20, 30, 45, 30]
 QUICK_PROCTOR_MINUTES = [20]
 LONE_MINUTES = 60
-# The mixed drain, quota-bound for both kinds at once: 30-minute proctor videos (each
+# The mixed drain, quota-bound for both kinds at once: 45-minute proctor videos (each
 # container alone asks more than the proctor kind's half of the quota) beside long tasks.
 MIXED_TASK_MINUTES = [60] * 5
-MIXED_PROCTOR_MINUTES = [30] * 6
+MIXED_PROCTOR_MINUTES = [45] * 6
+# Its caps: still 12 analyses at once, a third of them proctor videos (so that while one is
+# preparing the others keep the kind's share of the quota busy).
+MIXED_CAPS = (8, 4)
 # Real-size recordings (preprocessing and upload count): screenshares at 720p and 1080p,
 # 30 fps; webcams at 640x480, 15 fps.
 REAL_TASK = [(10, "1280x720"), (20, "1920x1080"), (30, "1280x720"), (45, "1920x1080")]
@@ -156,8 +159,10 @@ class Setting:
     drain_s: float = 0.0
     # How the fake behaves on top of the quota (spikes, random 429s, token spread).
     service: dict[str, Any] = field(default_factory=dict)
-    # Its own workload (else the common one), and when to restart the store (scaled s).
+    # Its own workload (else the common one) and caps (task, proctor), and when to restart
+    # the store (scaled s).
     items: list[Item] | None = None
+    caps: tuple[int, int] = (K_TASK, K_PROCTOR)
     restart_at_s: float | None = None
     # The CloudWatch dashboard's figures, computed from the EMF lines the containers printed.
     dashboard: dict[str, Any] = field(default_factory=dict)
@@ -284,8 +289,9 @@ async def drain(
     out: Path,
     laid: dict[str, images.Image],
     restart: tuple[float, Callable[[], None]] | None = None,
+    limits: tuple[int, int] = (K_TASK, K_PROCTOR),
 ) -> tuple[list[Run], float]:
-    caps = {"task": asyncio.Semaphore(K_TASK), "proctor": asyncio.Semaphore(K_PROCTOR)}
+    caps = {"task": asyncio.Semaphore(limits[0]), "proctor": asyncio.Semaphore(limits[1])}
     t0 = time.monotonic()
 
     async def one(item: Item) -> Run:
@@ -330,7 +336,7 @@ def run_setting(
         if setting.restart_at_s is not None and store is not None
         else None
     )
-    runs, drain_s = asyncio.run(drain(items, setting.env, folder, laid, restart))
+    runs, drain_s = asyncio.run(drain(items, setting.env, folder, laid, restart, setting.caps))
     stats = fake.stats
     setting.runs, setting.drain_s = runs, drain_s
     setting.fake = {
@@ -402,13 +408,15 @@ def predicted_vs_measured(setting: Setting, window_s: int) -> dict[str, Any]:
     """What terraform/modules/capacity predicts for the proctor videos of this drain (the
     same caps, weights, quota and recording profile; tokens per second of video as the
     runs measured them, the minutes of one unhindered analysis modelled from its
-    preparation and two waves of calls), against when the last one finished."""
+    preparation and two waves of calls), against when the last one finished. The module's
+    drain is the steady state (batch / rate); a drain that starts from nothing first spends
+    one preparation (the module's overhead_minutes) before its first call, added here."""
     scale = window_s / 60
     call_s = LATENCY_S + LATENCY_PER_1K_S * SEGMENT_SECONDS * TOKENS_PER_SECOND / 1000
     workloads: dict[str, Any] = {}
     for kind, name, cap in (
-        ("task", "task-analyzer", K_TASK),
-        ("proctor", "proctor-video", K_PROCTOR),
+        ("task", "task-analyzer", setting.caps[0]),
+        ("proctor", "proctor-video", setting.caps[1]),
     ):
         runs = [r for r in setting.runs if r.kind == kind]
         seconds = sum(r.minutes * 60 for r in runs)
@@ -428,7 +436,8 @@ def predicted_vs_measured(setting: Setting, window_s: int) -> dict[str, Any]:
         {"workloads": workloads, "gemini_project_rpm": TRUE_RPM, "gemini_project_tpm": TRUE_TPM},
     ).plan
     assert plan is not None, "the capacity module refused the mixed drain's workloads"
-    predicted = plan["drain"]["proctor-video"]["hours"] * 3600 * scale
+    fill_min = workloads["proctor-video"]["overhead_minutes"]
+    predicted = (plan["drain"]["proctor-video"]["hours"] * 60 + fill_min) * 60 * scale
     measured = max(r.finished_s for r in setting.runs if r.kind == "proctor")
     return {
         "proctor_predicted_s": round(predicted, 1),
@@ -616,9 +625,10 @@ def main() -> None:
                 restart_at_s=RESTART_AT * tokens_bound(items, window),
             ),
             "mixed": Setting(
-                "mixed: 5 x 60-min tasks and 6 x 30-min proctor videos, both quota-bound",
+                "mixed: 5 x 60-min tasks, 6 x 45-min proctor videos, both quota-bound",
                 shared.env,
                 items=mixed,
+                caps=MIXED_CAPS,
             ),
             "real-size": Setting(
                 "shared, real-size recordings (720p/1080p screens, 640x480 webcam)",
