@@ -559,9 +559,9 @@ class Budget:
             log.warning("could not restore the budget store's window: %s", _short(exc))
             return
         log.warning(
-            "Gemini budget store lost its state (new epoch %s): restored %d call(s) of this "
-            "container still in the window",
-            epoch[:8], restored,
+            "Gemini budget store lost its state (new epoch %s): this container's %d call(s) "
+            "still in the window are back in it (%d put back now, the others as they ended)",
+            epoch[:8], len(self._log), restored,
         )  # fmt: skip
 
     def _remember(self, record: LeaseRecord) -> None:

@@ -24,6 +24,8 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from analysis_engine.budget import law
 from analysis_engine.budget.store import (
@@ -341,6 +343,13 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
+def _retry() -> Retry:
+    """One quick retry (a pooled connection the store closed while restarting), then the
+    error: the budget's own loop waits and retries, and its grace decides (redis-py's
+    default, three retries backing off to 10 s, held a turn for 15 s)."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1)
+
+
 class RedisStore:
     """`redis://`, `rediss://` (one endpoint) or `redis+cluster://`, `rediss+cluster://` (a
     sharded cluster, through redis-py's cluster client): shared by every container."""
@@ -349,12 +358,11 @@ class RedisStore:
 
     def __init__(self, uri: str) -> None:
         plain, cluster = _plain_uri(uri)
+        options = {**_OPTIONS, "decode_responses": True, "retry": _retry()}
         if cluster:
-            self._redis: Any = redis.asyncio.cluster.RedisCluster.from_url(
-                plain, decode_responses=True, **_OPTIONS
-            )
+            self._redis: Any = redis.asyncio.cluster.RedisCluster.from_url(plain, **options)
         else:
-            self._redis = redis.asyncio.Redis.from_url(plain, decode_responses=True, **_OPTIONS)
+            self._redis = redis.asyncio.Redis.from_url(plain, **options)
         scripts = {
             "admit": _ADMIT,
             "snapshot": _SNAPSHOT,
