@@ -10,10 +10,11 @@ keys). Only the window we charged when the service said "full" tells them apart:
   (multiplicative decrease, as TCP's AIMD): to no less than 0.81 of where it was.
 - **A meaningful share, not full** (`SHARE x ceiling <= window < FULL x ceiling`): the quota
   may be below the ceiling, or the refusal was a fluke. The first such 429 only marks the
-  level (`suspect`) and pauses; a call answered after being admitted into at least that
-  much clears the mark (the quota is above it); a second 429 in a later episode of the
-  same run (before a quiet window) with the mark still set confirms it: the ceiling drops
-  to `BACKOFF x` the larger of the two levels.
+  level (`suspect`) and pauses; a call answered after being admitted into `CLEARS x` that
+  much clears the mark (the quota is above it; the margin is for the budget's window being
+  a little longer than the service's); a second 429 in a later episode of the same run
+  (before a quiet window) with the mark still set confirms it: the ceiling drops to
+  `BACKOFF x` the larger of the two levels.
 
 "The window" is what the service held when it refused: the calls admitted before the
 refused one and still counted (calls it refused as well are not; calls sent after it had
@@ -41,6 +42,7 @@ from typing import Literal
 FULL = 0.9  # of the ceiling in our window: we held all we thought we had
 SHARE = 0.25  # of the ceiling: below it the refusal was not about our share
 BACKOFF = 0.9  # x the tokens the service admitted when it said "full"
+CLEARS = 1.1  # x a suspected level: a call answered above it clears the suspicion
 STEP = 0.05  # x the limit, per quiet window
 FLOOR = 0.05  # x the limit: never so low that nothing but oversized calls fit
 WARN_STREAK = 3  # 429 episodes in a run not about our share: say the quota looks smaller

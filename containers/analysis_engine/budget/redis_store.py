@@ -225,11 +225,11 @@ return 1
 # Re-size a lease (restoring it at its own time if the store lost it); an answered call
 # clears a suspicion at or below the window it was admitted into (see law).
 # KEYS: window, tokens, state. ARGV: lease, tokens, admitted_at, now, window_s, ttl, model,
-# window_before.
+# window_before, clears.
 _SETTLE = """
 local m = ARGV[7]
 local suspect = tonumber(redis.call('hget', KEYS[3], m .. ':suspect')) or 0
-if suspect > 0 and suspect <= tonumber(ARGV[8]) then
+if suspect > 0 and suspect * tonumber(ARGV[9]) <= tonumber(ARGV[8]) then
   redis.call('hset', KEYS[3], m .. ':suspect', 0)
   redis.call('hincrby', KEYS[3], m .. ':version', 1)
 end
@@ -443,7 +443,7 @@ class RedisStore:
 
     async def settle(self, record: LeaseRecord, tokens: int, now: float, window_s: float) -> None:
         args = [record.lease, int(tokens), repr(record.admitted_at), repr(now), repr(window_s)]
-        args += [KEY_TTL_SECONDS, record.model, int(record.window_before)]
+        args += [KEY_TTL_SECONDS, record.model, int(record.window_before), repr(law.CLEARS)]
         await self._run("settle", [*_keys(record.model)[:2], _state_key()], args)
 
     async def refund(self, model: str, lease: str) -> int:

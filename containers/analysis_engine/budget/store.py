@@ -223,7 +223,7 @@ class MemoryStore:
     async def settle(self, record: LeaseRecord, tokens: int, now: float, window_s: float) -> None:
         state = self._model(record.model)
         suspect = state.ceiling.suspect if state.ceiling is not None else 0.0
-        if state.ceiling is not None and 0 < suspect <= record.window_before:
+        if state.ceiling is not None and 0 < suspect * law.CLEARS <= record.window_before:
             state.ceiling = replace(state.ceiling, suspect=0.0)
             state.version += 1
         if record.lease in state.tokens:
