@@ -218,8 +218,10 @@ bench-map: install
 	$(BIN)/python bench/bench_map.py --append
 
 # Drain: a fleet of real containers through ONE Gemini project quota (fake Gemini enforcing
-# it, a real redis-server as the shared budget store): the decision record's setting, today's
-# defaults and the shared budget on one workload (~40 min; time scaled, see the script).
+# it, a real redis-server as the shared budget store, TLS + ACL + cluster mode): the decision
+# record's setting, today's defaults and the shared budget on one workload, the shared budget
+# against the service's own 429s, token spread and a store restart, a mixed quota-bound
+# drain, real-size recordings (~90 min; time scaled, see the script).
 # Writes bench/results/drain-full.{json,png} and appends to bench/RESULTS.md. Quick check
 # (< 3 min, shared budget only): $(BIN)/python bench/bench_drain.py --quick
 bench-drain: install
