@@ -51,6 +51,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -58,13 +59,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devtools import capacity, emf
-from devtools import image as images
-from devtools.fake_gemini import FakeGemini
-from devtools.media import make_live_webcam, make_long_screenshare, split_clusters
-from devtools.redis_server import RedisServer, Tls
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO)]  # devtools: the repository's, not an installed package
+
+from devtools import capacity, emf  # noqa: E402
+from devtools import image as images  # noqa: E402
+from devtools.fake_gemini import FakeGemini  # noqa: E402
+from devtools.media import make_live_webcam, make_long_screenshare, split_clusters  # noqa: E402
+from devtools.redis_server import RedisServer, Tls  # noqa: E402
+
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 RESULTS_DIR = REPO / "bench" / "results"
 CACHE = Path(os.environ.get("BENCH_CACHE") or Path(tempfile.gettempdir()) / "analysis-bench-cache")
