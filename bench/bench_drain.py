@@ -673,8 +673,14 @@ def main() -> None:
         )
         for setting in drains:
             run_setting(setting, items, fake, out, laid, window, redis_server)
-            own = setting.items is not None  # its own workload: no shared "alone" term
-            rows.append(metrics(setting, window, 0.0 if own else longest_alone))
+            # Its own workload: the "longest analysis alone" term is its slowest run's own
+            # bound (its tokens at the whole quota, plus its preparation, one call, REDUCE).
+            alone = (
+                max(lone_bound(run, window) for run in setting.runs)
+                if setting.items is not None
+                else longest_alone
+            )
+            rows.append(metrics(setting, window, alone))
             if setting.items is mixed and mixed:
                 rows[-1]["prediction"] = predicted_vs_measured(setting, window)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
