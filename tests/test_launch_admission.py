@@ -12,7 +12,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import FakeDiscord, start_fake_discord
+from conftest import SETTINGS_ENV, FakeDiscord, start_fake_discord, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
@@ -51,13 +51,18 @@ def discord(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeDis
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # ecs mode: every setting comes from the document Terraform writes (here through the
+    # environment secrets backend, as AIRFLOW_VAR_ANALYSIS_PIPELINE_SETTINGS).
+    settings = terraform_settings(
+        ALLOWED_INPUT_PREFIXES="s3://recordings/uploads/",
+        RESULTS_URI="s3://results/",
+        ANALYSIS_ECS_SUBNETS="subnet-1",
+    )
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "ALLOWED_INPUT_PREFIXES": "s3://recordings/uploads/",
-        "RESULTS_URI": "s3://results/",
-        "ANALYSIS_ECS_SUBNETS": "subnet-1",
+        SETTINGS_ENV: json.dumps(settings),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
     }.items():
         monkeypatch.setenv(name, value)
