@@ -416,3 +416,17 @@ def test_one_segment_plan_gives_one_file(tmp_path: Path, gop: float | None) -> N
     out = media.cut_segments(path, plan, tmp_path / "segs", info=info)
     _assert_durations(out, plan)
     assert len(list((tmp_path / "segs").iterdir())) == 1
+
+
+def test_the_same_cut_is_the_same_bytes(sample_media: Make, tmp_path: Path) -> None:
+    """Segments carry no random UIDs: recorded model answers are replayed by request hash,
+    and an inline segment's bytes are part of that request."""
+    path = sample_media("cut-vp8.webm", duration=24, codec="vp8", gop_seconds=2)
+    info = media.probe(path)
+    plan = plan_segments(
+        duration_s=info.duration_s, keyframes=media.keyframe_times(path), target_seconds=8,
+        idle=[], min_idle_seconds=5,
+    )  # fmt: skip
+    first = media.cut_segments(path, plan, tmp_path / "a", info=info)
+    second = media.cut_segments(path, plan, tmp_path / "b", info=info)
+    assert [p.read_bytes() for p in first.values()] == [p.read_bytes() for p in second.values()]

@@ -81,7 +81,9 @@ def reencode_segment_argv(
 
 
 def _segment_opts(cut_times: Sequence[float], fmt: str) -> list[str]:
-    opts = ["-segment_format", fmt, "-reset_timestamps", "1"]
+    # bitexact: no random track/segment UIDs or muxer version strings, so the same cut of the
+    # same recording is the same bytes (recorded model answers replay by request hash).
+    opts = ["-fflags", "+bitexact", "-segment_format", fmt, "-reset_timestamps", "1"]
     if cut_times:
         opts += ["-segment_times", ",".join(f"{t:.3f}" for t in cut_times)]
     else:
