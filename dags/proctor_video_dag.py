@@ -7,7 +7,8 @@ seekable `video.webm`, evidence thumbnails and a proctoring report of timed even
 
 Steps: **validate** (params and non-empty chunk prefix) → **launch** (Fargate in `ecs`
 mode, a local process in `local` mode; waits in the `fargate_vcpu` pool behind task
-analyses) → **check_result** → **publish** (XCom summary; optional backend POST).
+analyses) → **check_result** → **publish** (XCom summary) → **report_outcome** (the outcome,
+whatever it is, as one signed callback to the backend; `docs/API.md`).
 
 Trigger with the attempt id as the run id so a repeated trigger is refused (task_analysis
 does this for proctored tasks). Runs beyond `MAX_CONCURRENT_PROCTOR_VIDEOS` wait queued.
@@ -22,6 +23,7 @@ import pendulum
 from airflow.sdk import dag
 
 from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
+from analysis_pipeline.callback.tasks import ReportOutcomeOperator
 from analysis_pipeline.config import levers_for
 from analysis_pipeline.launch.task import analysis_launch_task
 from analysis_pipeline.params import proctor_video_params
@@ -47,9 +49,13 @@ KIND = "proctor_video"
     doc_md=__doc__,
 )
 def proctor_video() -> None:
+    validated = validate_step(KIND)
     checked = check_result_step(KIND)
-    validate_step(KIND) >> analysis_launch_task(KIND) >> checked
-    publish_step(checked)
+    launched = analysis_launch_task(KIND)
+    validated >> launched >> checked
+    published = publish_step(checked)
+    # Whatever happened above, the backend learns the outcome (one signed callback).
+    [validated, launched, checked, published] >> ReportOutcomeOperator(kind=KIND)
 
 
 proctor_video_dag = proctor_video()

@@ -7,9 +7,13 @@ becomes `result.json` under `RESULTS_URI/task_analysis/<submission_id>/`.
 
 Steps: **validate** (params and recording exist, before any Fargate time) → **launch**
 (Fargate in `ecs` mode, a local process in `local` mode; waits in the `fargate_vcpu` pool)
-→ **check_result** → **publish** (XCom summary; POST to the `analysis_backend` HTTP
-connection when configured). With a `webcam_uri` the run also triggers `proctor_video`
-for the same id (run id = the submission id, so a repeat is skipped, never duplicated).
+→ **check_result** → **publish** (XCom summary) → **report_outcome** (runs whatever
+happened: the outcome, complete, partial or failed with its reason, goes to the backend as
+one HMAC-signed callback through the `analysis_callback` DAG, when the `analysis_backend`
+connection is configured; `docs/API.md`). With a `webcam_uri` the run also triggers `proctor_video`
+for the same id (run id `submission:<submission_id>`, so a repeat is skipped, never
+duplicated, and never mistaken for a test attempt's run; results under
+`task_analysis/<submission_id>/webcam/`).
 
 Trigger with the submission id as the run id so a repeated trigger is refused.
 Runs beyond `MAX_CONCURRENT_ANALYSES` wait queued. Failures alert Discord
@@ -21,13 +25,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag
 
 from analysis_pipeline.alerts.notifier import alert_on_analysis_failure
+from analysis_pipeline.callback.tasks import ReportOutcomeOperator
 from analysis_pipeline.config import levers_for
 from analysis_pipeline.launch.task import analysis_launch_task
 from analysis_pipeline.params import task_analysis_params
+from analysis_pipeline.proctoring import TriggerProctoring
 from analysis_pipeline.steps import (
     check_result_step,
     proctoring_requested,
@@ -57,19 +62,13 @@ KIND = "task_analysis"
 def task_analysis() -> None:
     validated = validate_step(KIND)
     checked = check_result_step(KIND)
-    validated >> analysis_launch_task(KIND) >> checked
-    publish_step(checked)
+    launched = analysis_launch_task(KIND)
+    validated >> launched >> checked
+    published = publish_step(checked)
+    # Whatever happened above, the backend learns the outcome (one signed callback).
+    [validated, launched, checked, published] >> ReportOutcomeOperator(kind=KIND)
 
-    trigger = TriggerDagRunOperator(
-        task_id="trigger_proctor_video",
-        trigger_dag_id="proctor_video",
-        trigger_run_id="{{ params.submission_id }}",
-        conf={"attempt_id": "{{ params.submission_id }}", "webcam_uri": "{{ params.webcam_uri }}"},
-        skip_when_already_exists=True,
-        # A paused proctor_video would leave the run queued silently forever: fail (and alert).
-        fail_when_dag_is_paused=True,
-        retries=1,
-    )
+    trigger = TriggerProctoring()
     proctoring_requested(validated) >> trigger
 
 

@@ -309,18 +309,16 @@ def test_validate_and_check_with_file_uris(tmp_path: Path, monkeypatch) -> None:
     assert steps.check_result("proctor_video", params)["status"] == "complete"
 
 
-def test_publish_only_posts_when_the_connection_exists(monkeypatch) -> None:
-    monkeypatch.delenv(f"AIRFLOW_CONN_{config.PUBLISH_CONN_ID.upper()}", raising=False)
-    summary = {"kind": "task_analysis", "analysis_id": "S-1", "status": "complete"}
-    assert steps.publish(summary) == {**summary, "published": False}
+def test_publish_returns_the_summary_and_posts_nothing(monkeypatch) -> None:
+    """The backend hears from the signed callback (report_outcome), never from publish."""
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{config.PUBLISH_CONN_ID.upper()}",
         json.dumps({"conn_type": "http", "host": "backend.internal", "schema": "http"}),
     )
-    with mock.patch("airflow.providers.http.hooks.http.HttpHook.run") as run:
-        assert steps.publish(summary)["published"] is True
-    assert run.call_args.kwargs["endpoint"] == "analysis-results/task_analysis/S-1"
-    assert json.loads(run.call_args.kwargs["data"]) == summary
+    summary = {"kind": "task_analysis", "analysis_id": "S-1", "status": "complete"}
+    with mock.patch("requests.Session.request") as request:
+        assert steps.publish(summary) == summary
+    request.assert_not_called()
 
 
 def test_local_operator_classifies_what_the_child_left(tmp_path: Path, monkeypatch) -> None:
@@ -348,8 +346,8 @@ def test_local_operator_classifies_what_the_child_left(tmp_path: Path, monkeypat
     spec = dataclasses.replace(config.CONTAINERS["proctor_video"], module="fake_container")
     monkeypatch.setitem(config.CONTAINERS, "proctor_video", spec)
 
-    def env_with_fake_package(req: Any) -> dict[str, str]:
-        env = local_process_env(req)
+    def env_with_fake_package(req: Any, **kwargs: Any) -> dict[str, str]:
+        env = local_process_env(req, **kwargs)
         return {
             **env,
             "PYTHONPATH": str(tmp_path / "pkgs"),

@@ -86,6 +86,10 @@ def test_the_wheel_holds_the_dag_side_only(wheel: Path) -> None:
         "analysis_pipeline/dags/proctor_video_dag.py",
         "analysis_pipeline/analysis_pipeline_plugin.py",
         "analysis_pipeline/launch/stopping.py",
+        "analysis_pipeline/dags/analysis_callback_dag.py",
+        "analysis_pipeline/callback/delivery.py",
+        "analysis_pipeline/schemas/callback.schema.json",
+        "analysis_pipeline/schemas/task_analysis.conf.schema.json",
     ):
         assert expected in names
     assert not [n for n in names if "test" in n.lower() or "devtools" in n]
@@ -309,6 +313,7 @@ def test_both_dags_run_end_to_end_from_the_wheel(
     assert {d["dag_id"]: d["bundle_name"] for d in found} == {
         "task_analysis": "analysis_pipeline",
         "proctor_video": "analysis_pipeline",
+        "analysis_callback": "analysis_pipeline",
     }
     for dag_id in ("proctor_video", "task_analysis"):  # docs/DEPLOY.md, "Unpause"
         assert airflow(airflow_venv, ["dags", "unpause", dag_id], env, tmp_path).returncode == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from analysis_pipeline.config import GEMINI_TUNABLES, gemini_budgets, output_uri_for
+from analysis_pipeline.config import GEMINI_TUNABLES, gemini_budgets
 from analysis_pipeline.params import AnalysisRequest, context_json
 
 # Local mode only: what a child process needs to reach moto/S3 and find its tools.
@@ -27,29 +27,39 @@ LOCAL_PASSTHROUGH: tuple[str, ...] = (
 
 
 def container_env(
-    request: AnalysisRequest, *, environ: Mapping[str, str] | None = None
+    request: AnalysisRequest,
+    *,
+    environ: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, str]:
     """Per-run variables plus the GEMINI_* tunables the deployment sets (never the API key,
-    never a budget: in ecs mode the task definition is the only source of those)."""
+    never a budget: in ecs mode the task definition is the only source of those). A rerun's
+    container gets RERUN_ID (its DAG run's id): it analyses again, reusing only what that
+    same rerun already paid for."""
     environ = os.environ if environ is None else environ
     env = {
         "ANALYSIS_ID": request.analysis_id,
         "INPUT_URI": request.input_uri,
-        "OUTPUT_URI": output_uri_for(request.kind, request.analysis_id, env=environ),
+        "OUTPUT_URI": request.output_uri(env=environ),
         "ANALYSIS_CONTEXT": context_json(request.context),
     }
     if request.submitted_at is not None:  # its place in the fleet's Gemini line
         env["ANALYSIS_SUBMITTED_AT"] = request.submitted_at.isoformat()
+    if request.rerun and run_id:
+        env["RERUN_ID"] = run_id
     env.update({name: environ[name] for name in GEMINI_TUNABLES if environ.get(name)})
     return env
 
 
 def local_process_env(
-    request: AnalysisRequest, *, environ: Mapping[str, str] | None = None
+    request: AnalysisRequest,
+    *,
+    environ: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, str]:
     """The contract plus what a local child process needs (secret key included, by value)."""
     environ = os.environ if environ is None else environ
-    env = container_env(request, environ=environ)
+    env = container_env(request, environ=environ, run_id=run_id)
     env.update({name: environ[name] for name in LOCAL_PASSTHROUGH if environ.get(name)})
     # DESIGN: in local mode every GEMINI_* setting passes through (the key included)...
     env.update({k: v for k, v in environ.items() if k.startswith("GEMINI_") and v})

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from analysis_pipeline.config import Kind, allowed_input_prefixes
+from analysis_pipeline.config import Kind, allowed_input_prefixes, output_uri_for
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # After the allowed prefix: no leading '/', no '..' anywhere, no '//' (empty segment), no
@@ -84,8 +84,10 @@ def _id_param(description: str) -> Param:
     )
 
 
-def _uri_param(description: str, *, required: bool, prefix_only: bool = False) -> Param:
-    pattern = uri_pattern(allowed_input_prefixes(), prefix_only=prefix_only)
+def _uri_param(
+    description: str, prefixes: tuple[str, ...], *, required: bool, prefix_only: bool = False
+) -> Param:
+    pattern = uri_pattern(prefixes, prefix_only=prefix_only)
     if required:
         return Param(type="string", pattern=pattern, description=description)
     # Optional: null/empty, or a valid URI. `anyOf` keeps the form field optional.
@@ -117,33 +119,66 @@ def _rubric_param() -> Param:
     )
 
 
-def task_analysis_params() -> dict[str, Param]:
-    prefixes = ", ".join(allowed_input_prefixes())
+def _rerun_param() -> Param:
+    return Param(
+        False,
+        type="boolean",
+        title="Rerun",
+        description=(
+            "Analyse again even when a complete result of this recording exists (paid for "
+            "again; the earlier result is kept beside the new one). Default: reuse it."
+        ),
+    )
+
+
+def task_analysis_params(prefixes: tuple[str, ...] | None = None) -> dict[str, Param]:
+    prefixes = prefixes or allowed_input_prefixes()
+    shown = ", ".join(prefixes)
     return {
         "submission_id": _id_param("Submission id; also names the result folder."),
         "screenshare_uri": _uri_param(
-            f"Screen recording: one object or a chunk prefix ending in '/'. Under: {prefixes}",
+            f"Screen recording: one object or a chunk prefix ending in '/'. Under: {shown}",
+            prefixes,
             required=True,
         ),
         "webcam_uri": _uri_param(
             "Optional webcam chunk prefix (proctored task): also triggers proctor_video.",
+            prefixes,
             required=False,
             prefix_only=True,
         ),
         "task_brief": _text_param("Optional task brief shown to the model as data."),
         "rubric": _rubric_param(),
+        "rerun": _rerun_param(),
     }
 
 
-def proctor_video_params() -> dict[str, Param]:
-    prefixes = ", ".join(allowed_input_prefixes())
+def proctor_video_params(prefixes: tuple[str, ...] | None = None) -> dict[str, Param]:
+    prefixes = prefixes or allowed_input_prefixes()
+    shown = ", ".join(prefixes)
     return {
-        "attempt_id": _id_param("Test-attempt id; also names the result folder."),
+        "attempt_id": _id_param(
+            "Test-attempt id (or, with source 'submission', the task submission's id); also "
+            "names the result folder."
+        ),
         "webcam_uri": _uri_param(
-            f"Webcam chunk prefix ending in '/'. Under: {prefixes}",
+            f"Webcam chunk prefix ending in '/'. Under: {shown}",
+            prefixes,
             required=True,
             prefix_only=True,
         ),
+        "source": Param(
+            "attempt",
+            type="string",
+            enum=list(SOURCES),
+            title="Source",
+            description=(
+                "'attempt': a proctored test (results under proctor_video/<attempt_id>/); "
+                "'submission': the webcam of a proctored task, set by task_analysis (results "
+                "under task_analysis/<submission id>/webcam/)."
+            ),
+        ),
+        "rerun": _rerun_param(),
         "test_name": Param(
             None,
             type=["null", "string"],
@@ -151,6 +186,11 @@ def proctor_video_params() -> dict[str, Param]:
             description="Optional name of the test, shown to the model as data.",
         ),
     }
+
+
+# Where a proctor_video run's webcam comes from: a proctored test (an attempt), or the webcam
+# stream of a proctored task (a submission; task_analysis triggers those).
+SOURCES = ("attempt", "submission")
 
 
 @dataclass(frozen=True)
@@ -165,6 +205,20 @@ class AnalysisRequest:
     # When the run was submitted (its run_after): the analysis' place in the fleet's Gemini
     # line, the same on every retry and Clear of the run.
     submitted_at: datetime | None = None
+    source: str = "attempt"
+    rerun: bool = False
+
+    @property
+    def key(self) -> str:
+        """The analysis' identity within its kind: an attempt id, or `submission:<id>` for
+        a task's webcam (':' is in no id, so the two can never be mistaken for each other)."""
+        return self.analysis_id if self.source == "attempt" else f"submission:{self.analysis_id}"
+
+    def output_uri(self, *, env: Mapping[str, str] | None = None) -> str:
+        """Where this analysis' results go (a task's webcam: inside the task's folder)."""
+        if self.kind == "proctor_video" and self.source == "submission":
+            return output_uri_for("task_analysis", self.analysis_id, env=env) + "webcam/"
+        return output_uri_for(self.kind, self.analysis_id, env=env)
 
 
 def _check_id(value: Any, field: str) -> str:
@@ -265,16 +319,28 @@ def validate_request(
             webcam_uri=(
                 _check_uri(webcam, "webcam_uri", prefixes, prefix_only=True) if webcam else None
             ),
+            rerun=_check_rerun(params.get("rerun")),
         )
     test_name = params.get("test_name")
     if test_name is not None and (not isinstance(test_name, str) or len(test_name) > MAX_NAME):
         raise InvalidRequestError(f"test_name must be text of at most {MAX_NAME} characters")
+    source = params.get("source") or "attempt"
+    if source not in SOURCES:
+        raise InvalidRequestError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     return AnalysisRequest(
         kind=kind,
         analysis_id=_check_id(params.get("attempt_id"), "attempt_id"),
         input_uri=_check_uri(params.get("webcam_uri"), "webcam_uri", prefixes, prefix_only=True),
         context={"test_name": test_name} if test_name else {},
+        source=source,
+        rerun=_check_rerun(params.get("rerun")),
     )
+
+
+def _check_rerun(value: Any) -> bool:
+    if value in (None, False, True):
+        return bool(value)
+    raise InvalidRequestError(f"rerun must be true or false, got {str(value)[:20]!r}")
 
 
 def request_from_context(kind: Kind, context: Mapping[str, Any]) -> AnalysisRequest:

@@ -5,7 +5,6 @@ Plain functions (easy to test) plus the TaskFlow wrappers the DAG files use.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from analysis_pipeline import config, storage
+from analysis_pipeline.callback.tasks import failures_recorded
 from analysis_pipeline.outcome import classify
 from analysis_pipeline.params import InvalidRequestError, validate_request
 
@@ -46,7 +46,7 @@ def validate_recordings(kind: config.Kind, params: Mapping[str, Any]) -> dict[st
         "analysis_id": request.analysis_id,
         "input_uri": request.input_uri,
         "webcam_uri": request.webcam_uri,
-        "output_uri": config.output_uri_for(kind, request.analysis_id),
+        "output_uri": request.output_uri(),
         **checked,
     }
 
@@ -85,43 +85,40 @@ def video_uri(report: Mapping[str, Any], output_uri: str) -> str | None:
     return None
 
 
-def check_result(kind: config.Kind, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Read result.json and turn it into the run's summary (or raise its classification)."""
+def check_result(
+    kind: config.Kind, params: Mapping[str, Any], launched: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read this run's result (the one the launch found: `result.json`, or the file written
+    beside a better earlier result) and turn it into the run's summary (or raise its
+    classification)."""
     request = validate_request(kind, params)
-    output_uri = config.output_uri_for(kind, request.analysis_id)
-    result = storage.read_json(output_uri + "result.json")
-    return summarize(kind, classify(exit_code=None, result=result), output_uri)
+    output_uri = request.output_uri()
+    result_uri = (launched or {}).get("result_uri") or output_uri + "result.json"
+    result = storage.read_json(result_uri)
+    summary = summarize(kind, classify(exit_code=None, result=result), output_uri)
+    return {**summary, "result_uri": result_uri, "current_result_uri": output_uri + "result.json"}
 
 
-def publish(summary: Mapping[str, Any], *, conn_id: str = config.PUBLISH_CONN_ID) -> dict:
-    """POST the summary to the backend when the HTTP connection exists; else just return it."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:  # not configured; a secrets-backend outage still fails
-        return {**summary, "published": False}
-    from airflow.providers.http.hooks.http import HttpHook
-
-    endpoint = f"analysis-results/{summary['kind']}/{summary['analysis_id']}"
-    HttpHook(method="POST", http_conn_id=conn_id).run(
-        endpoint=endpoint,
-        data=json.dumps(summary),
-        headers={"Content-Type": "application/json"},
-    )
-    return {**summary, "published": True}
+def publish(summary: Mapping[str, Any]) -> dict:
+    """The run's summary as its XCom (the backend learns the outcome from the signed
+    callback `report_outcome` queues, analysis_pipeline.callback)."""
+    return dict(summary)
 
 
 # --- TaskFlow wrappers used by the DAG files -----------------------------------------------
 @task(task_id="validate")
-def validate_step(kind: config.Kind, params: dict | None = None) -> dict[str, Any]:
-    return validate_recordings(kind, params or {})
+def validate_step(kind: config.Kind, params: dict | None = None, **context: Any) -> dict[str, Any]:
+    with failures_recorded(context, step="validate"):  # for the result callback
+        return validate_recordings(kind, params or {})
 
 
 @task(task_id="check_result", retries=1)
-def check_result_step(kind: config.Kind, params: dict | None = None) -> dict[str, Any]:
-    return check_result(kind, params or {})
+def check_result_step(
+    kind: config.Kind, params: dict | None = None, **context: Any
+) -> dict[str, Any]:
+    with failures_recorded(context, step="check_result"):
+        launched = context["ti"].xcom_pull(task_ids="launch")
+        return check_result(kind, params or {}, launched if isinstance(launched, dict) else None)
 
 
 @task(task_id="publish")

@@ -88,3 +88,22 @@ def read_json(uri: str) -> dict[str, Any] | None:
             return None
         raise
     return json.loads(body)
+
+
+def list_names(folder_uri: str, *, prefix: str = "") -> list[str]:
+    """Names of the objects directly in `folder_uri` (ending in '/') starting with `prefix`."""
+    if folder_uri.startswith("file://"):
+        folder = file_path(folder_uri)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.startswith(prefix))
+    bucket, key = split_s3(folder_uri)
+    names = []
+    pages = (
+        s3_client()
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=bucket, Prefix=key + prefix, Delimiter="/")
+    )
+    for page in pages:
+        names += [obj["Key"][len(key) :] for obj in page.get("Contents", [])]
+    return sorted(names)

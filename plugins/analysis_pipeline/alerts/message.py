@@ -55,7 +55,14 @@ class Alert:
 
 
 def _analysis_id(params: Mapping[str, Any]) -> str:
-    return str(params.get("submission_id") or params.get("attempt_id") or "unknown")
+    # The analysis_callback DAG's conf carries its analysis in the callback payload.
+    payload = params.get("payload") if isinstance(params.get("payload"), Mapping) else {}
+    return str(
+        params.get("submission_id")
+        or params.get("attempt_id")
+        or payload.get("analysis_id")
+        or "unknown"
+    )
 
 
 def alert_from_context(context: Mapping[str, Any]) -> Alert:

@@ -26,6 +26,7 @@ SECTIONS: Mapping[str, str] = {
     "alert-fargate-not-admitted": "Alert: Fargate not admitted",
     "alert-timeout": "Alert: timeout",
     "alert-proctoring-not-triggered": "Alert: proctoring not triggered",
+    "alert-result-not-delivered": "Alert: result not delivered",
     "alert-pool-misconfigured": "Alert: pool misconfigured",
     "alert-launches-paused": "Alert: launches paused",
     "alert-launches-resumed": "Alert: launches resumed",
@@ -48,6 +49,8 @@ def section_for(*, error_type: str, task_id: str, reason: str) -> str:
         return "alert-validate-refused"
     if task_id == "trigger_proctor_video":
         return "alert-proctoring-not-triggered"
+    if task_id in ("deliver", "report_outcome"):
+        return "alert-result-not-delivered"
     by_type = {
         "AnalysisInvalidInput": "alert-invalid-input",
         "AllSegmentsFailed": "alert-all-segments-failed",

@@ -36,10 +36,16 @@ from botocore.exceptions import ClientError
 
 from analysis_pipeline import config, storage
 from analysis_pipeline.alerts import breaker
+from analysis_pipeline.callback.tasks import failures_recorded
 from analysis_pipeline.contract import container_env
 from analysis_pipeline.identity import input_identity
 from analysis_pipeline.launch import admission
-from analysis_pipeline.launch.completion import classify_run, run_deadline_seconds
+from analysis_pipeline.launch.completion import (
+    classify_run,
+    own_result,
+    run_deadline_seconds,
+    run_id_of,
+)
 from analysis_pipeline.launch.prior import reusable_result
 from analysis_pipeline.launch.stopping import analysis_started_by, stop_running_analysis
 from analysis_pipeline.outcome import LOG_TAIL_LINES, AnalysisCrashed, classify, drop_stale
@@ -101,6 +107,10 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
 
     # --- launch ---------------------------------------------------------------------------
     def execute(self, context: Any) -> Any:
+        with failures_recorded(context, step="launch"):  # for the result callback
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> Any:
         if self.deferrable and not async_aws_available():
             # Fail before RunTask: a container nobody can wait for would run unobserved.
             raise AirflowFailException(
@@ -109,8 +119,9 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             )
         self._context = context
         request = self._request = request_from_context(self.kind, context)
-        output_uri = config.output_uri_for(self.kind, request.analysis_id)
-        env = container_env(request)
+        self._run_id = run_id = run_id_of(context)
+        output_uri = request.output_uri()
+        env = container_env(request, run_id=run_id)
         env["RUN_DEADLINE_SECONDS"] = str(run_deadline_seconds(self.execution_timeout))
         self.overrides = {
             "containerOverrides": [
@@ -126,10 +137,16 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             "airflow_dag_id": context["ti"].dag_id,
             "airflow_run_id": context["ti"].run_id[:256],
         }
-        reused = reusable_result(request, output_uri)
+        reused = reusable_result(request, output_uri, run_id=run_id)
         if reused is not None:
-            return self._summarize(reused, output_uri, exit_code=None, reused=True)
-        self._started_by = analysis_started_by(self.kind, request.analysis_id)
+            return self._summarize(
+                reused,
+                output_uri,
+                exit_code=None,
+                reused=True,
+                result_uri=output_uri + "result.json",
+            )
+        self._started_by = analysis_started_by(self.kind, request.key)
         finished = self._outcome_of_stopped_task(request, output_uri)
         if finished is not None:
             return finished
@@ -139,7 +156,7 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
     def _try_reattach_task(self, started_by: str) -> None:
         # Not the provider's per-try id: one id per analysis, so a duplicate run reattaches.
         assert self._request is not None
-        self._started_by = analysis_started_by(self.kind, self._request.analysis_id)
+        self._started_by = analysis_started_by(self.kind, self._request.key)
         super()._try_reattach_task(self._started_by)
         self._reattached = self.arn is not None
 
@@ -168,6 +185,8 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
         stamped = ((result or {}).get("input") or {}).get("identity")
         if stamped and stamped != input_identity(request.input_uri):
             return None
+        if request.rerun and (result or {}).get("rerun_id") != getattr(self, "_run_id", None):
+            return None  # a rerun reuses only what it made itself
         created = task.get("createdAt")
         launched = created if isinstance(created, datetime) else None
         try:
@@ -179,7 +198,10 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             return None
         self.arn = task["taskArn"]
         self.log.info("Container %s of this analysis already finished: not relaunching", self.arn)
-        return self._summarize(result or {}, output_uri, exit_code=self._exit_code(task))
+        return self._summarize(
+            result or {}, output_uri, exit_code=self._exit_code(task),
+            result_uri=output_uri + "result.json",
+        )  # fmt: skip
 
     def _start_task(self) -> None:
         hold = breaker.hold_until(self._context or {})
@@ -226,6 +248,12 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
     def execute_complete(
         self, context: Any, event: dict[str, Any] | None = None, launched_at: str | None = None
     ) -> dict[str, Any]:
+        with failures_recorded(context, step="launch"):
+            return self._execute_complete(context, event, launched_at)
+
+    def _execute_complete(
+        self, context: Any, event: dict[str, Any] | None, launched_at: str | None
+    ) -> dict[str, Any]:
         # Not the provider's execute_complete: it re-reads one CloudWatch line afterwards,
         # which fails when the stream is absent; the summary is what downstream needs.
         validated = validate_execute_complete_event(event)
@@ -253,8 +281,8 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
                 exit_code=exit_code,
                 last_lines=last_lines,
             )
-        output_uri = config.output_uri_for(self.kind, self._request.analysis_id)
-        result = drop_stale(storage.read_json(output_uri + "result.json"), self._launched_at)
+        output_uri = self._request.output_uri()
+        result_uri, result = own_result(output_uri, self._launched_at)
         classified = classify_run(
             self._context or {},
             self._request.analysis_id,
@@ -262,16 +290,25 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
             result=result,
             last_lines=last_lines,
         )
-        self._summary = self._summarize(classified, output_uri, exit_code=exit_code)
+        self._summary = self._summarize(
+            classified, output_uri, exit_code=exit_code, result_uri=result_uri
+        )
 
     def _summarize(
-        self, result: Mapping[str, Any], output_uri: str, *, exit_code: int | None, reused=False
+        self,
+        result: Mapping[str, Any],
+        output_uri: str,
+        *,
+        exit_code: int | None,
+        reused: bool = False,
+        result_uri: str | None = None,
     ) -> dict[str, Any]:
         return {
             "ecs_task_arn": self.arn,
             "exit_code": exit_code,
             "status": result.get("status"),
             "output_uri": output_uri,
+            "result_uri": result_uri,
             "reused": reused,
         }
 
@@ -313,6 +350,10 @@ class AnalysisEcsRunTaskOperator(EcsRunTaskOperator):
 
     # --- stopping -------------------------------------------------------------------------
     def resume_execution(self, next_method: str, next_kwargs: Any, context: Any) -> Any:
+        with failures_recorded(context, step="launch"):  # a deferral that timed out
+            return self._resume_execution(next_method, next_kwargs, context)
+
+    def _resume_execution(self, next_method: str, next_kwargs: Any, context: Any) -> Any:
         error = (next_kwargs or {}).get("error")
         if next_method == TRIGGER_FAIL_REPR and error == TriggerFailureReason.TRIGGER_TIMEOUT:
             # The container would otherwise keep running and billing with nobody waiting.

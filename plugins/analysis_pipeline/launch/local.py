@@ -16,13 +16,19 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from analysis_pipeline import config, storage
+from analysis_pipeline import config
 from analysis_pipeline.alerts import breaker
+from analysis_pipeline.callback.tasks import failures_recorded
 from analysis_pipeline.contract import local_process_env
 from analysis_pipeline.launch import admission
-from analysis_pipeline.launch.completion import classify_run, run_deadline_seconds
+from analysis_pipeline.launch.completion import (
+    classify_run,
+    own_result,
+    run_deadline_seconds,
+    run_id_of,
+)
 from analysis_pipeline.launch.prior import reusable_result
-from analysis_pipeline.outcome import LOG_TAIL_LINES, drop_stale
+from analysis_pipeline.outcome import LOG_TAIL_LINES
 from analysis_pipeline.params import request_from_context
 
 KILL_GRACE_SECONDS = 10
@@ -50,17 +56,23 @@ class LocalAnalysisOperator(BaseOperator):
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
+        with failures_recorded(context, step="launch"):  # for the result callback
+            return self._execute(context)
+
+    def _execute(self, context: Any) -> dict[str, Any]:
         request = request_from_context(self.kind, context)
-        env = local_process_env(request)
+        run_id = run_id_of(context)
+        env = local_process_env(request, run_id=run_id)
         if self.execution_timeout is not None:
             env["RUN_DEADLINE_SECONDS"] = str(run_deadline_seconds(self.execution_timeout))
         spec = config.CONTAINERS[self.kind]
-        if reusable_result(request, env["OUTPUT_URI"]) is not None:
-            output_uri = env["OUTPUT_URI"]
+        output_uri = env["OUTPUT_URI"]
+        if reusable_result(request, output_uri, run_id=run_id) is not None:
             return {
                 "exit_code": None,
                 "status": "complete",
                 "output_uri": output_uri,
+                "result_uri": output_uri + "result.json",
                 "reused": True,
             }
         hold = breaker.hold_until(context)
@@ -82,14 +94,15 @@ class LocalAnalysisOperator(BaseOperator):
         )
         command = config.local_command(spec.module)
         exit_code, last_lines = self._run(command, env)
-        result = drop_stale(storage.read_json(env["OUTPUT_URI"] + "result.json"), launched_at)
+        result_uri, result = own_result(output_uri, launched_at)
         classified = classify_run(
             context, request.analysis_id, exit_code=exit_code, result=result, last_lines=last_lines
         )
         return {
             "exit_code": exit_code,
             "status": classified.get("status"),
-            "output_uri": env["OUTPUT_URI"],
+            "output_uri": output_uri,
+            "result_uri": result_uri,
             "reused": False,
         }
 

@@ -5,7 +5,8 @@ A retry, a UI Clear or a duplicate trigger of an analysis whose ``result.json`` 
 ``analysis_pipeline.identity``) reuses that result: no container, no model call. Any other
 result (partial, failed, another recording, an older container that did not stamp its
 input) is not reused: the run launches as usual and the container's own checkpoints keep
-the rerun cheap.
+the rerun cheap. A run with `rerun: true` reuses nothing but what it made itself (a retry of
+that same run): it is the one way to pay for an analysis again, on purpose.
 """
 
 from __future__ import annotations
@@ -29,11 +30,18 @@ def matches_input(result: Mapping[str, Any] | None, identity: str | None) -> boo
     return isinstance(stamped, Mapping) and stamped.get("identity") == identity
 
 
-def reusable_result(request: AnalysisRequest, output_uri: str) -> dict[str, Any] | None:
-    """The existing complete result for this request's input, or None (then launch)."""
+def reusable_result(
+    request: AnalysisRequest, output_uri: str, *, run_id: str | None = None
+) -> dict[str, Any] | None:
+    """The existing complete result for this request's input, or None (then launch). A
+    rerun reuses only what it made itself (a retry of the same rerun run)."""
     result = storage.read_json(output_uri + "result.json")
     if not result or result.get("status") != "complete":
         return None  # no need to hash the input
+    if request.rerun and result.get("rerun_id") != run_id:
+        log.info("rerun of %s %s: the earlier complete result is not reused (it is kept "
+                 "beside the new one)", request.kind, request.analysis_id)  # fmt: skip
+        return None
     identity = input_identity(request.input_uri)
     if not matches_input(result, identity):
         log.info("result.json exists but not for this input (%s); launching", identity)

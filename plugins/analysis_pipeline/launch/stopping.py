@@ -9,8 +9,9 @@ Three ways a launch can stop being wanted, three hooks:
   (registered by the ``analysis_pipeline_plugin`` plugin) stops the container there. The
   API server therefore needs ``ecs:ListTasks`` and ``ecs:StopTask`` on the cluster.
 
-Tasks are found by ``startedBy``, which is derived from kind + analysis id (one container
-per analysis, whichever run started it).
+Tasks are found by ``startedBy``, which is derived from kind + the analysis' key (one
+container per analysis, whichever run started it; a task's webcam is keyed
+``submission:<id>``, apart from any test attempt).
 """
 
 from __future__ import annotations
@@ -58,14 +59,23 @@ def stop_analysis(
         return []
 
 
+def analysis_key(kind: str, params: Mapping[str, Any]) -> str | None:
+    """The identity `startedBy` is derived from (params.AnalysisRequest.key), from a run's
+    params: a task's webcam is `submission:<id>`, never mistaken for a test attempt."""
+    analysis_id = params.get(ID_PARAMS.get(kind, ""))
+    if kind not in ID_PARAMS or not analysis_id:
+        return None
+    if kind == "proctor_video" and params.get("source") == "submission":
+        return f"submission:{analysis_id}"
+    return str(analysis_id)
+
+
 def stop_running_analysis(context: Mapping[str, Any], *, reason: str) -> list[str]:
     """Stop the container of the analysis this task instance is about; never raises."""
     ti = context.get("ti")
     kind = str(getattr(ti, "dag_id", ""))
-    analysis_id = (context.get("params") or {}).get(ID_PARAMS.get(kind, ""))
-    if kind not in ID_PARAMS or not analysis_id:
-        return []
-    return stop_analysis(kind, str(analysis_id), reason=reason)
+    key = analysis_key(kind, context.get("params") or {})
+    return stop_analysis(kind, key, reason=reason) if key else []
 
 
 def stop_ecs_task_on_failure(context: Mapping[str, Any]) -> None:
@@ -101,11 +111,11 @@ class StopAnalysisListener:
                 return
             if config.launcher_mode() != "ecs":
                 return  # local mode: the worker's supervisor kills its child process itself
-            analysis_id = _conf_of(task_instance).get(ID_PARAMS[kind])
-            if analysis_id:
+            key = analysis_key(kind, _conf_of(task_instance))
+            if key:
                 stop_analysis(
                     kind,
-                    str(analysis_id),
+                    key,
                     reason=f"Airflow: launch marked failed ({error})",
                     # The environment only: a Variable lookup here would go through the
                     # metastore backend, whose scoped session is the API server's own.

@@ -1,0 +1,5 @@
+import sys
+
+from analysis_pipeline.schemas import main
+
+sys.exit(main())
