@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import pytest
 from _proctor_fixtures import (
     make_recording,
@@ -15,6 +16,7 @@ from _proctor_fixtures import (
 )
 from conftest import AWS_TEST_ENV, MotoS3, run_container
 
+from analysis_pipeline.schemas import load_schema
 from devtools.fake_gemini import FakeGemini
 
 pytestmark = pytest.mark.slow
@@ -81,6 +83,7 @@ def test_chunks_to_report_video_and_evidence(s3: tuple[str, Any], chunks: list[b
     assert code == 0
     res = result(client, "att-ok")
     assert res["kind"] == "proctor_video" and res["status"] == "complete" and res["error"] is None
+    jsonschema.validate(res, load_schema("result"))  # the contract the backend reads
     report = res["report"]
     assert report["source"] == "reduce" and report["integrity"]["level"] in {
         "low",

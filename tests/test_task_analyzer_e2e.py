@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from conftest import AWS_TEST_ENV, REPO_ROOT, MotoS3, run_container
 
 from analysis_engine.result import ALL_SEGMENTS_FAILED
+from analysis_pipeline.schemas import load_schema
 from devtools import emf
 from devtools import media as samples
 
@@ -76,6 +78,7 @@ def test_complete_run_on_s3_writes_every_result_field(
         "previous_result",
     }  # fmt: skip
     assert (result["rerun_id"], result["previous_result"]) == (None, None)
+    jsonschema.validate(result, load_schema("result"))  # the contract the backend reads
     etag = moto_s3.client.head_object(Bucket="recordings", Key="sub-1/screen.mp4")["ETag"]
     assert result["input"] == {
         "uri": "s3://recordings/sub-1/screen.mp4",
