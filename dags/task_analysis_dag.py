@@ -64,9 +64,10 @@ def task_analysis() -> None:
     checked = check_result_step(KIND)
     launched = analysis_launch_task(KIND)
     validated >> launched >> checked
-    published = publish_step(checked)
-    # Whatever happened above, the backend learns the outcome (one signed callback).
-    [validated, launched, checked, published] >> ReportOutcomeOperator(kind=KIND)
+    publish_step(checked)
+    # Whatever happened above, the backend learns the outcome (one signed callback). Not
+    # after publish: publish stays a leaf, so a failed analysis still fails its run.
+    [validated, launched, checked] >> ReportOutcomeOperator(kind=KIND)
 
     trigger = TriggerProctoring()
     proctoring_requested(validated) >> trigger

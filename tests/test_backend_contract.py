@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -129,6 +130,16 @@ class Stack:
                 return exc.code, json.loads(text)
             except ValueError:
                 return exc.code, text.decode(errors="replace")
+
+    def final_state(self, dag_id: str, run_id: str, *, timeout: float = 120) -> str:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.request("GET", path, token=self.token())[1].get("state")
+            if state in ("success", "failed"):
+                return state
+            time.sleep(1)
+        raise AssertionError(f"{dag_id} {run_id} did not finish")
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> tuple[int, Any]:
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
@@ -275,6 +286,7 @@ def test_the_documented_exchange(stack: Stack) -> None:
         ("Correctness", {"min": 0, "max": 10}), ("Test coverage", {"min": 1, "max": 5}),
     ]  # fmt: skip
     jsonschema.validate(result, load_schema("result"))
+    assert stack.final_state("task_analysis", run_id) == "success"
 
 
 def _s3_get(stack: Stack, uri: str) -> bytes:
@@ -311,5 +323,7 @@ def test_a_failing_analysis_sends_exactly_one_signed_callback(
         "failed", result_status, retryable,
     )  # fmt: skip
     assert reason in taken["reason"] and taken["failed_step"] == "launch"
+    # Reporting it never hides the failure: the analysis' run failed.
+    assert stack.final_state("task_analysis", f"submission:{analysis_id}") == "failed"
     time.sleep(5)  # nothing else follows: one outcome, one callback
     assert [r["status"] for r in stack.backend.of(analysis_id)] == [200]

@@ -73,7 +73,9 @@ def test_dag_declarations(clean_env: pytest.MonkeyPatch, dag_id: str) -> None:
     # Whatever happens to the steps, one callback reports the outcome.
     report = dag.get_task("report_outcome")
     assert report.trigger_rule == "all_done" and report.trigger_dag_id == "analysis_callback"
-    assert report.upstream_task_ids == {"validate", "launch", "check_result", "publish"}
+    assert report.upstream_task_ids == {"validate", "launch", "check_result"}
+    # publish stays a leaf: a failed analysis fails its run, although report_outcome succeeds.
+    assert dag.get_task("publish").downstream_task_ids == set()
     assert report.skip_when_already_exists is True  # one outcome, one callback run
 
 

@@ -110,11 +110,12 @@ def test_task_analysis_end_to_end(stack: Stack) -> None:
     assert [(s["criterion"], s["scale"]) for s in scores[:2]] == [
         ("Correctness", {"min": 0, "max": 10}), ("Tests", {"min": 1, "max": 5}),
     ]  # fmt: skip
-    # The webcam stream also got its proctoring run, named by the same id (a repeat is refused).
+    # The webcam stream also got its proctoring run, named by the submission in a namespace no
+    # test attempt's run can take (a repeat is refused).
     runs = af.run_airflow(["dags", "list-runs", "proctor_video", "-o", "json"], stack.env)
     listed = [json.loads(line) for line in runs.stdout.splitlines() if line.startswith("[")]
     assert listed, runs.stdout[-2000:] + runs.stderr[-2000:]
-    assert ANALYSIS_ID in {r["run_id"] for r in listed[-1]}
+    assert f"submission:{ANALYSIS_ID}" in {r["run_id"] for r in listed[-1]}
     assert stack.discord_posts == []
 
 

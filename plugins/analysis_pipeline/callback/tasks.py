@@ -24,6 +24,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import (
     AirflowNotFoundException,
     AirflowRescheduleException,
+    AirflowSkipException,
     AirflowTaskTimeout,
 )
 
@@ -147,8 +148,7 @@ class ReportOutcomeOperator(TriggerDagRunOperator):
 
     def execute(self, context: Any) -> Any:
         if not backend_configured():
-            self.log.info("connection %r is not configured: no result callback", CONN_ID)
-            return None
+            raise AirflowSkipException(f"connection {CONN_ID!r} is not configured: no callback")
         body = run_payload(self.kind, context)
         self.trigger_run_id = body["callback_id"]
         self.conf = {"payload": body}
