@@ -35,6 +35,7 @@ def test_the_shipped_conf_schemas_are_what_the_dags_params_generate(capsys) -> N
 def test_the_dags_are_built_with_those_params(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    monkeypatch.setenv("ANALYSIS_LAUNCHER", "local")  # settings from the environment
     monkeypatch.setenv("ALLOWED_INPUT_PREFIXES", PREFIX)
     dags = DagBag(dag_folder=str(REPO / "dags")).dags
     for kind in ("task_analysis", "proctor_video"):

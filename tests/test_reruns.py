@@ -5,6 +5,7 @@ same in real Airflow: test_backend_contract.py."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ def recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     rec = tmp_path / "rec" / "S-1.mp4"
     rec.parent.mkdir(parents=True)
     rec.write_bytes(b"recording")
+    monkeypatch.setenv("ANALYSIS_LAUNCHER", "local")  # settings from the environment
     monkeypatch.setenv("ALLOWED_INPUT_PREFIXES", f"file://{tmp_path}/rec/")
     monkeypatch.setenv("RESULTS_URI", f"file://{tmp_path}/out/")
     return rec
@@ -54,8 +56,9 @@ def test_a_rerun_reuses_only_what_it_made_itself(recording: Path) -> None:
     write(out, "result.json", complete(plain, rerun_id="r2"))
     assert reusable_result(rerun, out, run_id="r2") is not None  # its own retry reuses
     # The container of a rerun is told so (its checkpoints then count only for this run).
-    assert container_env(rerun, environ={}, run_id="r2")["RERUN_ID"] == "r2"
-    assert "RERUN_ID" not in container_env(plain, environ={}, run_id="r1")
+    environ = dict(os.environ)
+    assert container_env(rerun, environ=environ, run_id="r2")["RERUN_ID"] == "r2"
+    assert "RERUN_ID" not in container_env(plain, environ=environ, run_id="r1")
 
 
 def test_this_runs_own_result_is_found_when_a_better_one_stays_current(tmp_path: Path) -> None:

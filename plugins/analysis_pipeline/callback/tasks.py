@@ -160,12 +160,24 @@ class ReportOutcomeOperator(TriggerDagRunOperator):
 
 
 # --- the analysis_callback DAG's task ------------------------------------------------------
+def _process_setting(name: str, default: int, *, minimum: int) -> int:
+    """A process setting of the Airflow deployment (environment; no Terraform field):
+    an unreadable value falls back to the default, with a warning."""
+    raw = config.setting(name)
+    try:
+        value = int(str(raw).strip()) if raw not in (None, "") else default
+    except ValueError:
+        log.warning("%s=%r is not a whole number; using %d", name, raw, default)
+        return default
+    return value if value >= minimum else default
+
+
 def retries() -> int:
-    return config.read_lever(RETRIES_LEVER, DEFAULT_RETRIES)
+    return _process_setting(RETRIES_LEVER, DEFAULT_RETRIES, minimum=0)
 
 
 def retry_seconds() -> int:
-    return config.read_lever(RETRY_SECONDS_LEVER, DEFAULT_RETRY_SECONDS)
+    return _process_setting(RETRY_SECONDS_LEVER, DEFAULT_RETRY_SECONDS, minimum=1)
 
 
 @task(task_id="deliver")
