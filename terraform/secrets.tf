@@ -20,7 +20,7 @@ locals {
   # conn_id => the format its value takes (Airflow's JSON connection format).
   airflow_connections = {
     discord_alerts   = "{\"conn_type\": \"http\", \"host\": \"https://discord.com/api/webhooks/<webhook id>\", \"password\": \"<webhook token>\"}"
-    analysis_backend = "{\"conn_type\": \"http\", \"host\": \"https://<backend host>\", \"login\": \"<callback key id>\", \"password\": \"<callback signing secret>\"}"
+    analysis_backend = "{\"conn_type\": \"http\", \"host\": \"https://<backend host>/<callback path>\", \"login\": \"<callback key id>\", \"password\": \"<callback signing secret>\"}"
   }
   connection_parameter_arn = { for c in keys(local.airflow_connections) : c => "arn:${local.partition}:ssm:${local.region}:${local.account}:parameter${local.ssm_connections_prefix}${c}" }
 }

@@ -254,3 +254,29 @@ def test_sentinel_after_retries_is_one_failed_retryable_outcome() -> None:
     assert (outcome.status, outcome.reason, outcome.retryable) == (
         "failed", "All segments failed analysis", True,
     )  # fmt: skip
+
+
+def test_the_key_id_names_the_secret_that_signed(backend: Backend) -> None:
+    body = body_for(decide(states=DONE, failures={}, summary=SUMMARY, result=None))
+    conn = connection(backend.url)
+    conn.login = "key-2026-12"
+    delivery.deliver(body, connection=conn, store=MemoryStore())
+    assert backend.requests[0]["headers"]["X-Analysis-Key-Id"] == "key-2026-12"
+
+
+@pytest.mark.parametrize(
+    "value, configured",
+    [(None, False),
+     ({"conn_type": "http", "description": "not set yet: docs/DEPLOY.md, Secrets"}, False),
+     ({"conn_type": "http", "host": "https://b.example.com/cb", "password": SECRET}, True)],
+)  # fmt: skip
+def test_terraforms_placeholder_connection_means_no_callback(
+    value: dict | None, configured: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analysis_pipeline.callback.tasks import backend_configured
+
+    if value is None:
+        monkeypatch.delenv("AIRFLOW_CONN_ANALYSIS_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_ANALYSIS_BACKEND", json.dumps(value))
+    assert backend_configured() is configured

@@ -9,8 +9,8 @@
   the same bytes cannot help), not retried, alerted.
 
 The endpoint and the secret come from the Airflow connection `analysis_backend` (the
-secrets backend): its host is the callback URL, its password the HMAC secret. Nothing is
-ever sent unsigned.
+secrets backend): its host is the callback URL, its password the HMAC secret, its login
+(optional) the secret's key id, sent as `X-Analysis-Key-Id`. Nothing is ever sent unsigned.
 """
 
 from __future__ import annotations
@@ -87,7 +87,10 @@ def deliver(
         )
     url = endpoint_of(connection)
     body = encode(payload)
-    headers = signed_headers(secret, body, callback_id=str(payload["callback_id"]))
+    headers = signed_headers(
+        secret, body, callback_id=str(payload["callback_id"]),
+        key_id=(getattr(connection, "login", None) or None),
+    )  # fmt: skip
     try:
         response = session.post(url, data=body, headers=headers, timeout=TIMEOUT,
                                 allow_redirects=False)  # fmt: skip

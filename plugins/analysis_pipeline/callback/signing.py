@@ -6,7 +6,7 @@
 The timestamp is signed too, so a captured request cannot be replayed later with a fresh
 one; the backend rejects a timestamp more than `MAX_SKEW_SECONDS` away from its clock and
 compares signatures in constant time. Several secrets may be accepted at once while one is
-rotated.
+rotated; `X-Analysis-Key-Id` (the connection's login, when set) says which one signed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 SIGNATURE_HEADER = "X-Analysis-Signature"
 TIMESTAMP_HEADER = "X-Analysis-Timestamp"
 ID_HEADER = "X-Analysis-Callback-Id"
+KEY_ID_HEADER = "X-Analysis-Key-Id"  # which secret signed it (rotation), when named
 SCHEME = "sha256="
 MAX_SKEW_SECONDS = 300
 
@@ -33,17 +34,25 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def signed_headers(
-    secret: str, body: bytes, *, callback_id: str, now: float | None = None
+    secret: str,
+    body: bytes,
+    *,
+    callback_id: str,
+    key_id: str | None = None,
+    now: float | None = None,
 ) -> dict[str, str]:
     if not secret:
         raise SignatureError("no signing secret: the callback is never sent unsigned")
     timestamp = int(time.time() if now is None else now)
-    return {
+    headers = {
         "Content-Type": "application/json",
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(secret, timestamp, body),
         ID_HEADER: callback_id,
     }
+    if key_id:
+        headers[KEY_ID_HEADER] = key_id
+    return headers
 
 
 def verify(

@@ -75,13 +75,15 @@ def record_failure(context: Mapping[str, Any], exc: BaseException, *, step: str)
 
 # --- report_outcome ------------------------------------------------------------------------
 def backend_configured(conn_id: str = CONN_ID) -> bool:
+    """The connection exists and names a URL (Terraform's placeholder has no host: "not
+    set yet"). A secrets-backend outage is not "absent": it raises, and the task retries."""
     from airflow.sdk import BaseHook
 
     try:
-        BaseHook.get_connection(conn_id)
+        connection = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return False
-    return True
+    return bool((connection.host or "").strip())
 
 
 def run_payload(kind: config.Kind, context: Mapping[str, Any]) -> dict[str, Any]:
