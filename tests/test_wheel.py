@@ -315,11 +315,12 @@ def test_both_dags_run_end_to_end_from_the_wheel(
         "proctor_video": "analysis_pipeline",
         "analysis_callback": "analysis_pipeline",
     }
-    for dag_id in ("proctor_video", "task_analysis"):  # docs/DEPLOY.md, "Unpause"
+    for dag_id in ("analysis_callback", "proctor_video", "task_analysis"):  # DEPLOY.md, "Unpause"
         assert airflow(airflow_venv, ["dags", "unpause", dag_id], env, tmp_path).returncode == 0
     listed = airflow(airflow_venv, ["dags", "list", "-o", "json"], env, tmp_path)
     paused = {d["dag_id"]: str(d["is_paused"]).lower() for d in json_rows(listed.stdout)}
-    assert paused == {"task_analysis": "false", "proctor_video": "false"}
+    assert paused == {"task_analysis": "false", "proctor_video": "false",
+                      "analysis_callback": "false"}  # fmt: skip
     plugins = airflow(airflow_venv, ["plugins", "-o", "json"], env, tmp_path)
     assert "analysis_pipeline" in plugins.stdout, plugins.stdout[-2000:]
 
