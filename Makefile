@@ -54,8 +54,13 @@ mwaa: dist
 	$(PYTHON) devtools/mwaa.py --wheel-dir dist --out dist/mwaa --airflow-version $(MWAA_AIRFLOW_VERSION) --python-version $(MWAA_PYTHON_VERSION)
 
 # `tools` too: the checkov test of terraform/ then runs in CI instead of skipping.
+# TEST_WORKERS parallel pytest processes (pytest-xdist): much of the suite's time is spent
+# waiting on subprocesses (Airflow, containers, ffmpeg, terraform), so more workers than
+# cores still shortens it. loadfile: one module, one worker, so that a module's expensive
+# fixtures (an `airflow standalone`, the Airflow virtualenvs, the image builds) start once.
+TEST_WORKERS ?= 3
 test: install tools
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: install
 	$(BIN)/pytest -q -m "not slow"

@@ -124,6 +124,10 @@ def airflow_env(
             "RESULTS_URI": f"s3://{results_bucket}/",
             # task_analysis triggers proctor_video and fails when that DAG is paused.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # The scheduler's and triggerer's log servers: free ports, so that two local
+            # Airflows (parallel test workers, a demo beside the UI) do not collide.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         }
     )
     if gemini_base_url:

@@ -15,11 +15,47 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Each pytest-xdist worker gets its own Airflow home (its SQLite metadata DB and logs): the
+# test modules below only `setdefault` it, and conftest is imported before any of them.
+os.environ.setdefault(
+    "AIRFLOW_HOME",
+    str(REPO_ROOT / ".airflow" / f"pytest-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"),
+)
+
+
+# The longest modules start first, so that parallel workers (`make test`: pytest-xdist) do
+# not end on one of them alone; the image builds' tests last, once the background build is
+# done. Everything else keeps its order.
+FIRST = (
+    "test_wheel.py",
+    "test_browser_airflow.py",
+    "test_e2e_dags.py",
+    "test_backend_contract.py",
+    "test_alerts_shared.py",
+    "test_terraform.py",
+)
+LAST = ("test_images_build.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        if name in FIRST:
+            return FIRST.index(name) - len(FIRST)
+        return 1 if name in LAST else 0
+
+    items.sort(key=rank)  # stable: the order within a rank is the collection's
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The real image builds (tests/test_images_build.py; minutes on a clean machine) start in
     the background as soon as a selected test needs them (after -m/-k deselection),
-    overlapping the tests that run before it."""
+    overlapping the tests that run before it. Under pytest-xdist every worker collects every
+    test: the first worker starts the build, and the one that runs the image tests (one
+    module: `--dist loadfile`) waits for it on the builder's file lock and finds every
+    layer cached."""
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        return
     if any("built_images" in getattr(item, "fixturenames", ()) for item in session.items):
         from _images import start_build
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from urllib.parse import urlparse
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 
 from analysis_pipeline import shared_state  # noqa: E402
 from analysis_pipeline.alerts import breaker, grouping  # noqa: E402

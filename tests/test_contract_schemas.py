@@ -6,7 +6,6 @@ test_proctor_e2e.py validate real outputs too)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import jsonschema
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 
 from analysis_engine.result import ALL_SEGMENTS_FAILED, build_result  # noqa: E402
 from analysis_pipeline.config import DEFAULT_ALLOWED_INPUT_PREFIXES  # noqa: E402

@@ -4,7 +4,6 @@ container (moto); a retry does not; the vCPU pool check is loud when the pool is
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 
 import boto3  # noqa: E402
 from airflow.utils.state import TaskInstanceState  # noqa: E402

@@ -12,7 +12,6 @@ import pytest
 from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402

@@ -15,7 +15,6 @@ import pytest
 from conftest import SETTINGS_ENV, FakeDiscord, start_fake_discord, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import boto3  # noqa: E402

@@ -20,7 +20,6 @@ import pytest
 from conftest import SETTINGS_ENV, terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 
 import boto3  # noqa: E402
 from airflow.sdk.definitions.retry_policy import RetryAction  # noqa: E402

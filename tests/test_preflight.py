@@ -4,7 +4,6 @@ the pool in Airflow's metadata database, compared with `terraform output -json`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,6 @@ import pytest
 from conftest import terraform_settings
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow" / "pytest"))
 
 from analysis_pipeline import preflight  # noqa: E402
 from analysis_pipeline.pool import follow_lever  # noqa: E402
