@@ -22,7 +22,8 @@ import pytest
 from analysis_engine.result import ALL_SEGMENTS_FAILED
 from tests.conftest import run_container
 
-pytestmark = pytest.mark.slow
+# Wall-clock figures: `make test` runs this module after the rest, on an idle machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 # 6 segments of ~9.3k tokens (30 s of video with sound), one at a time.
 SEGMENTS = 6

@@ -43,6 +43,10 @@ from analysis_engine.settings import Settings
 from devtools.fake_gemini import FakeGemini
 from devtools.redis_server import RedisServer, Tls, free_port, sharded_cluster, terraform_acl
 
+# Time-scaled windows of 1-2 s: `make test` runs this module after the rest, on an idle
+# machine (a loaded one delays calls by a good part of a window).
+pytestmark = pytest.mark.timing
+
 T = TypeVar("T")
 MODEL = "gemini-2.5-flash"
 BASE_ENV = {"ANALYSIS_ID": "a1", "INPUT_URI": "file:///in.mp4", "OUTPUT_URI": "file:///out/"}

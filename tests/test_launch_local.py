@@ -31,9 +31,11 @@ from analysis_pipeline.contract import container_env, local_process_env  # noqa:
 from analysis_pipeline.launch.local import LocalAnalysisOperator  # noqa: E402
 from analysis_pipeline.outcome import (  # noqa: E402
     ALL_SEGMENTS_FAILED,
+    PERMANENT_REFUSAL,
     AllSegmentsFailed,
     AnalysisCrashed,
     AnalysisInvalidInput,
+    AnalysisRefused,
     AnalysisRetryPolicy,
     classify,
     drop_stale,
@@ -45,6 +47,15 @@ def test_sentinel_text_matches_the_container_engine() -> None:
     from analysis_engine.result import ALL_SEGMENTS_FAILED as ENGINE_SENTINEL
 
     assert ALL_SEGMENTS_FAILED == ENGINE_SENTINEL
+
+
+def test_the_refusal_wording_matches_the_container_engine() -> None:
+    from analysis_engine.mapreduce import SegmentOutcome
+    from analysis_engine.models import Segment
+    from analysis_engine.result import permanent_failure_reason
+
+    refused = SegmentOutcome(segment=Segment(0, 0.0, 10.0), error="403", attempts=1)
+    assert PERMANENT_REFUSAL in permanent_failure_reason([refused])
 
 
 # --- classification ----------------------------------------------------------------------
@@ -65,6 +76,11 @@ def test_usable_results_succeed(status: str) -> None:
         (2, None, AnalysisInvalidInput),
         (0, {"status": "invalid_input", "error": "x"}, AnalysisInvalidInput),
         (1, {"status": "failed", "error": "unexpected error: KeyError"}, AnalysisCrashed),
+        (
+            1,
+            {"status": "failed", "error": f"Every segment failed: {PERMANENT_REFUSAL}"},
+            AnalysisRefused,
+        ),
         (1, None, AnalysisCrashed),
         (-9, None, AnalysisCrashed),
         (0, None, AnalysisCrashed),
@@ -78,8 +94,9 @@ def test_failures_are_classified(exit_code, result, expected) -> None:
     assert raised.value.last_lines == ("last line",)
 
 
-def test_invalid_input_is_never_retried_and_the_rest_is() -> None:
+def test_invalid_input_and_refusals_are_never_retried_and_the_rest_is() -> None:
     assert issubclass(AnalysisInvalidInput, AirflowFailException)
+    assert issubclass(AnalysisRefused, AirflowFailException)
     assert not issubclass(AllSegmentsFailed, AirflowFailException)
     assert not issubclass(AnalysisCrashed, AirflowFailException)
 

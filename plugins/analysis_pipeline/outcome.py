@@ -25,6 +25,9 @@ else:  # Airflow 3.2: the class exists, the launch does not attach it (launch.ta
 # The container's exact sentinel text (analysis_engine.result.ALL_SEGMENTS_FAILED); the
 # DAG side does not import the container package, a test keeps the two equal.
 ALL_SEGMENTS_FAILED = "All segments failed analysis"
+# How the container words a refusal no retry can fix (analysis_engine.result
+# .permanent_failure_reason): an invalid key, an unknown model, permission denied.
+PERMANENT_REFUSAL = "retrying will not fix"
 SUCCESS_STATUSES = frozenset({"complete", "partial"})
 EXIT_INVALID_INPUT = 2
 EXIT_ALL_SEGMENTS_FAILED = 3
@@ -61,6 +64,16 @@ class AllSegmentsFailed(AnalysisFailure, AirflowException):
     def __init__(self, *, exit_code: int | None = None, last_lines=()) -> None:
         super().__init__(ALL_SEGMENTS_FAILED)
         self._init_failure(ALL_SEGMENTS_FAILED, exit_code, last_lines)
+
+
+class AnalysisRefused(AnalysisFailure, AirflowFailException):
+    """The model refused every segment for a reason retrying will not fix (status failed,
+    exit 1): never retried, since the same launch would pay for a Fargate task and fail
+    alike until someone fixes the key or the model name."""
+
+    def __init__(self, reason: str, *, exit_code: int | None = None, last_lines=()) -> None:
+        super().__init__(reason)
+        self._init_failure(reason, exit_code, last_lines)
 
 
 class AnalysisCrashed(AnalysisFailure, AirflowException):
@@ -111,6 +124,8 @@ def classify(
     sentinel = status == "failed" and error == ALL_SEGMENTS_FAILED
     if sentinel or exit_code == EXIT_ALL_SEGMENTS_FAILED:
         raise AllSegmentsFailed(exit_code=exit_code, last_lines=last_lines)
+    if status == "failed" and PERMANENT_REFUSAL in str(error):
+        raise AnalysisRefused(str(error), exit_code=exit_code, last_lines=last_lines)
     if result is None:
         reason = f"no result.json (container exit code {exit_code})"
     else:

@@ -53,6 +53,7 @@ def section_for(*, error_type: str, task_id: str, reason: str) -> str:
         return "alert-result-not-delivered"
     by_type = {
         "AnalysisInvalidInput": "alert-invalid-input",
+        "AnalysisRefused": "alert-gemini-refused",
         "AllSegmentsFailed": "alert-all-segments-failed",
         "NotAdmittedForTooLong": "alert-fargate-not-admitted",
         "AirflowTaskTimeout": "alert-timeout",
