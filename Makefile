@@ -59,7 +59,7 @@ mwaa: dist
 # cores still shortens it. loadfile: one module, one worker, so that a module's expensive
 # fixtures (an `airflow standalone`, the Airflow virtualenvs, the image builds) start once.
 # The `timing` tests (wall-clock figures) run after the rest, by themselves.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: install tools
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not timing" --durations=25
 	$(BIN)/pytest -q -n 2 --dist loadfile -m timing --durations=5

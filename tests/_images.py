@@ -43,6 +43,17 @@ def start_build() -> Future[SuiteImages]:
         return _future
 
 
+def finish_build(timeout: float = 1800) -> None:
+    """Wait for a started build to end (its outcome is the image tests' business). A test
+    process that exits with its build thread still running would release the builder's
+    file lock while its buildah child goes on writing the shared storage."""
+    with _lock:
+        future = _future
+    if future is not None:
+        with contextlib.suppress(Exception):
+            future.exception(timeout=timeout)
+
+
 def _build(future: Future[SuiteImages]) -> None:
     started = time.monotonic()
     try:

@@ -15,8 +15,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Each pytest-xdist worker gets its own Airflow home (its SQLite metadata DB and logs): the
-# test modules below only `setdefault` it, and conftest is imported before any of them.
+# Each pytest-xdist worker gets its own Airflow home (its SQLite metadata DB and logs), set
+# before any test module imports Airflow (conftest is imported first).
 os.environ.setdefault(
     "AIRFLOW_HOME",
     str(REPO_ROOT / ".airflow" / f"pytest-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"),
@@ -60,6 +60,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         from _images import start_build
 
         start_build()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker that started the image build and ran out of tests waits for the build."""
+    if "_images" in sys.modules:
+        sys.modules["_images"].finish_build()
 
 
 @pytest.fixture(scope="session")
