@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -135,6 +137,18 @@ def airflow_env(
         env.setdefault("GEMINI_API_KEY", "fake-key-for-local-fake")
     env.update(extra or {})
     return env
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started with `start_new_session=True` (e.g. `airflow standalone`) and
+    everything it started: its own process group."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    # Children that outlived the parent (scheduler, task runners, containers).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def run_airflow(args: list[str], env: Mapping[str, str], *, timeout: float = 600.0):

@@ -14,7 +14,6 @@ records every callback, answering 500 to the first two of one analysis.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -146,18 +145,6 @@ class Stack:
         return self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body, self.token())
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    import os
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     import boto3
@@ -218,7 +205,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 _wait_for_api(stack, process)
                 yield stack
             finally:
-                _stop_group(process)
+                af.stop_group(process)
                 server.shutdown()
                 server.server_close()
 

@@ -12,10 +12,8 @@ Set REPORT_SCREENSHOTS_DIR to save a screenshot of the form (the README shows it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -54,17 +52,6 @@ class Airflow:
         """submission id -> state of its run."""
         runs = self.api(f"dags/{DAG}/dagRuns?limit=100")["dag_runs"]
         return {r["conf"].get("submission_id"): r["state"] for r in runs}
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """Stop standalone and everything it started (its own process group)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-    # Children that outlived the parent (scheduler, task runners, containers).
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +94,7 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:
             _wait_for_dag(server, process, root / "standalone.log")
             yield server
         finally:
-            _stop_group(process)
+            af.stop_group(process)
             log.close()
 
 
